@@ -1,0 +1,28 @@
+"""Project-wide paths and defaults. Everything here is a plain value: no side effects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parents[1]
+DATA_DIR = PROJECT_DIR / "data"
+MODELS_DIR = PROJECT_DIR / "model"
+REPORTS_DIR = PROJECT_DIR / "reports"
+
+SIMULATOR_DATA_DIR = PACKAGE_DIR / "simulator" / "data"
+DEFAULT_EVENTSIM_CONFIG = SIMULATOR_DATA_DIR / "accordion-config.json"
+
+DEFAULT_EVENTS = DATA_DIR / "mini_sparkify_event_data.json"
+DEFAULT_MODEL_DIR = MODELS_DIR / "classifier"
+
+# Label design (prediction-time): features from events before the cutoff T,
+# label = Cancellation Confirmation within (T, T + horizon].
+DEFAULT_HORIZON_DAYS = 30
+DEFAULT_CUTOFF_DAYS_BEFORE_END = 30
+CHURN_PAGE = "Cancellation Confirmation"
+USER_AUTHS = ("Logged In", "Cancelled")
+
+# Web app
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8001

@@ -1,0 +1,76 @@
+"""Shared fixtures: one SparkSession for the whole run, small simulated logs.
+
+Fixtures that need Spark import it lazily so tests of the simulator, the NumPy
+scorer and the web app run without a JVM.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+REAL_SAMPLE = TESTS_DIR / "data" / "mini_sparkify_first100.jsonl"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession tuned for small data, shared by every test."""
+    from sparkify.spark import get_spark
+
+    session = get_spark(
+        app_name="sparkify-tests",
+        master="local[2]",
+        shuffle_partitions=1,
+        extra_conf={
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.catalogImplementation": "in-memory",
+            "spark.sql.adaptive.enabled": "false",
+            "spark.default.parallelism": "2",
+            "spark.driver.memory": "2g",
+        },
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def real_sample() -> Path:
+    """The first 100 lines of the real mini log (real key order, literal quotes)."""
+    return REAL_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def small_log(tmp_path_factory) -> Path:
+    """A small simulated log: 200 users over the default 61-day window, fixed seed.
+
+    Beside it lies the simulator's ground-truth table (``<stem>_truth.parquet``).
+    """
+    from sparkify.simulator import simulate
+
+    out = tmp_path_factory.mktemp("sim") / "small_sparkify.json"
+    simulate(out=out, users=200, seed=7, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, spark, small_log) -> Path:
+    """A model directory trained on ``small_log`` (fast settings), shared by the
+    scorer, app and report tests."""
+    from sparkify.modeling.train import TrainConfig, train
+
+    model_dir = tmp_path_factory.mktemp("model") / "classifier"
+    train(spark, small_log, model_dir, TrainConfig.fast())
+    return model_dir
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return os.environ.get("CHROMIUM_PATH")
