@@ -1,30 +1,38 @@
 # Two commands on a fresh machine:
-#   make run    set up .venv, simulate the mini log if none is given, train, evaluate, serve
+#   make run    set up .venv, simulate the mini log if none is given, train, evaluate, score, serve
 #   make test   set up .venv and run the test suite
 PY := .venv/bin/python
 SPARKIFY := .venv/bin/sparkify
-EVENTS ?= data/mini_sparkify_event_data.json
+DEFAULT_EVENTS := data/mini_sparkify_event_data.json
+EVENTS ?= $(DEFAULT_EVENTS)
 MODEL ?= model/classifier
+HOST ?= 127.0.0.1
 PORT ?= 8001
+TRAIN_ARGS ?=
 
-.PHONY: setup run simulate train serve test bench clean
+.PHONY: setup run events train score serve test clean
 
 setup:
 	@bash scripts/setup.sh
 
-$(EVENTS):
-	@$(MAKE) --no-print-directory setup
-	$(SPARKIFY) simulate --preset mini --out $(EVENTS)
+# Simulate the mini log only when no log was given; a given log that is missing is an error.
+events: setup
+	@if [ -e "$(EVENTS)" ]; then echo "run: using the event log $(EVENTS)"; \
+	elif [ "$(EVENTS)" = "$(DEFAULT_EVENTS)" ]; then \
+	  echo "run: no event log given; simulating the mini preset into $(EVENTS)"; \
+	  $(SPARKIFY) simulate --preset mini --out "$(EVENTS)"; \
+	else echo "run: event log $(EVENTS) not found" >&2; exit 2; fi
 
-simulate: setup $(EVENTS)
+train: events
+	$(SPARKIFY) train "$(EVENTS)" --model "$(MODEL)" $(TRAIN_ARGS)
 
-train: setup $(EVENTS)
-	$(SPARKIFY) train $(EVENTS) --model $(MODEL)
+score: setup
+	$(SPARKIFY) score "$(EVENTS)" --model "$(MODEL)" --out "$(MODEL)/scores.csv"
 
 serve: setup
-	$(SPARKIFY) serve --model $(MODEL) --port $(PORT)
+	$(SPARKIFY) serve --model "$(MODEL)" --host "$(HOST)" --port "$(PORT)"
 
-run: simulate train serve
+run: train score serve
 
 test: setup
 	$(PY) -m pytest
