@@ -1,0 +1,395 @@
+"""Plotly charts shared by the web app and the HTML report.
+
+Every function takes small, already-aggregated data (pandas objects or plain
+dicts read from a model directory) and returns a ``plotly.graph_objects.Figure``.
+Nothing here reads files, starts Spark or renders HTML: callers decide where a
+figure goes (``fig.to_html(include_plotlyjs=False)`` in the app, a
+self-contained page in the report).
+
+Conventions: the label column is ``churn`` (1 = churned, 0 = stayed); churners
+are drawn in :data:`CHURN_COLOR`, stayers in :data:`STAY_COLOR`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+CHURN_COLOR = "#d6452f"
+STAY_COLOR = "#2f6fb0"
+NEUTRAL_COLOR = "#6c757d"
+GROUP_NAMES = {0: "stayed", 1: "churned"}
+GROUP_COLORS = {"stayed": STAY_COLOR, "churned": CHURN_COLOR}
+_TEMPLATE = "plotly_white"
+
+# Metric names shown first (and in this order) in model comparison tables.
+PREFERRED_METRICS = (
+    "f1", "auc_pr", "areaUnderPR", "pr_auc", "auc_roc", "areaUnderROC", "roc_auc",
+    "precision", "recall", "accuracy", "threshold", "train_seconds",
+)
+
+
+def _layout(fig: go.Figure, title: str | None, height: int | None = None) -> go.Figure:
+    fig.update_layout(
+        template=_TEMPLATE,
+        title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
+        margin={"l": 60, "r": 20, "t": 60 if title else 25, "b": 45},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+        font={"size": 12},
+    )
+    if height:
+        fig.update_layout(height=height)
+    return fig
+
+
+def empty_figure(message: str, title: str | None = None) -> go.Figure:
+    """A blank figure carrying ``message`` in its centre (for missing data)."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font={"size": 14, "color": NEUTRAL_COLOR})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, title, height=260)
+
+
+def group_label(values: pd.Series) -> pd.Series:
+    """Map a 0/1 (or bool) churn column to "stayed" / "churned" text labels."""
+    return values.astype("int64").map(GROUP_NAMES).fillna("unknown")
+
+
+def pretty_name(name: str) -> str:
+    """``songs_per_day`` -> ``Songs per day`` (axis and table labels)."""
+    text = str(name).replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+# --------------------------------------------------------------------------- churn rate
+
+def churn_rate(features: pd.DataFrame, label: str = "churn", by: str | None = None,
+               title: str | None = "Churn rate") -> go.Figure:
+    """Users who churned vs stayed, with the churn rate in the title.
+
+    In: one row per user with a 0/1 ``label`` column; optional ``by`` column
+    (e.g. ``split`` or ``level``) to show one bar pair per value.
+    Out: a bar chart of user counts per group (percentages on the bars).
+    """
+    if features is None or len(features) == 0 or label not in features:
+        return empty_figure("no labelled users", title)
+    frame = features[[label] + ([by] if by else [])].dropna(subset=[label]).copy()
+    frame["group"] = group_label(frame[label])
+    rate = float(frame[label].astype(float).mean())
+    full_title = f"{title}: {rate:.1%} of {len(frame):,} users" if title else None
+    fig = go.Figure()
+    if by:
+        counts = frame.groupby([by, "group"]).size().unstack("group", fill_value=0)
+        totals = counts.sum(axis=1)
+        for group in ("stayed", "churned"):
+            if group not in counts:
+                continue
+            share = counts[group] / totals
+            fig.add_bar(x=[str(i) for i in counts.index], y=counts[group], name=group,
+                        marker_color=GROUP_COLORS[group],
+                        text=[f"{s:.0%}" for s in share], textposition="auto")
+        fig.update_layout(barmode="stack", xaxis_title=pretty_name(by))
+    else:
+        counts = frame["group"].value_counts().reindex(["stayed", "churned"], fill_value=0)
+        fig.add_bar(x=list(counts.index), y=list(counts.values),
+                    marker_color=[GROUP_COLORS[g] for g in counts.index],
+                    text=[f"{c:,} ({c / max(1, counts.sum()):.1%})" for c in counts.values],
+                    textposition="auto", showlegend=False)
+    fig.update_yaxes(title_text="users")
+    return _layout(fig, full_title, height=320)
+
+
+# --------------------------------------------------------------------------- churners vs stayers
+
+def group_comparison(features: pd.DataFrame, columns: Sequence[str], label: str = "churn",
+                     kind: str = "box", units: Mapping[str, str] | None = None,
+                     cols: int = 3, title: str | None = "Churners vs stayers") -> go.Figure:
+    """Distributions of numeric ``columns`` for churners and stayers, one panel each.
+
+    In: one row per user with a 0/1 ``label`` column; the numeric columns to
+    show; ``kind`` one of ``box``, ``violin``, ``hist``; optional units per
+    column (axis titles). Out: a grid of panels.
+    """
+    if kind not in ("box", "violin", "hist"):
+        raise ValueError(f"kind must be box, violin or hist, not {kind!r}")
+    columns = [c for c in columns if c in features]
+    if features is None or len(features) == 0 or not columns or label not in features:
+        return empty_figure("no feature rows to compare", title)
+    units = units or {}
+    groups = group_label(features[label])
+    cols = max(1, min(cols, len(columns)))
+    rows = math.ceil(len(columns) / cols)
+    fig = make_subplots(
+        rows=rows, cols=cols,
+        subplot_titles=[pretty_name(c) + (f" ({units[c]})" if units.get(c) else "") for c in columns],
+        horizontal_spacing=0.08, vertical_spacing=0.16 if rows > 1 else 0.1,
+    )
+    for i, column in enumerate(columns):
+        r, c = divmod(i, cols)
+        values = pd.to_numeric(features[column], errors="coerce")
+        for group in ("stayed", "churned"):
+            v = values[groups == group].dropna()
+            common = dict(name=group, legendgroup=group, showlegend=(i == 0),
+                          marker_color=GROUP_COLORS[group])
+            if kind == "box":
+                trace = go.Box(y=v, boxpoints=False, **common)
+            elif kind == "violin":
+                trace = go.Violin(y=v, box_visible=True, meanline_visible=True, points=False,
+                                  line_color=GROUP_COLORS[group], **common)
+            else:
+                trace = go.Histogram(x=v, opacity=0.6, histnorm="probability", nbinsx=30, **common)
+            fig.add_trace(trace, row=r + 1, col=c + 1)
+    if kind == "hist":
+        fig.update_layout(barmode="overlay")
+    return _layout(fig, title, height=max(320, 290 * rows))
+
+
+def feature_histogram(features: pd.DataFrame, column: str, label: str = "churn",
+                      unit: str | None = None, bins: int = 40) -> go.Figure:
+    """One feature's distribution for churners and stayers (overlaid, normalised)."""
+    return group_comparison(features, [column], label=label, kind="hist",
+                            units={column: unit} if unit else None, cols=1,
+                            title=pretty_name(column))
+
+
+# --------------------------------------------------------------------------- activity over time
+
+def _pick(frame: pd.DataFrame, candidates: Iterable[str]) -> str | None:
+    lower = {c.lower(): c for c in frame.columns}
+    for name in candidates:
+        if name.lower() in lower:
+            return lower[name.lower()]
+    return None
+
+
+def activity_over_time(activity: pd.DataFrame, date: str | None = None, group: str | None = None,
+                       values: Sequence[str] | None = None,
+                       title: str | None = "Activity over time") -> go.Figure:
+    """Daily activity of churners and stayers, one panel per measure.
+
+    In: a long table with a date column (default: the first of ``date``,
+    ``day``, ``ts``), an optional group column (``group``/``churn``; 0/1 or text)
+    and numeric measures (default: every other numeric column, e.g.
+    ``active_users``, ``events``). Out: stacked line panels sharing the date axis.
+    """
+    if activity is None or len(activity) == 0:
+        return empty_figure("no activity data", title)
+    date = date or _pick(activity, ("date", "day", "ts", "event_date"))
+    if date is None:
+        return empty_figure("no date column in the activity data", title)
+    group = group or _pick(activity, ("group", "churn", "label", "cohort"))
+    if values is None:
+        values = [c for c in activity.columns if c not in (date, group)
+                  and pd.api.types.is_numeric_dtype(activity[c])]
+    if not values:
+        return empty_figure("no numeric measures in the activity data", title)
+    frame = activity.copy()
+    frame[date] = pd.to_datetime(frame[date], errors="coerce", utc=True)
+    frame = frame.dropna(subset=[date]).sort_values(date)
+    if group is not None:
+        if pd.api.types.is_numeric_dtype(frame[group]) or pd.api.types.is_bool_dtype(frame[group]):
+            frame["_group"] = group_label(frame[group])
+        else:
+            frame["_group"] = frame[group].astype(str)
+    else:
+        frame["_group"] = "all users"
+    fig = make_subplots(rows=len(values), cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=[pretty_name(v) for v in values])
+    for i, value in enumerate(values):
+        for name, part in frame.groupby("_group", sort=True):
+            fig.add_trace(go.Scatter(
+                x=part[date], y=part[value], mode="lines", name=str(name), legendgroup=str(name),
+                showlegend=(i == 0), line={"color": GROUP_COLORS.get(str(name), NEUTRAL_COLOR)},
+            ), row=i + 1, col=1)
+    return _layout(fig, title, height=max(320, 230 * len(values) + 60))
+
+
+# --------------------------------------------------------------------------- model comparison
+
+def metrics_frame(metrics: Mapping[str, Any] | None) -> pd.DataFrame:
+    """One row per model with its numeric figures, from a ``metrics.json`` dict.
+
+    Accepts ``{"models": {name: {metric: value}}}``, ``{"models": [{"model": name,
+    ...}]}`` or a flat ``{name: {metric: value}}``; nested dicts of a model (e.g.
+    ``{"test": {"f1": ..}}``) become ``test_f1`` columns. Non-numeric values are
+    dropped. Out: a DataFrame indexed by model name, preferred metrics first
+    (empty when nothing usable is found).
+    """
+    if not metrics:
+        return pd.DataFrame()
+    models: Any = metrics.get("models", metrics) if isinstance(metrics, Mapping) else metrics
+    rows: dict[str, dict[str, float]] = {}
+
+    def flatten(prefix: str, obj: Any, out: dict[str, float]) -> None:
+        if isinstance(obj, bool):
+            return
+        if isinstance(obj, (int, float)):
+            if math.isfinite(float(obj)):
+                out[prefix] = float(obj)
+        elif isinstance(obj, Mapping):
+            for k, v in obj.items():
+                flatten(f"{prefix}_{k}" if prefix else str(k), v, out)
+
+    if isinstance(models, Mapping):
+        items = [(str(k), v) for k, v in models.items() if isinstance(v, Mapping)]
+    elif isinstance(models, list):
+        items = []
+        for i, entry in enumerate(models):
+            if isinstance(entry, Mapping):
+                name = entry.get("model") or entry.get("name") or entry.get("model_type") or f"model {i + 1}"
+                items.append((str(name), {k: v for k, v in entry.items() if k not in ("model", "name")}))
+    else:
+        items = []
+    for name, entry in items:
+        out: dict[str, float] = {}
+        flatten("", entry, out)
+        if out:
+            rows[name] = out
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    if frame.empty:
+        return frame
+    preferred = [c for p in PREFERRED_METRICS for c in frame.columns if c == p or c.endswith("_" + p)]
+    ordered = list(dict.fromkeys(preferred + list(frame.columns)))
+    frame = frame[ordered]
+    frame.index.name = "model"
+    return frame
+
+
+def model_comparison(metrics: Mapping[str, Any] | pd.DataFrame | None,
+                     columns: Sequence[str] | None = None,
+                     title: str | None = "Model comparison") -> go.Figure:
+    """Grouped bars of the models' scores (metrics between 0 and 1 only).
+
+    In: a ``metrics.json`` dict or the output of :func:`metrics_frame`; optional
+    metric columns to show (default: up to four preferred ones). Out: a bar chart.
+    """
+    frame = metrics if isinstance(metrics, pd.DataFrame) else metrics_frame(metrics)
+    if frame.empty:
+        return empty_figure("no model metrics", title)
+    if columns is None:
+        unit = [c for c in frame.columns
+                if frame[c].between(0, 1).all() and "threshold" not in c and "seed" not in c]
+        columns = unit[:4]
+    if not columns:
+        return empty_figure("no 0-1 metrics to compare", title)
+    fig = go.Figure()
+    palette = ["#2f6fb0", "#d6452f", "#3a9d5d", "#8e6bb8", "#e0a030", "#5bc0de"]
+    for i, column in enumerate(columns):
+        fig.add_bar(x=[str(m) for m in frame.index], y=frame[column], name=pretty_name(column),
+                    marker_color=palette[i % len(palette)],
+                    text=[f"{v:.3f}" for v in frame[column]], textposition="outside")
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.1])
+    return _layout(fig, title, height=360)
+
+
+def metrics_table(metrics: Mapping[str, Any] | pd.DataFrame | None, digits: int = 3,
+                  title: str | None = None) -> go.Figure:
+    """The model comparison as a Plotly table (for the report; the app uses HTML)."""
+    frame = metrics if isinstance(metrics, pd.DataFrame) else metrics_frame(metrics)
+    if frame.empty:
+        return empty_figure("no model metrics", title)
+    fig = go.Figure(go.Table(
+        header={"values": ["model"] + [pretty_name(c) for c in frame.columns],
+                "fill_color": "#e9ecef", "align": "left"},
+        cells={"values": [list(frame.index)] + [[f"{v:.{digits}f}" if pd.notna(v) else ""
+                                                 for v in frame[c]] for c in frame.columns],
+               "align": "left"},
+    ))
+    return _layout(fig, title, height=80 + 30 * len(frame))
+
+
+# --------------------------------------------------------------------------- importances, reasons
+
+def feature_importances(importances: Mapping[str, float] | pd.Series, top: int = 15,
+                        signed: bool = False, title: str | None = "Feature importance",
+                        xaxis_title: str = "importance") -> go.Figure:
+    """Horizontal bars of the ``top`` largest importances (by absolute value).
+
+    In: feature -> importance (tree importances, |coefficients|, mean |SHAP|);
+    ``signed=True`` colours negative values (e.g. coefficients) differently.
+    Out: a bar chart, largest on top.
+    """
+    series = pd.Series(importances, dtype="float64").dropna()
+    if series.empty:
+        return empty_figure("no feature importances", title)
+    series = series.reindex(series.abs().sort_values(ascending=False).index)[:top][::-1]
+    colors = [CHURN_COLOR if (signed and v > 0) else (STAY_COLOR if signed else "#2f6fb0")
+              for v in series.values]
+    fig = go.Figure(go.Bar(x=series.values, y=[pretty_name(i) for i in series.index],
+                           orientation="h", marker_color=colors))
+    fig.update_xaxes(title_text=xaxis_title)
+    return _layout(fig, title, height=max(260, 26 * len(series) + 90))
+
+
+def contributions(reasons: Sequence[Mapping[str, Any]], title: str | None = "Why this score") -> go.Figure:
+    """Bars of one customer's per-feature contributions (positive = towards churn).
+
+    In: dicts with ``feature``, ``contribution`` and optionally ``value``.
+    """
+    if not reasons:
+        return empty_figure("no contributions", title)
+    rows = list(reasons)[::-1]
+    x = [float(r["contribution"]) for r in rows]
+    labels = [f"{pretty_name(r['feature'])} = {r.get('value')}" for r in rows]
+    fig = go.Figure(go.Bar(x=x, y=labels, orientation="h",
+                           marker_color=[CHURN_COLOR if v > 0 else STAY_COLOR for v in x]))
+    fig.update_xaxes(title_text="contribution to the score (+ raises churn risk)")
+    return _layout(fig, title, height=max(220, 30 * len(rows) + 90))
+
+
+# --------------------------------------------------------------------------- scores (report)
+
+def score_distribution(probabilities: Sequence[float], labels: Sequence[int] | None = None,
+                       threshold: float | None = None, bins: int = 30,
+                       title: str | None = "Predicted churn probability") -> go.Figure:
+    """Histogram of scores, split by true label when given, with the threshold line."""
+    p = pd.Series(probabilities, dtype="float64")
+    if p.empty:
+        return empty_figure("no scores", title)
+    fig = go.Figure()
+    if labels is not None:
+        groups = group_label(pd.Series(labels))
+        for group in ("stayed", "churned"):
+            fig.add_histogram(x=p[groups.values == group], name=group, opacity=0.65,
+                              marker_color=GROUP_COLORS[group], nbinsx=bins)
+        fig.update_layout(barmode="overlay")
+    else:
+        fig.add_histogram(x=p, marker_color=NEUTRAL_COLOR, nbinsx=bins, showlegend=False)
+    if threshold is not None:
+        fig.add_vline(x=float(threshold), line_dash="dash", line_color="black",
+                      annotation_text=f"threshold {threshold:.2f}")
+    fig.update_xaxes(title_text="score")
+    fig.update_yaxes(title_text="users")
+    return _layout(fig, title, height=320)
+
+
+def roc_curve(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+              title: str | None = "ROC curve") -> go.Figure:
+    """ROC curves, one per model: ``{name: (false_positive_rates, true_positive_rates)}``."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#adb5bd"},
+                    showlegend=False)
+    for name, (fpr, tpr) in curves.items():
+        fig.add_scatter(x=list(fpr), y=list(tpr), mode="lines", name=str(name))
+    fig.update_xaxes(title_text="false positive rate", range=[0, 1])
+    fig.update_yaxes(title_text="true positive rate", range=[0, 1.02])
+    return _layout(fig, title, height=380)
+
+
+def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str] = ("stayed", "churned"),
+                     title: str | None = "Confusion matrix") -> go.Figure:
+    """A 2x2 (or n x n) confusion matrix heatmap; rows are actual, columns predicted."""
+    z = [[int(v) for v in row] for row in matrix]
+    fig = go.Figure(go.Heatmap(z=z, x=[f"predicted {l}" for l in labels],
+                               y=[f"actual {l}" for l in labels], colorscale="Blues",
+                               text=z, texttemplate="%{text}", showscale=False))
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, height=320)

@@ -1,0 +1,100 @@
+"""The Flask + Bootstrap web app: dashboard, customer form, user look-up, at-risk list, JSON API.
+
+``create_app(model_dir)`` loads the saved model once with the NumPy scorer
+(no pyspark, no Java) and returns a WSGI app; ``sparkify serve`` and
+``app/run.py`` run it under waitress.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request
+from flask_bootstrap import Bootstrap5
+
+import numpy as np
+
+from sparkify.webapp.state import AppStartupError, ScoresStore, load_bundle
+from sparkify.webapp.validation import format_number
+
+__all__ = ["create_app", "AppStartupError"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "BOOTSTRAP_SERVE_LOCAL": True,  # Bootstrap 5 from the package's files, never a CDN
+    "BOOTSTRAP_BTN_SIZE": "md",
+    "MAX_CONTENT_LENGTH": 1024 * 1024,  # 1 MiB request bodies
+    "MAX_FORM_MEMORY_SIZE": 256 * 1024,
+    "MAX_FORM_PARTS": 200,
+    "MAX_BATCH": 1000,  # records per POST /api/predict
+    "AT_RISK_PAGE_SIZE": 50,
+    "SEND_FILE_MAX_AGE_DEFAULT": 3600,
+}
+
+# Content-Security-Policy: everything from this origin; inline scripts/styles for
+# Plotly's figure snippets. No third-party host can load anything.
+CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+       "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
+       "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+
+
+def create_app(model_dir: str | Path | None = None, scores_path: str | Path | None = None,
+               config: dict[str, Any] | None = None) -> Flask:
+    """Build the web app for a saved model directory.
+
+    In: ``model_dir`` (default ``model/classifier`` of the project);
+    ``scores_path``: a ``sparkify score`` output (default
+    ``<model_dir>/scores.csv`` when it exists; re-read whenever it changes);
+    ``config``: Flask config overrides. ``config["SPARKIFY_MODEL"]`` may hold an
+    already-loaded scorer object (used instead of loading ``model_dir``).
+    Out: the Flask app. Raises :class:`AppStartupError` (clear message) when
+    the model directory is missing or cannot be loaded.
+    """
+    from sparkify.config import DEFAULT_MODEL_DIR
+
+    model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
+    config = dict(config or {})
+    preloaded = config.pop("SPARKIFY_MODEL", None)
+    bundle = load_bundle(model_dir, model=preloaded)
+    if scores_path is None:
+        scores_path = model_dir / "scores.csv"
+    app = Flask(__name__)
+    app.config.update(DEFAULT_CONFIG)
+    app.config.update(config)
+    app.json.sort_keys = False  # keep results in a readable order
+    app.extensions["sparkify"] = bundle
+    app.extensions["sparkify_scores"] = ScoresStore(scores_path)
+    Bootstrap5(app)
+
+    from sparkify.webapp import api, errors, pages
+
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp, url_prefix="/api")
+    errors.register(app)
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        return response
+
+    @app.template_filter("fmt")
+    def fmt(value):
+        """Numbers compactly (no 1e+03 forms); booleans and text as they are."""
+        if isinstance(value, bool) or value is None:
+            return "–" if value is None else str(value)
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            return format_number(float(value))
+        return str(value)
+
+    @app.context_processor
+    def inject_globals():
+        return {"bundle": bundle, "nav": request.endpoint or ""}
+
+    log.info("sparkify app ready: %s (%s, threshold %.3f)", model_dir, bundle.model_type, bundle.threshold)
+    return app

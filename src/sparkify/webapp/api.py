@@ -1,0 +1,129 @@
+"""The JSON API: ``POST /api/predict``, ``GET /api/health``, ``GET /api/model``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from sparkify import __version__
+from sparkify.webapp import service
+from sparkify.webapp.state import ModelBundle, ScoresStore
+from sparkify.webapp.validation import validate_record
+
+bp = Blueprint("api", __name__)
+
+MAX_TOP = 50
+
+
+def _bundle() -> ModelBundle:
+    return current_app.extensions["sparkify"]
+
+
+def _bad_request(message: str, **extra: Any):
+    body = {"error": "Bad Request", "message": message}
+    body.update(extra)
+    return jsonify(body), 400
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = request.args.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+@bp.post("/predict")
+def predict():
+    """Score one customer (a JSON object) or several (a JSON list of objects).
+
+    Query: ``reasons=0`` skips the explanations; ``top=N`` (1..50, default 5)
+    reasons per customer. Out: one result object, or a list in input order.
+    Bad input: 400 with ``fields`` (the bad field names, with a message each).
+    """
+    bundle = _bundle()
+    raw = request.get_data(cache=False)  # bounded by MAX_CONTENT_LENGTH (413 beyond)
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError):
+        return _bad_request("The body must be JSON: one customer object or a list of customer objects.")
+    top_text = request.args.get("top", str(service.DEFAULT_TOP_REASONS))
+    if not top_text.isdigit() or not 1 <= int(top_text) <= MAX_TOP:
+        return _bad_request(f"top must be a whole number from 1 to {MAX_TOP}.", fields={"top": "invalid"})
+    top = int(top_text)
+    single = isinstance(payload, dict)
+    items = [payload] if single else payload
+    if not isinstance(items, list) or not items:
+        return _bad_request("The body must be one customer object or a non-empty list of customer objects.")
+    limit = current_app.config["MAX_BATCH"]
+    if len(items) > limit:
+        body = {"error": "Payload Too Large", "message": f"At most {limit} customers per request."}
+        return jsonify(body), 413
+    records, problems = [], []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            problems.append({"index": index, "fields": {"_": "must be an object of feature values"}})
+            continue
+        record, errors = validate_record(bundle.specs, item)
+        if errors:
+            problems.append({"index": index, "fields": errors})
+        records.append(record)
+    if problems:
+        if single:
+            fields = problems[0]["fields"]
+            return _bad_request("Invalid customer: " + ", ".join(sorted(fields)) + ".", fields=fields)
+        names = sorted({name for p in problems for name in p["fields"]})
+        return _bad_request(f"{len(problems)} of {len(items)} customers are invalid.",
+                            fields=names, records=problems)
+    results = service.predict(bundle, records, reasons=_flag("reasons", True), top=top)
+    for item, result in zip(items, results):
+        user_id = item.get("userId", item.get("id"))
+        if isinstance(user_id, (str, int)) and not isinstance(user_id, bool) and len(str(user_id)) <= 100:
+            result["userId"] = str(user_id)
+    return jsonify(results[0] if single else results)
+
+
+@bp.get("/health")
+def health():
+    """Liveness and what is loaded: model type, threshold, feature count, scores."""
+    bundle = _bundle()
+    scores: ScoresStore = current_app.extensions["sparkify_scores"]
+    frame = scores.frame()
+    return jsonify({
+        "status": "ok",
+        "version": __version__,
+        "model_type": bundle.model_type,
+        "threshold": bundle.threshold,
+        "features": len(bundle.specs),
+        "scores_loaded": frame is not None,
+        "scored_users": int(len(frame)) if frame is not None else 0,
+    })
+
+
+@bp.get("/model")
+def model_info():
+    """The model's metadata (model.json), metrics.json and data_quality.json."""
+    bundle = _bundle()
+    model = bundle.model
+    metadata = dict(getattr(model, "metadata", {}) or {})
+    metadata.pop("features", None)
+    return jsonify({
+        "model_type": bundle.model_type,
+        "score_kind": getattr(model, "score_kind", None),
+        "threshold": bundle.threshold,
+        "features": [
+            {k: v for k, v in {
+                "name": s.name, "kind": s.kind, "unit": s.unit or None, "description": s.description or None,
+                "min": s.train_min, "max": s.train_max, "median": s.default if s.numeric else None,
+                "accepted_min": s.lo, "accepted_max": s.hi,
+                "categories": list(s.categories) if not s.numeric else None,
+                "default": s.default if not s.numeric else None,
+            }.items() if v is not None}
+            for s in bundle.specs
+        ],
+        "metadata": metadata,
+        "metrics": bundle.metrics,
+        "data_quality": bundle.data_quality,
+        "feature_importance": {k: float(v) for k, v in bundle.importances.items()},
+    })

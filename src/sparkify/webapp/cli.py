@@ -1,0 +1,63 @@
+"""``sparkify serve``: the web app under waitress (a production WSGI server).
+
+``sparkify serve --model DIR [--scores FILE] [--host 127.0.0.1] [--port 8001] [--threads N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from sparkify.config import DEFAULT_HOST, DEFAULT_MODEL_DIR, DEFAULT_PORT
+
+
+def configure_serve(parser: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` options to ``parser``."""
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR,
+                        help=f"model directory written by 'sparkify train' (default: {DEFAULT_MODEL_DIR})")
+    parser.add_argument("--scores", type=Path, default=None,
+                        help="'sparkify score' output for user look-up and the at-risk list "
+                             "(default: <model>/scores.csv when present; re-read when it changes)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    parser.add_argument("--threads", type=int, default=8, help="waitress worker threads (default: 8)")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Load the model (exit 2 with a message if it cannot be), then serve until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under load
+    if not 1 <= args.port <= 65535:
+        print(f"sparkify serve: error: --port must be 1..65535, not {args.port}", file=sys.stderr)
+        return 2
+    if args.threads < 1:
+        print("sparkify serve: error: --threads must be at least 1", file=sys.stderr)
+        return 2
+    from sparkify.webapp import AppStartupError, create_app
+
+    try:
+        app = create_app(args.model, scores_path=args.scores)
+    except AppStartupError as exc:
+        print(f"sparkify serve: error: {exc}", file=sys.stderr)
+        return 2
+    from waitress import create_server
+
+    try:
+        server = create_server(app, host=args.host, port=args.port, threads=args.threads,
+                               clear_untrusted_proxy_headers=True, ident="sparkify")
+    except OSError as exc:
+        print(f"sparkify serve: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"Sparkify churn app: http://{host}:{server.effective_port}/  "
+          f"(model {args.model}, {args.threads} threads; Ctrl+C to stop)", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0

@@ -1,0 +1,90 @@
+"""Score validated customer records with the NumPy scorer; shape the answer for pages and API.
+
+In: the :class:`~sparkify.webapp.state.ModelBundle` and clean records (from
+:func:`sparkify.webapp.validation.validate_record`). Out: plain dicts (JSON
+ready): probability, score, decision, band, threshold, reasons and notes on
+unseen categories or values outside the training range.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sparkify.webapp.state import ModelBundle, _plain
+from sparkify.webapp.validation import OTHER_CATEGORY, is_unknown_category, out_of_training_range
+
+DEFAULT_TOP_REASONS = 5
+
+
+def _float(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def reason_dict(reason: Any) -> dict[str, Any]:
+    """A scorer ``Reason`` (feature, value, contribution, direction) as a plain dict."""
+    value = _plain(getattr(reason, "value", None))
+    if value == OTHER_CATEGORY:
+        value = "other"
+    return {
+        "feature": str(reason.feature),
+        "value": value,
+        "contribution": _float(reason.contribution),
+        "direction": str(getattr(reason, "direction", "")),
+    }
+
+
+def predict(bundle: ModelBundle, records: Sequence[dict], reasons: bool = True,
+            top: int = DEFAULT_TOP_REASONS) -> list[dict[str, Any]]:
+    """Score ``records`` (one scorer call for all) and explain each when ``reasons``.
+
+    Out: one dict per record, in order.
+    """
+    if not records:
+        return []
+    model = bundle.model
+    frame = model.predict(list(records))
+    columns = {c: frame[c].to_numpy() for c in frame.columns}
+    specs = bundle.specs
+    threshold = bundle.threshold
+    out = []
+    for i, record in enumerate(records):
+        probability = _float(columns["probability"][i]) if "probability" in columns else None
+        score = _float(columns["score"][i]) if "score" in columns else probability
+        decision = columns["decision"][i] if "decision" in columns else None
+        item: dict[str, Any] = {
+            "probability": probability,
+            "score": score,
+            "decision": bool(decision) if decision is not None else None,
+            "label": ("churn" if decision else "stay") if decision is not None else None,
+            "band": _plain(columns["band"][i]) if "band" in columns else None,
+            "threshold": threshold,
+        }
+        if reasons:
+            item["reasons"] = [reason_dict(r) for r in model.explain(record, top=top)]
+        unknown = [s.name for s in specs if not s.numeric and is_unknown_category(s, record.get(s.name))]
+        outside = [s.name for s in specs if out_of_training_range(s, record.get(s.name))]
+        if unknown:
+            item["unknown_categories"] = unknown
+        if outside:
+            item["outside_training_range"] = outside
+        out.append(item)
+    return out
+
+
+def display_value(value: Any) -> Any:
+    """How an entered value is shown back (the "other" select entry as text)."""
+    if value == OTHER_CATEGORY:
+        return "other (not seen in training)"
+    if isinstance(value, (float, np.floating)):
+        from sparkify.webapp.validation import format_number
+
+        return format_number(float(value))
+    return value

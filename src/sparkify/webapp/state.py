@@ -1,0 +1,325 @@
+"""What the app loads once at start-up, and the scores it re-reads when they change.
+
+:func:`load_bundle` reads a model directory (docs/model-directory.md) into a
+:class:`ModelBundle`: the NumPy scorer, the form's field specs, metrics, data
+quality, the small training tables and the dashboard's pre-rendered charts.
+:class:`ScoresStore` serves the latest ``sparkify score`` output for user
+look-up and the ranked at-risk list, re-reading the file when its mtime changes.
+
+Nothing here imports pyspark.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sparkify.webapp.validation import FieldSpec, field_specs
+
+log = logging.getLogger(__name__)
+
+IMPORTANCE_SAMPLE = 200  # training users explained to estimate global importances
+MAIN_FEATURES = 6  # panels in the churners-vs-stayers chart
+
+
+class AppStartupError(RuntimeError):
+    """The app cannot start (missing or unreadable model directory); the message says why."""
+
+
+@dataclass
+class ModelBundle:
+    """Everything the pages and the API need, loaded once."""
+
+    model_dir: Path
+    model: Any
+    specs: list[FieldSpec]
+    metrics: dict = field(default_factory=dict)
+    data_quality: dict = field(default_factory=dict)
+    features: pd.DataFrame | None = None
+    activity: pd.DataFrame | None = None
+    importances: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
+    importance_kind: str = ""
+    charts: dict[str, str] = field(default_factory=dict)
+    metrics_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def spec_by_name(self) -> dict[str, FieldSpec]:
+        return {s.name: s for s in self.specs}
+
+    @property
+    def threshold(self) -> float:
+        return float(self.model.threshold)
+
+    @property
+    def model_type(self) -> str:
+        return str(getattr(self.model, "model_type", "model"))
+
+    def churn_rate(self) -> float | None:
+        if self.features is None or "churn" not in self.features or len(self.features) == 0:
+            return None
+        return float(pd.to_numeric(self.features["churn"], errors="coerce").mean())
+
+
+def _read_json(path: Path, warnings: list[str]) -> dict:
+    if not path.exists():
+        warnings.append(f"{path.name} not found")
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        warnings.append(f"{path.name} unreadable: {exc}")
+        return {}
+    return data if isinstance(data, dict) else {"value": data}
+
+
+def _read_parquet(path: Path, warnings: list[str]) -> pd.DataFrame | None:
+    if not path.exists():
+        warnings.append(f"{path.name} not found")
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        warnings.append(f"{path.name} unreadable: {exc}")
+        return None
+
+
+def load_model_object(model_dir: Path):
+    """Load the NumPy scorer for ``model_dir``; AppStartupError with a clear reason if impossible."""
+    model_dir = Path(model_dir)
+    hint = f"Train one first:  sparkify train data/mini_sparkify_event_data.json --model {model_dir}"
+    if not model_dir.exists():
+        raise AppStartupError(f"no model directory at {model_dir}. {hint}")
+    if not model_dir.is_dir():
+        raise AppStartupError(f"{model_dir} is not a directory. {hint}")
+    if not (model_dir / "model.json").exists():
+        raise AppStartupError(f"{model_dir} is not a model directory (no model.json). {hint}")
+    from sparkify.scorer import ModelLoadError, load_model
+
+    try:
+        return load_model(model_dir)
+    except ModelLoadError as exc:
+        raise AppStartupError(f"cannot load the model in {model_dir}: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AppStartupError(
+            f"cannot load the model in {model_dir} (corrupt or incomplete): {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def training_records(features: pd.DataFrame | None, specs: Sequence[FieldSpec], n: int,
+                     seed: int = 0) -> list[dict]:
+    """Up to ``n`` complete customer records drawn from the training feature rows."""
+    if features is None or len(features) == 0:
+        return []
+    names = [s.name for s in specs]
+    if any(name not in features for name in names):
+        return []
+    frame = features[names].dropna()
+    if len(frame) > n:
+        frame = frame.sample(n=n, random_state=seed)
+    records = []
+    for row in frame.to_dict("records"):
+        records.append({s.name: (float(row[s.name]) if s.numeric else str(row[s.name])) for s in specs})
+    return records
+
+
+def global_importances(model: Any, records: Sequence[dict], n_features: int) -> pd.Series:
+    """Mean absolute per-feature contribution (``model.explain``) over ``records``.
+
+    Out: a Series feature -> mean |contribution|, largest first (empty when
+    there are no records).
+    """
+    totals: dict[str, float] = {}
+    for record in records:
+        for reason in model.explain(record, top=n_features):
+            c = float(reason.contribution)
+            if math.isfinite(c):
+                totals[reason.feature] = totals.get(reason.feature, 0.0) + abs(c)
+    if not records:
+        return pd.Series(dtype="float64")
+    series = pd.Series(totals, dtype="float64") / len(records)
+    return series.sort_values(ascending=False)
+
+
+def _chart_html(fig) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False,
+                       config={"displaylogo": False, "responsive": True})
+
+
+def build_charts(bundle: ModelBundle) -> dict[str, str]:
+    """Render the dashboard's figures to HTML fragments (plotly.js loaded by the page)."""
+    from sparkify import plots
+
+    specs = bundle.specs
+    numeric = [s.name for s in specs if s.numeric]
+    ranked = [name for name in bundle.importances.index if name in numeric]
+    main = (ranked + [n for n in numeric if n not in ranked])[:MAIN_FEATURES]
+    units = {s.name: s.unit for s in specs if s.unit}
+    charts = {
+        "churn_rate": plots.churn_rate(bundle.features if bundle.features is not None else pd.DataFrame()),
+        "comparison": plots.group_comparison(
+            bundle.features if bundle.features is not None else pd.DataFrame(), main, units=units),
+        "activity": plots.activity_over_time(bundle.activity),
+        "models": plots.model_comparison(bundle.metrics_table),
+        "importances": plots.feature_importances(
+            bundle.importances, title="Feature importance",
+            xaxis_title=bundle.importance_kind or "importance"),
+    }
+    return {name: _chart_html(fig) for name, fig in charts.items()}
+
+
+def load_bundle(model_dir: str | Path, model: Any | None = None, charts: bool = True) -> ModelBundle:
+    """Read a model directory into a :class:`ModelBundle`.
+
+    In: the directory; optionally an already-loaded scorer object (``model``).
+    Out: the bundle. Raises :class:`AppStartupError` when the model itself
+    cannot be loaded; missing side files (metrics, charts' data) only add a
+    warning and leave the matching dashboard panel empty.
+    """
+    model_dir = Path(model_dir)
+    if model is None:
+        model = load_model_object(model_dir)
+    try:
+        specs = field_specs(model.features)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AppStartupError(f"the feature list in {model_dir / 'model.json'} is malformed: {exc}") from None
+    if not specs:
+        raise AppStartupError(f"the model in {model_dir} lists no features")
+    warnings: list[str] = []
+    bundle = ModelBundle(
+        model_dir=model_dir, model=model, specs=specs,
+        metrics=_read_json(model_dir / "metrics.json", warnings),
+        data_quality=_read_json(model_dir / "data_quality.json", warnings),
+        features=_read_parquet(model_dir / "features.parquet", warnings),
+        activity=_read_parquet(model_dir / "activity.parquet", warnings),
+        warnings=warnings,
+    )
+    from sparkify import plots
+
+    bundle.metrics_table = plots.metrics_frame(bundle.metrics)
+    try:
+        sample = training_records(bundle.features, specs, IMPORTANCE_SAMPLE)
+        bundle.importances = global_importances(model, sample, len(specs))
+        bundle.importance_kind = f"mean |contribution| over {len(sample)} training users"
+    except Exception as exc:  # an explanation failure must not stop the app
+        log.warning("feature importances unavailable: %s", exc)
+        warnings.append(f"feature importances unavailable: {exc}")
+    if charts:
+        bundle.charts = build_charts(bundle)
+    for message in warnings:
+        log.warning("model directory %s: %s", model_dir, message)
+    return bundle
+
+
+# --------------------------------------------------------------------------- scores
+
+class ScoresStore:
+    """The latest ``sparkify score`` output (CSV or Parquet), re-read when it changes.
+
+    Columns used: ``userId`` (required), ``probability``, ``decision``, ``rank``
+    (when present; otherwise ranks are computed from the probability), and any
+    others (shown and exported as they are).
+    """
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path else None
+        self._lock = threading.Lock()
+        self._mtime: float | None = None
+        self._frame: pd.DataFrame | None = None
+        self._index: dict[str, int] = {}
+        self.error: str | None = None
+
+    def _read(self, path: Path) -> pd.DataFrame:
+        if path.suffix == ".parquet" or path.is_dir():
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, dtype={"userId": str})
+        if "userId" not in frame:
+            raise ValueError("no userId column")
+        frame["userId"] = frame["userId"].astype(str)
+        if "probability" in frame:
+            frame["probability"] = pd.to_numeric(frame["probability"], errors="coerce")
+        if "decision" in frame:
+            frame["decision"] = frame["decision"].map(_as_bool)
+        if "rank" not in frame and "probability" in frame:
+            frame["rank"] = frame["probability"].rank(ascending=False, method="first").astype("int64")
+        if "rank" in frame:
+            frame = frame.sort_values("rank", kind="stable")
+        return frame.reset_index(drop=True)
+
+    def frame(self) -> pd.DataFrame | None:
+        """The current scores (None when there is no readable file)."""
+        if self.path is None:
+            return None
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            with self._lock:
+                self._frame, self._mtime, self._index = None, None, {}
+                self.error = f"no scores file at {self.path}"
+            return None
+        with self._lock:
+            if mtime != self._mtime:
+                try:
+                    frame = self._read(self.path)
+                    self._frame, self.error = frame, None
+                    self._index = {uid: i for i, uid in enumerate(frame["userId"])}
+                except Exception as exc:  # a bad file must not break the pages
+                    log.warning("cannot read scores %s: %s", self.path, exc)
+                    self._frame, self._index = None, {}
+                    self.error = f"cannot read {self.path.name}: {exc}"
+                self._mtime = mtime
+            return self._frame
+
+    def lookup(self, user_id: str) -> dict | None:
+        """The scores row of ``user_id`` as a dict, or None."""
+        frame = self.frame()
+        if frame is None:
+            return None
+        with self._lock:
+            i = self._index.get(str(user_id))
+        if i is None:
+            return None
+        return {k: _plain(v) for k, v in frame.iloc[i].to_dict().items()}
+
+    def at_risk(self, flagged_only: bool = True) -> pd.DataFrame | None:
+        """Users in rank order; only those the model flags (decision true) by default."""
+        frame = self.frame()
+        if frame is None:
+            return None
+        if flagged_only and "decision" in frame:
+            frame = frame[frame["decision"].fillna(False).astype(bool)]
+        return frame
+
+
+def _as_bool(value: Any) -> bool | None:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return None if (isinstance(value, float) and math.isnan(value)) else bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "churn", "1.0"):
+        return True
+    if text in ("false", "0", "no", "stay", "0.0"):
+        return False
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """numpy/pandas scalars -> plain Python (JSON-ready); NaN -> None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is pd.NaT:
+        return None
+    return value
