@@ -1,0 +1,410 @@
+"""Load and clean a Sparkify event log: explicit schema, quarantine, one parse pass.
+
+In:  a raw event log (JSON Lines: a ``.json``/``.json.gz`` file, a directory of part
+     files, or a glob) or the Parquet directory written by :func:`ingest`.
+Out: :class:`LoadedEvents` = the cleaned USER rows (auth ``Logged In`` or ``Cancelled``,
+     exact duplicates removed, ``time`` as a UTC timestamp) and a :class:`DataQuality`
+     summary.
+
+Design (why the load costs about one JSON parse):
+
+* the log is parsed once with :data:`EVENT_SCHEMA` (never inferred) in ``PERMISSIVE`` mode;
+  unparseable lines (bad JSON, wrong types such as a string ``ts``) land in
+  ``_corrupt_record`` with their text;
+* every row is classified in the same pass as ``user``, ``hidden`` (Logged Out / Guest,
+  whatever their userId placeholder) or ``bad`` (malformed, or a user row missing ts,
+  userId, sessionId or page); hidden and bad rows keep only what the summary needs, so
+  they collapse to a handful of groups;
+* rows are hash-partitioned by ``userId`` and grouped on every column with a count: this
+  removes exact duplicates (and counts them) without a second shuffle, and the result is
+  persisted. The quality summary, the quarantine file and every later feature
+  aggregation (grouped by user, so no further event shuffle) read that cache, never the
+  JSON again. Call :meth:`LoadedEvents.unpersist` when done.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from sparkify.config import CHURN_PAGE, USER_AUTHS
+
+CORRUPT_COLUMN = "_corrupt_record"
+CANCEL_PAGE = "Cancel"
+CANCELLED_AUTH = "Cancelled"
+
+#: The raw event fields in the real log's key order, with their types.
+RAW_FIELDS: list[StructField] = [
+    StructField("ts", LongType()),
+    StructField("userId", StringType()),
+    StructField("sessionId", LongType()),
+    StructField("page", StringType()),
+    StructField("auth", StringType()),
+    StructField("method", StringType()),
+    StructField("status", IntegerType()),
+    StructField("level", StringType()),
+    StructField("itemInSession", IntegerType()),
+    StructField("location", StringType()),
+    StructField("userAgent", StringType()),
+    StructField("lastName", StringType()),
+    StructField("firstName", StringType()),
+    StructField("registration", LongType()),
+    StructField("gender", StringType()),
+    StructField("artist", StringType()),
+    StructField("song", StringType()),
+    StructField("length", DoubleType()),
+]
+RAW_COLUMNS: list[str] = [f.name for f in RAW_FIELDS]
+
+#: Explicit read schema: the raw fields plus the PERMISSIVE corrupt-record column.
+EVENT_SCHEMA = StructType([*RAW_FIELDS, StructField(CORRUPT_COLUMN, StringType())])
+
+#: Columns of ``LoadedEvents.events``: the raw fields plus ``time`` (UTC timestamp of ts).
+EVENT_COLUMNS: list[str] = [*RAW_COLUMNS, "time"]
+
+QUALITY_FILE = "_data_quality.json"       # inside an ingest directory (ignored by Parquet readers)
+QUARANTINE_DIR = "_quarantine"            # idem
+_REQUIRED_USER_FIELDS = ("ts", "userId", "sessionId", "page")
+
+
+# --------------------------------------------------------------------------- quality
+@dataclass
+class DataQuality:
+    """What the loader saw. Counts are rows (lines) unless named otherwise.
+
+    rows_read = quarantined + hidden_rows + duplicates + user_rows.
+    """
+
+    rows_read: int = 0
+    quarantined: int = 0          # malformed lines (bad JSON, wrong types, missing keys)
+    hidden_rows: int = 0          # auth Logged Out / Guest (userId "" or a placeholder)
+    duplicates: int = 0           # exact duplicate user events removed
+    user_rows: int = 0            # cleaned user events kept
+    users: int = 0
+    churners: int = 0             # users with a Cancellation Confirmation
+    first_ts: datetime | None = None   # first / last user event (UTC)
+    last_ts: datetime | None = None
+    source: str | None = None
+    quarantine_path: str | None = None
+    quarantine_sample: list[str] = field(default_factory=list)  # up to 5 malformed lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (times as ISO-8601 UTC strings)."""
+        out = asdict(self)
+        for key in ("first_ts", "last_ts"):
+            value = out[key]
+            out[key] = value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+        out["churn_rate"] = round(self.churners / self.users, 4) if self.users else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DataQuality":
+        kwargs = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for key in ("first_ts", "last_ts"):
+            if kwargs.get(key):
+                kwargs[key] = datetime.strptime(kwargs[key], "%Y-%m-%dT%H:%M:%SZ").replace(
+                    tzinfo=timezone.utc)
+        return cls(**kwargs)
+
+    def summary(self) -> str:
+        """A few human-readable lines for the console."""
+        span = ""
+        if self.first_ts and self.last_ts:
+            span = f"{self.first_ts:%Y-%m-%d %H:%M:%S} -> {self.last_ts:%Y-%m-%d %H:%M:%S} UTC"
+        rate = f" ({100 * self.churners / self.users:.1f} %)" if self.users else ""
+        lines = [
+            f"rows read     {self.rows_read:>12,}",
+            f"user rows     {self.user_rows:>12,}",
+            f"hidden rows   {self.hidden_rows:>12,}  (Logged Out / Guest)",
+            f"duplicates    {self.duplicates:>12,}  (removed)",
+            f"quarantined   {self.quarantined:>12,}" + (
+                f"  -> {self.quarantine_path}" if self.quarantine_path and self.quarantined else ""),
+            f"users         {self.users:>12,}",
+            f"churners      {self.churners:>12,}{rate}",
+            f"date range    {span}",
+        ]
+        return "\n".join(lines)
+
+
+@dataclass
+class LoadedEvents:
+    """The cleaned user events and the quality summary of one load.
+
+    ``events`` reads a persisted DataFrame when the source was raw JSON; call
+    :meth:`unpersist` (or use ``with load_events(...) as loaded:``) to free it.
+    """
+
+    events: DataFrame
+    quality: DataQuality
+    _cache: DataFrame | None = None
+
+    def unpersist(self) -> None:
+        if self._cache is not None:
+            self._cache.unpersist()
+            self._cache = None
+
+    def write_quarantine(self, path: str | Path) -> int:
+        """Write the malformed lines (JSON Lines: ``reason``, ``line``) to directory ``path``.
+
+        Returns the number of lines written (0 writes nothing).
+        """
+        if self._cache is None or not self.quality.quarantined:
+            return 0
+        bad = (self._cache.filter(F.col("_kind") == "bad")
+               .select("_reason", "_line", F.explode(F.sequence(F.lit(1), F.col("_n"))).alias("_i"))
+               .select(F.col("_reason").alias("reason"), F.col("_line").alias("line")))
+        bad.coalesce(1).write.mode("overwrite").json(str(path))
+        self.quality.quarantine_path = str(path)
+        return self.quality.quarantined
+
+    def __enter__(self) -> "LoadedEvents":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unpersist()
+
+
+# --------------------------------------------------------------------------- file system
+def _hadoop_path(spark: SparkSession, path: str):
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs, hpath
+
+
+def _glob(spark: SparkSession, path: str) -> list:
+    """FileStatus objects matching ``path`` (a file, directory or glob), on any Hadoop FS."""
+    fs, hpath = _hadoop_path(spark, path)
+    found = fs.globStatus(hpath)
+    return list(found) if found is not None else []
+
+
+def _is_parquet(spark: SparkSession, path: str) -> bool:
+    """True when ``path`` is Parquet: a *.parquet file, or a directory holding Parquet parts."""
+    if path.rstrip("/").endswith(".parquet"):
+        return True
+    for status in _glob(spark, path):
+        if status.isDirectory():
+            fs, _ = _hadoop_path(spark, path)
+            names = [s.getPath().getName() for s in fs.listStatus(status.getPath())]
+            if QUALITY_FILE in names or any(n.endswith(".parquet") for n in names):
+                return True
+    return False
+
+
+def write_text(spark: SparkSession, path: str | Path, text: str) -> None:
+    """Write a small text file on any Hadoop-compatible file system (local, HDFS, S3...)."""
+    fs, hpath = _hadoop_path(spark, str(path))
+    stream = fs.create(hpath, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def read_text(spark: SparkSession, path: str | Path) -> str | None:
+    """Read a small text file on any Hadoop FS; None if it does not exist."""
+    fs, hpath = _hadoop_path(spark, str(path))
+    if not fs.exists(hpath):
+        return None
+    jvm = spark.sparkContext._jvm
+    stream = fs.open(hpath)
+    try:
+        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+        lines = []
+        line = reader.readLine()
+        while line is not None:
+            lines.append(line)
+            line = reader.readLine()
+        return "\n".join(lines)
+    finally:
+        stream.close()
+
+
+# --------------------------------------------------------------------------- loading
+def read_raw(spark: SparkSession, path: str | Path) -> DataFrame:
+    """The raw log parsed with :data:`EVENT_SCHEMA` (PERMISSIVE; bad lines in ``_corrupt_record``)."""
+    return (spark.read.schema(EVENT_SCHEMA)
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
+            .json(str(path)))
+
+
+def _stage(raw: DataFrame) -> DataFrame:
+    """Classify each parsed row as user / hidden / bad and keep only what each kind needs.
+
+    Out columns: RAW_COLUMNS, ``_kind``, ``_reason``, ``_line``. Hidden rows are reduced to
+    their kind (all else null); bad rows to their reason and line text.
+    """
+    c = F.col
+    corrupt = c(CORRUPT_COLUMN).isNotNull()
+    is_user = c("auth").isin(*USER_AUTHS)
+    missing = c("ts").isNull() | c("auth").isNull() | (is_user & (
+        c("userId").isNull() | (c("userId") == "") | c("sessionId").isNull() | c("page").isNull()))
+    kind = (F.when(corrupt, F.lit("bad"))
+            .when(missing, F.lit("bad"))
+            .when(is_user, F.lit("user"))
+            .otherwise(F.lit("hidden")))
+    staged = raw.withColumn("_kind", kind)
+    keep_raw = c("_kind") == "user"
+    reason = (F.when(corrupt, F.lit("malformed JSON or wrong field type"))
+              .otherwise(F.lit("missing required field (ts, auth, userId, sessionId or page)")))
+    line = F.coalesce(c(CORRUPT_COLUMN), F.to_json(F.struct(*[c(n) for n in RAW_COLUMNS])))
+    return staged.select(
+        *[F.when(keep_raw, c(f.name)).alias(f.name) for f in RAW_FIELDS],
+        c("_kind"),
+        F.when(c("_kind") == "bad", reason).alias("_reason"),
+        F.when(c("_kind") == "bad", line).alias("_line"),
+    )
+
+
+def _quality_from_cache(cache: DataFrame, source: str) -> DataQuality:
+    """One small job over the cache: per-user partial counts, then a global sum."""
+    c = F.col
+    user = c("_kind") == "user"
+    churn_row = user & ((c("page") == CHURN_PAGE) | (c("auth") == CANCELLED_AUTH))
+    per_user = cache.groupBy("userId").agg(
+        F.sum("_n").alias("rows"),
+        F.sum(F.when(c("_kind") == "bad", c("_n")).otherwise(0)).alias("bad"),
+        F.sum(F.when(c("_kind") == "hidden", c("_n")).otherwise(0)).alias("hidden"),
+        F.sum(F.when(user, 1).otherwise(0)).alias("user_rows"),
+        F.sum(F.when(user, c("_n") - 1).otherwise(0)).alias("dups"),
+        F.max(F.when(user, 1).otherwise(0)).alias("is_user"),
+        F.max(F.when(churn_row, 1).otherwise(0)).alias("churned"),
+        F.min(F.when(user, c("ts"))).alias("first"),
+        F.max(F.when(user, c("ts"))).alias("last"),
+    )
+    row = per_user.agg(
+        F.sum("rows"), F.sum("bad"), F.sum("hidden"), F.sum("user_rows"), F.sum("dups"),
+        F.sum("is_user"), F.sum("churned"), F.min("first"), F.max("last"),
+    ).first()
+    vals = [int(v or 0) for v in row[:7]]
+
+    def as_dt(ms):
+        return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms is not None else None
+
+    return DataQuality(
+        rows_read=vals[0], quarantined=vals[1], hidden_rows=vals[2], user_rows=vals[3],
+        duplicates=vals[4], users=vals[5], churners=vals[6],
+        first_ts=as_dt(row[7]), last_ts=as_dt(row[8]), source=source,
+    )
+
+
+def with_time(df: DataFrame) -> DataFrame:
+    """Add ``time`` = ts (epoch ms) as a timestamp; Spark shows it in the session time zone
+    (UTC under :func:`sparkify.spark.get_spark`), the instant is exact either way."""
+    return df.withColumn("time", F.timestamp_millis(F.col("ts")))
+
+
+def _load_ingested(spark: SparkSession, path: str) -> LoadedEvents:
+    """Read a Parquet directory written by :func:`ingest` (already clean)."""
+    df = spark.read.parquet(path)
+    missing = [n for n in RAW_COLUMNS if n not in df.columns]
+    if missing:
+        raise ValueError(f"{path} is Parquet but not a Sparkify event table (missing columns: "
+                         f"{', '.join(missing)}); write it with `sparkify ingest`")
+    events = df.select(*RAW_COLUMNS)
+    events = with_time(events)
+    text = read_text(spark, f"{path.rstrip('/')}/{QUALITY_FILE}")
+    if text:
+        quality = DataQuality.from_dict(json.loads(text))
+    else:  # plain Parquet of events: summarise it (cheap columnar scan)
+        c = F.col
+        row = events.agg(
+            F.count("*"), F.countDistinct("userId"),
+            F.countDistinct(F.when((c("page") == CHURN_PAGE) | (c("auth") == CANCELLED_AUTH),
+                                   c("userId"))),
+            F.min("ts"), F.max("ts")).first()
+        as_dt = lambda ms: datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms else None  # noqa: E731
+        quality = DataQuality(rows_read=row[0], user_rows=row[0], users=row[1], churners=row[2],
+                              first_ts=as_dt(row[3]), last_ts=as_dt(row[4]), source=path)
+    return LoadedEvents(events=events, quality=quality)
+
+
+def load_events(
+    spark: SparkSession,
+    path: str | Path,
+    quarantine_path: str | Path | None = None,
+    *,
+    storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
+) -> LoadedEvents:
+    """Load, validate and clean an event log.
+
+    In:  ``path`` = a JSON Lines file (``.json``/``.json.gz``), a directory of part files, a
+         glob, or a Parquet directory written by :func:`ingest`; ``quarantine_path`` = where
+         to write malformed lines (a directory of JSON Lines with ``reason`` and ``line``),
+         or None to only count them (a sample of 5 stays in ``quality.quarantine_sample``).
+    Out: :class:`LoadedEvents` with ``events`` = user rows (auth Logged In / Cancelled),
+         exact duplicates removed, columns :data:`EVENT_COLUMNS`, hash-partitioned by
+         userId; and ``quality`` (:class:`DataQuality`).
+    Raises FileNotFoundError when nothing matches ``path``, ValueError when no valid user
+    event is found (after writing the quarantine).
+    """
+    source = str(path)
+    if not _glob(spark, source):
+        raise FileNotFoundError(f"no event log at {source}")
+    if _is_parquet(spark, source):
+        return _load_ingested(spark, source)
+
+    staged = _stage(read_raw(spark, source))
+    group_cols = [*RAW_COLUMNS, "_kind", "_reason", "_line"]
+    # One shuffle: partition by user, then count identical rows within each partition.
+    cache = (staged.repartition(F.col("userId"))
+             .groupBy(*group_cols).agg(F.count(F.lit(1)).alias("_n"))
+             .persist(storage_level))
+    try:
+        quality = _quality_from_cache(cache, source)   # the single parse pass happens here
+        if quality.quarantined:
+            quality.quarantine_sample = [
+                r[0] for r in cache.filter(F.col("_kind") == "bad").select("_line").limit(5).collect()]
+        events = with_time(cache.filter(F.col("_kind") == "user").select(*RAW_COLUMNS))
+        loaded = LoadedEvents(events=events, quality=quality, _cache=cache)
+        if quarantine_path is not None:
+            loaded.write_quarantine(quarantine_path)
+    except BaseException:
+        cache.unpersist()
+        raise
+    if quality.user_rows == 0:
+        loaded.unpersist()
+        where = f"; malformed lines are in {quality.quarantine_path}" if quality.quarantine_path else ""
+        raise ValueError(
+            f"no valid user events in {source} ({quality.rows_read:,} lines read, "
+            f"{quality.quarantined:,} malformed, {quality.hidden_rows:,} logged-out/guest){where}. "
+            "Expected Sparkify JSON Lines (one event object per line).")
+    return loaded
+
+
+def ingest(spark: SparkSession, path: str | Path, out_dir: str | Path) -> DataQuality:
+    """Clean a raw log once and store it as Parquet for repeated work.
+
+    In:  ``path`` as for :func:`load_events`; ``out_dir`` a directory (replaced if present).
+    Out: the :class:`DataQuality`. ``out_dir`` then holds the Parquet parts of the cleaned
+         user events (columns :data:`EVENT_COLUMNS`, rows of one user in one file),
+         ``_data_quality.json`` and, if any line was malformed, ``_quarantine/``. Names
+         starting with ``_`` are ignored by Parquet readers, so ``out_dir`` can be passed to
+         :func:`load_events`, ``sparkify train`` or ``spark.read.parquet`` directly.
+    """
+    out = str(out_dir).rstrip("/")
+    if str(path).rstrip("/") == out:
+        raise ValueError("ingest: --out must differ from the input path")
+    with load_events(spark, path) as loaded:
+        loaded.events.write.mode("overwrite").parquet(out)
+        loaded.write_quarantine(f"{out}/{QUARANTINE_DIR}")
+        quality = loaded.quality
+        write_text(spark, f"{out}/{QUALITY_FILE}", json.dumps(quality.to_dict(), indent=2) + "\n")
+    return quality

@@ -1,0 +1,446 @@
+"""Leakage-free per-user features and churn labels.
+
+In:  the cleaned user events of :func:`sparkify.dataset.load_events` (columns ``ts``
+     (epoch ms), ``userId``, ``sessionId``, ``page``, ``auth``, ``level``, ``location``,
+     ``userAgent``, ``registration``, ``gender``, ``artist``, ...).
+Out: one row per user: ``userId``, every column of :data:`FEATURES` and (for training)
+     ``churn``.
+
+Label designs (:class:`LabelSpec`):
+
+* ``window`` (default, prediction-time): a cutoff T (default: the day the log ends, minus
+  30 days, at 00:00 UTC). Features use only events with ``T - observation_days <= ts < T``
+  (default: all history before T). Label = 1 if the user reaches Cancellation
+  Confirmation in ``(T, T + horizon_days]``. Users gone (cancelled) before T, and users
+  with no event in the observation window, are excluded.
+* ``ever`` (seed-compatible): churn = the user ever reached Cancellation Confirmation.
+  Features never see the Cancel / Cancellation Confirmation pages nor auth ``Cancelled``
+  rows, and nothing is measured to a user's last event: the features of
+  :data:`TIME_TO_END_FEATURES` are set to a neutral constant (0, or 1 for the trend).
+  Use :func:`model_features` to get the columns that carry information in a mode.
+  "Days since registration" is measured at the log's end (the same instant for every
+  user, independent of when a churner left).
+
+The aggregation is one pipeline: a ``groupBy(userId, sessionId)`` over the events, then a
+``groupBy(userId)`` over the sessions. Events loaded from raw JSON are already
+hash-partitioned by userId, so neither step shuffles events. Label and "gone" times come
+from the few churn events (one tiny aggregate, joined by user).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from sparkify.config import (
+    CHURN_PAGE,
+    DEFAULT_CUTOFF_DAYS_BEFORE_END,
+    DEFAULT_HORIZON_DAYS,
+)
+
+CANCEL_PAGE = "Cancel"
+CANCELLED_AUTH = "Cancelled"
+DAY_MS = 86_400_000
+RECENT_DAYS = 14
+
+# ------------------------------------------------------------------ user agent and location
+#: (substring, OS) checked in order; the first match wins.
+OS_RULES: list[tuple[str, str]] = [
+    ("iPhone", "iPhone"), ("iPad", "iPad"), ("Macintosh", "Mac"),
+    ("Windows", "Windows"), ("Linux", "Linux"), ("X11", "Linux"),
+]
+#: (substring, browser) checked in order; the first match wins.
+BROWSER_RULES: list[tuple[str, str]] = [
+    ("MSIE", "IE"), ("Trident", "IE"), ("Chromium", "Chromium"), ("Chrome", "Chrome"),
+    ("Firefox", "Firefox"), ("iPhone", "Mobile Safari"), ("iPad", "Mobile Safari"),
+    ("Safari", "Safari"),
+]
+OTHER = "Other"
+UNKNOWN = "Unknown"
+
+CENSUS_REGIONS: dict[str, tuple[str, ...]] = {
+    "Northeast": ("CT", "ME", "MA", "NH", "RI", "VT", "NJ", "NY", "PA"),
+    "Midwest": ("IL", "IN", "MI", "OH", "WI", "IA", "KS", "MN", "MO", "NE", "ND", "SD"),
+    "South": ("DE", "FL", "GA", "MD", "NC", "SC", "VA", "DC", "WV", "AL", "KY", "MS", "TN",
+              "AR", "LA", "OK", "TX"),
+    "West": ("AZ", "CO", "ID", "MT", "NV", "NM", "UT", "WY", "AK", "CA", "HI", "OR", "WA"),
+}
+STATE_REGION: dict[str, str] = {s: r for r, states in CENSUS_REGIONS.items() for s in states}
+
+
+def parse_user_agent(ua: str | None) -> tuple[str, str]:
+    """(os, browser) of a user-agent string, e.g. ``('Windows', 'Chrome')``; same rules as
+    the Spark expressions. Unknown parts are ``'Other'``; None gives ``('Unknown', 'Unknown')``."""
+    if not ua:
+        return UNKNOWN, UNKNOWN
+    os_name = next((name for key, name in OS_RULES if key in ua), OTHER)
+    browser = next((name for key, name in BROWSER_RULES if key in ua), OTHER)
+    return os_name, browser
+
+
+def location_state(location: str | None) -> str | None:
+    """The state code of a CBSA location: text after the comma, last part after '-'.
+
+    ``'Boston-Cambridge-Newton, MA-NH'`` -> ``'NH'``; None when there is no comma."""
+    if not location or "," not in location:
+        return None
+    return location.rsplit(",", 1)[1].strip().split("-")[-1].strip() or None
+
+
+def location_region(location: str | None) -> str:
+    """US Census region (Northeast, Midwest, South, West) of a location, else 'Unknown'."""
+    return STATE_REGION.get(location_state(location) or "", UNKNOWN)
+
+
+def _rules_expr(col: Column, rules: list[tuple[str, str]]) -> Column:
+    expr = None
+    for key, name in rules:
+        cond = col.contains(key)
+        expr = F.when(cond, name) if expr is None else expr.when(cond, name)
+    return F.when(col.isNull(), F.lit(UNKNOWN)).otherwise(expr.otherwise(F.lit(OTHER)))
+
+
+def os_expr(ua: Column) -> Column:
+    return _rules_expr(ua, OS_RULES)
+
+
+def browser_expr(ua: Column) -> Column:
+    return _rules_expr(ua, BROWSER_RULES)
+
+
+def state_expr(location: Column) -> Column:
+    after_comma = F.trim(F.element_at(F.split(location, ","), -1))
+    state = F.trim(F.element_at(F.split(after_comma, "-"), -1))
+    return F.when(location.contains(","), state)
+
+
+def region_expr(location: Column) -> Column:
+    mapping = F.create_map(*[F.lit(x) for kv in STATE_REGION.items() for x in kv])
+    return F.coalesce(F.element_at(mapping, state_expr(location)), F.lit(UNKNOWN))
+
+
+# ------------------------------------------------------------------ feature catalogue
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One model input: ``name`` (snake_case column), ``kind`` ('numeric' | 'categorical'),
+    ``unit`` (for numeric; '' for categorical), one-line ``description`` and, for
+    categoricals, the known ``categories`` (others are handled as unseen)."""
+
+    name: str
+    kind: str
+    unit: str
+    description: str
+    categories: tuple[str, ...] | None = None
+
+
+#: (page, feature stem, plural noun for descriptions)
+PAGE_FEATURES: list[tuple[str, str, str]] = [
+    ("NextSong", "songs", "songs played"),
+    ("Thumbs Up", "thumbs_up", "thumbs up given"),
+    ("Thumbs Down", "thumbs_down", "thumbs down given"),
+    ("Add to Playlist", "add_to_playlist", "songs added to a playlist"),
+    ("Add Friend", "add_friend", "friends added"),
+    ("Roll Advert", "adverts", "adverts rolled"),
+    ("Error", "errors", "error pages hit"),
+    ("Help", "help", "help page visits"),
+    ("Settings", "settings", "settings page visits"),
+    ("Upgrade", "upgrade_visits", "upgrade page visits"),
+    ("Downgrade", "downgrade_visits", "downgrade page visits"),
+]
+
+
+def _build_catalogue() -> list[FeatureSpec]:
+    specs: list[FeatureSpec] = []
+    for _page, stem, noun in PAGE_FEATURES:
+        specs.append(FeatureSpec(f"n_{stem}", "numeric", "count", f"Number of {noun} before the cutoff."))
+    for _page, stem, noun in PAGE_FEATURES:
+        specs.append(FeatureSpec(f"{stem}_per_day", "numeric", "per active day",
+                                 f"{noun.capitalize()} per active day."))
+    for _page, stem, noun in PAGE_FEATURES:
+        specs.append(FeatureSpec(f"{stem}_per_session", "numeric", "per session",
+                                 f"{noun.capitalize()} per session."))
+    specs += [
+        FeatureSpec("thumbs_down_share", "numeric", "fraction",
+                    "Thumbs down / (thumbs up + thumbs down); 0 with no thumbs."),
+        FeatureSpec("thumbs_up_per_song", "numeric", "per song", "Thumbs up per song played."),
+        FeatureSpec("adverts_per_song", "numeric", "per song", "Adverts rolled per song played."),
+        FeatureSpec("n_events", "numeric", "count", "Number of events (page views) before the cutoff."),
+        FeatureSpec("n_sessions", "numeric", "count", "Number of sessions before the cutoff."),
+        FeatureSpec("mean_session_minutes", "numeric", "minutes",
+                    "Mean session length (first to last event of a session)."),
+        FeatureSpec("active_days", "numeric", "days", "Number of distinct days (UTC) with activity."),
+        FeatureSpec("sessions_per_day", "numeric", "per active day", "Sessions per active day."),
+        FeatureSpec("distinct_artists", "numeric", "count", "Number of distinct artists played."),
+        FeatureSpec("artist_diversity", "numeric", "fraction", "Distinct artists / songs played."),
+        FeatureSpec("paid_song_share", "numeric", "fraction", "Share of songs played at the paid level."),
+        FeatureSpec("n_level_changes", "numeric", "count",
+                    "Level changes (Submit Upgrade + Submit Downgrade)."),
+        FeatureSpec("days_since_registration", "numeric", "days",
+                    "Account age at the cutoff (at the log's end in 'ever' mode)."),
+        FeatureSpec("days_since_last_activity", "numeric", "days",
+                    "Days from the last event to the cutoff (0 in 'ever' mode)."),
+        FeatureSpec("songs_last_14d", "numeric", "count",
+                    "Songs played in the 14 days before the cutoff (0 in 'ever' mode)."),
+        FeatureSpec("activity_trend", "numeric", "ratio",
+                    "(songs/day in the last 14 days + 1) / (songs/day before + 1); 1 = steady, "
+                    "< 1 = slowing down (1 in 'ever' mode and for users younger than 15 days)."),
+        FeatureSpec("level", "categorical", "", "Subscription level at the cutoff.", ("free", "paid")),
+        FeatureSpec("gender", "categorical", "", "Gender as registered.", ("F", "M", UNKNOWN)),
+        FeatureSpec("os", "categorical", "", "Operating system from the user agent.",
+                    ("Windows", "Mac", "Linux", "iPhone", "iPad", OTHER, UNKNOWN)),
+        FeatureSpec("browser", "categorical", "", "Browser from the user agent.",
+                    ("Chrome", "Firefox", "Safari", "IE", "Chromium", "Mobile Safari", OTHER, UNKNOWN)),
+        FeatureSpec("region", "categorical", "", "US Census region of the user's location.",
+                    ("Northeast", "Midwest", "South", "West", UNKNOWN)),
+    ]
+    return specs
+
+
+FEATURES: list[FeatureSpec] = _build_catalogue()
+FEATURE_NAMES: list[str] = [f.name for f in FEATURES]
+NUMERIC_FEATURES: list[str] = [f.name for f in FEATURES if f.kind == "numeric"]
+CATEGORICAL_FEATURES: list[str] = [f.name for f in FEATURES if f.kind == "categorical"]
+FEATURES_BY_NAME: dict[str, FeatureSpec] = {f.name: f for f in FEATURES}
+
+#: Measured to the user's last event / the log's end: constant in 'ever' mode.
+TIME_TO_END_FEATURES: tuple[str, ...] = ("days_since_last_activity", "songs_last_14d", "activity_trend")
+
+
+def model_features(mode: str = "window") -> list[FeatureSpec]:
+    """The features that carry information in a label mode ('ever' drops the constant
+    :data:`TIME_TO_END_FEATURES`). The table still holds every column of FEATURES."""
+    if mode == "ever":
+        return [f for f in FEATURES if f.name not in TIME_TO_END_FEATURES]
+    return list(FEATURES)
+
+
+# ------------------------------------------------------------------ labels
+@dataclass
+class LabelSpec:
+    """Label design. ``mode``: 'window' (prediction-time, default) or 'ever'.
+
+    ``cutoff`` (T, UTC): None resolves to the log's last day at 00:00 UTC minus 30 days in
+    'window' mode, and to just after the last non-cancellation event in 'ever' mode.
+    ``horizon_days``: label window (T, T + horizon]. ``observation_days``: features from
+    [T - observation_days, T) only; None = all history before T.
+    """
+
+    mode: str = "window"
+    cutoff: datetime | None = None
+    horizon_days: int = DEFAULT_HORIZON_DAYS
+    observation_days: int | None = None
+
+    def validate(self) -> None:
+        if self.mode not in ("window", "ever"):
+            raise ValueError(f"label mode must be 'window' or 'ever', not {self.mode!r}")
+        if self.horizon_days is None or self.horizon_days <= 0:
+            raise ValueError(f"horizon_days must be a positive number of days, not {self.horizon_days!r}")
+        if self.observation_days is not None and self.observation_days <= 0:
+            raise ValueError(f"observation_days must be positive or None, not {self.observation_days!r}")
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode,
+                "cutoff": _iso(self.cutoff) if self.cutoff else None,
+                "horizon_days": self.horizon_days, "observation_days": self.observation_days}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LabelSpec":
+        cutoff = data.get("cutoff")
+        return cls(mode=data.get("mode", "window"), cutoff=parse_time(cutoff) if cutoff else None,
+                   horizon_days=data.get("horizon_days", DEFAULT_HORIZON_DAYS),
+                   observation_days=data.get("observation_days"))
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def _iso(dt: datetime) -> str:
+    return _utc(dt).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ms(dt: datetime) -> int:
+    return int(round(_utc(dt).timestamp() * 1000))
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def parse_time(text: str | datetime) -> datetime:
+    """Parse '2018-11-01', '2018-11-01T12:00:00Z' or a datetime into an aware UTC datetime
+    (naive values are taken as UTC). Raises ValueError with the accepted formats."""
+    if isinstance(text, datetime):
+        return _utc(text)
+    s = str(text).strip()
+    if s.endswith("Z"):
+        s = s[:-1] + "+00:00"
+    try:
+        return _utc(datetime.fromisoformat(s))
+    except ValueError:
+        raise ValueError(f"cannot read time {text!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ") from None
+
+
+def _is_churn_event() -> Column:
+    return (F.col("page") == CHURN_PAGE) | (F.col("auth") == CANCELLED_AUTH)
+
+
+def _is_cancel_related() -> Column:
+    return F.col("page").isin(CANCEL_PAGE, CHURN_PAGE) | (F.col("auth") == CANCELLED_AUTH)
+
+
+def log_end_ms(events: DataFrame, mode: str = "window") -> int:
+    """Last event time (epoch ms); in 'ever' mode, of non-cancellation events only, so the
+    reference does not move when a user's Cancel events are added or removed."""
+    df = events.filter(~_is_cancel_related()) if mode == "ever" else events
+    value = df.agg(F.max("ts")).first()[0]
+    if value is None:
+        raise ValueError("no events to build features from (empty event table)")
+    return int(value)
+
+
+def resolve_spec(events: DataFrame, spec: LabelSpec) -> LabelSpec:
+    """The spec with ``cutoff`` filled in (one small aggregate when it is None)."""
+    spec.validate()
+    if spec.cutoff is not None:
+        return replace(spec, cutoff=_utc(spec.cutoff))
+    end = log_end_ms(events, spec.mode)
+    if spec.mode == "ever":
+        return replace(spec, cutoff=_from_ms(end + 1000))
+    last_day = _from_ms(end).replace(hour=0, minute=0, second=0, microsecond=0)
+    return replace(spec, cutoff=last_day - timedelta(days=DEFAULT_CUTOFF_DAYS_BEFORE_END))
+
+
+# ------------------------------------------------------------------ aggregation
+def _user_features(events: DataFrame, cutoff_ms: int, start_ms: int | None, neutral_time: bool) -> DataFrame:
+    """Per-user features from ``events`` with start_ms <= ts < cutoff_ms (the caller has
+    already removed any rows it must not see). One row per user with at least one event."""
+    c = F.col
+    ev = events.filter(c("ts") < F.lit(cutoff_ms))
+    if start_ms is not None:
+        ev = ev.filter(c("ts") >= F.lit(start_ms))
+    recent_ms = cutoff_ms - RECENT_DAYS * DAY_MS
+
+    def count_page(page: str) -> Column:
+        return F.sum(F.when(c("page") == page, 1).otherwise(0))
+
+    page_aggs = [count_page(page).alias(f"s_{stem}") for page, stem, _ in PAGE_FEATURES]
+    order_key = F.struct(c("ts"), c("itemInSession"), c("page"))
+    sessions = ev.groupBy("userId", "sessionId").agg(
+        F.min("ts").alias("s_start"),
+        F.max("ts").alias("s_end"),
+        F.count(F.lit(1)).alias("s_events"),
+        *page_aggs,
+        F.sum(F.when((c("page") == "NextSong") & (c("ts") >= F.lit(recent_ms)), 1).otherwise(0)).alias("s_recent_songs"),
+        F.sum(F.when((c("page") == "NextSong") & (c("level") == "paid"), 1).otherwise(0)).alias("s_paid_songs"),
+        F.sum(F.when(c("page").isin("Submit Upgrade", "Submit Downgrade"), 1).otherwise(0)).alias("s_level_changes"),
+        F.collect_set(F.when((c("page") == "NextSong") & c("artist").isNotNull(), F.xxhash64(c("artist")))).alias("s_artists"),
+        F.collect_set(F.floor(c("ts") / DAY_MS)).alias("s_days"),
+        F.max_by(F.struct("level", "gender", "userAgent", "location", "registration"), order_key).alias("s_last"),
+    )
+    users = sessions.groupBy("userId").agg(
+        F.count(F.lit(1)).alias("n_sessions"),
+        F.min("s_start").alias("first_ms"),
+        F.max("s_end").alias("last_ms"),
+        F.sum("s_events").alias("n_events"),
+        F.avg((c("s_end") - c("s_start")) / 60000.0).alias("mean_session_minutes"),
+        *[F.sum(f"s_{stem}").alias(f"n_{stem}") for _, stem, _ in PAGE_FEATURES],
+        F.sum("s_recent_songs").alias("songs_last_14d"),
+        F.sum("s_paid_songs").alias("paid_songs"),
+        F.sum("s_level_changes").alias("n_level_changes"),
+        F.size(F.array_distinct(F.flatten(F.collect_list("s_artists")))).alias("distinct_artists"),
+        F.size(F.array_distinct(F.flatten(F.collect_list("s_days")))).alias("active_days"),
+        F.max_by("s_last", F.struct("s_end", "sessionId")).alias("last"),
+    )
+
+    def ratio(num: Column, den: Column) -> Column:
+        return F.when(den > 0, num.cast("double") / den).otherwise(F.lit(0.0))
+
+    out = [c("userId")]
+    out += [c(f"n_{stem}").cast("double").alias(f"n_{stem}") for _, stem, _ in PAGE_FEATURES]
+    out += [ratio(c(f"n_{stem}"), c("active_days")).alias(f"{stem}_per_day") for _, stem, _ in PAGE_FEATURES]
+    out += [ratio(c(f"n_{stem}"), c("n_sessions")).alias(f"{stem}_per_session") for _, stem, _ in PAGE_FEATURES]
+    earlier_days = (F.lit(recent_ms) - c("first_ms")) / DAY_MS
+    recent_days = F.least(F.lit(float(RECENT_DAYS)), (F.lit(cutoff_ms) - c("first_ms")) / DAY_MS)
+    trend = F.when(earlier_days < 1, F.lit(1.0)).otherwise(
+        (c("songs_last_14d") / recent_days + 1.0)
+        / ((c("n_songs") - c("songs_last_14d")) / earlier_days + 1.0))
+    reg_days = F.greatest(F.lit(0.0), (F.lit(cutoff_ms) - c("last.registration")) / DAY_MS)
+    out += [
+        ratio(c("n_thumbs_down"), c("n_thumbs_up") + c("n_thumbs_down")).alias("thumbs_down_share"),
+        ratio(c("n_thumbs_up"), c("n_songs")).alias("thumbs_up_per_song"),
+        ratio(c("n_adverts"), c("n_songs")).alias("adverts_per_song"),
+        c("n_events").cast("double").alias("n_events"),
+        c("n_sessions").cast("double").alias("n_sessions"),
+        c("mean_session_minutes").cast("double").alias("mean_session_minutes"),
+        c("active_days").cast("double").alias("active_days"),
+        ratio(c("n_sessions"), c("active_days")).alias("sessions_per_day"),
+        c("distinct_artists").cast("double").alias("distinct_artists"),
+        ratio(c("distinct_artists"), c("n_songs")).alias("artist_diversity"),
+        ratio(c("paid_songs"), c("n_songs")).alias("paid_song_share"),
+        c("n_level_changes").cast("double").alias("n_level_changes"),
+        F.coalesce(reg_days, F.lit(0.0)).alias("days_since_registration"),
+        (F.lit(0.0) if neutral_time else (F.lit(cutoff_ms) - c("last_ms")) / DAY_MS).alias("days_since_last_activity"),
+        (F.lit(0.0) if neutral_time else c("songs_last_14d").cast("double")).alias("songs_last_14d"),
+        (F.lit(1.0) if neutral_time else trend).alias("activity_trend"),
+        F.coalesce(c("last.level"), F.lit(UNKNOWN)).alias("level"),
+        F.coalesce(c("last.gender"), F.lit(UNKNOWN)).alias("gender"),
+        os_expr(c("last.userAgent")).alias("os"),
+        browser_expr(c("last.userAgent")).alias("browser"),
+        region_expr(c("last.location")).alias("region"),
+    ]
+    return users.select(*out)
+
+
+def _churn_times(events: DataFrame) -> DataFrame:
+    """userId, churn_ms = first Cancellation Confirmation (or auth Cancelled) time. Tiny."""
+    return (events.filter(_is_churn_event())
+            .groupBy("userId").agg(F.min("ts").alias("churn_ms")))
+
+
+def build_user_table(events: DataFrame, spec: LabelSpec | None = None) -> tuple[DataFrame, LabelSpec]:
+    """Training table: one row per user with every feature of :data:`FEATURES` and ``churn``.
+
+    In:  cleaned user events (``LoadedEvents.events``), a :class:`LabelSpec`.
+    Out: (DataFrame[userId, *FEATURE_NAMES, churn (int 0/1)], the spec with its cutoff
+         resolved). Lazy: nothing is computed until the caller acts (except one small
+         aggregate to find the log's end when ``spec.cutoff`` is None).
+    See the module docstring for the two label designs.
+    """
+    spec = resolve_spec(events, spec or LabelSpec())
+    cutoff_ms = _ms(spec.cutoff)
+    churn = _churn_times(events)
+    if spec.mode == "ever":
+        feats = _user_features(events.filter(~_is_cancel_related()), cutoff_ms, None, neutral_time=True)
+        table = (feats.join(F.broadcast(churn), "userId", "left")
+                 .withColumn("churn", F.col("churn_ms").isNotNull().cast("int")))
+    else:
+        start_ms = None if spec.observation_days is None else cutoff_ms - spec.observation_days * DAY_MS
+        horizon_ms = cutoff_ms + spec.horizon_days * DAY_MS
+        feats = _user_features(events, cutoff_ms, start_ms, neutral_time=False)
+        table = (feats.join(F.broadcast(churn), "userId", "left")
+                 .filter(F.col("churn_ms").isNull() | (F.col("churn_ms") >= F.lit(cutoff_ms)))
+                 .withColumn("churn", (F.col("churn_ms").isNotNull()
+                                       & (F.col("churn_ms") > F.lit(cutoff_ms))
+                                       & (F.col("churn_ms") <= F.lit(horizon_ms))).cast("int")))
+    return table.select("userId", *FEATURE_NAMES, "churn"), spec
+
+
+def build_scoring_table(events: DataFrame, as_of: datetime | None = None,
+                        observation_days: int | None = None) -> DataFrame:
+    """Scoring table: one row per user still active at ``as_of``, features only.
+
+    In:  cleaned user events; ``as_of`` (UTC; default: just after the log's last event);
+         optional observation window in days (use the model's).
+    Out: DataFrame[userId, *FEATURE_NAMES] for users with an event before ``as_of`` and no
+         cancellation before it; same feature definitions as :func:`build_user_table`
+         in 'window' mode with cutoff = ``as_of``.
+    """
+    as_of_ms = _ms(as_of) if as_of is not None else log_end_ms(events) + 1000
+    start_ms = None if observation_days is None else as_of_ms - observation_days * DAY_MS
+    feats = _user_features(events, as_of_ms, start_ms, neutral_time=False)
+    gone = _churn_times(events).filter(F.col("churn_ms") < F.lit(as_of_ms))
+    return feats.join(F.broadcast(gone), "userId", "left_anti").select("userId", *FEATURE_NAMES)
