@@ -110,8 +110,23 @@ def get_spark(
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
     }
-    conf.update(extra_conf or {})
+    submitted: dict[str, str] = {}
+    if under_spark_submit():
+        if shuffle_partitions is None:
+            # On a cluster the executors' cores set the width: Spark's default, coalesced by AQE.
+            conf.pop("spark.sql.shuffle.partitions")
+        # spark-submit's --conf values reach the JVM as system properties; they win over our defaults.
+        from pyspark import SparkConf, SparkContext
+
+        SparkContext._ensure_initialized()
+        submitted = dict(SparkConf().getAll())
+    explicit = extra_conf or {}
+    conf.update(explicit)
     for key, value in conf.items():
+        if key in submitted and key not in explicit:
+            if not key.endswith("extraJavaOptions"):
+                continue
+            value = f"{submitted[key]} {value}"  # keep the user's JVM options, add ours
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
