@@ -1,0 +1,82 @@
+"""Presets matching the three real Sparkify files, and the default cohort mix.
+
+A preset fixes the number of users at the END of the window (distinct userIds in the
+log, as the real files count them), the window and the hidden-row userId. The
+calibration constants below turn a target user count into eventsim's parameters (the
+number of users at start-up; growth adds a few more who arrive as Guests).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+WINDOW_START = dt.datetime(2018, 10, 1, tzinfo=dt.timezone.utc)
+WINDOW_DAYS = 61  # 2018-10-01 00:00 -> 2018-12-01 00:00 UTC
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A target like one of the real files."""
+
+    name: str
+    users: int  # distinct users in the log at the end of the window
+    events: int  # rows of the real file (for checks)
+    size_bytes: int  # size of the real file
+    hidden_user_id: str  # userId of Logged Out / Guest rows
+
+
+PRESETS: dict[str, Preset] = {
+    "mini": Preset("mini", 225, 286_500, 128_000_000, ""),
+    "medium": Preset("medium", 448, 543_705, 242_000_000, ""),
+    "full": Preset("full", 22_277, 26_259_199, 12_000_000_000, "1261737"),
+}
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """One eventsim run of the merged log: its share of users, its userId base, its own
+    sessionId counter, and overrides of the base config.
+
+    ``page_scale`` multiplies the probability of moving into the named pages (the extra
+    mass comes from the state's other destinations); ``alpha_scale`` / ``beta_scale``
+    multiply the mean gap between pages / between sessions.
+    """
+
+    name: str
+    share: float
+    user_id_base: int
+    page_scale: dict[str, float] = field(default_factory=dict)
+    alpha_scale: float = 1.0
+    beta_scale: float = 1.0
+
+
+# The real mini log merges runs with different churn propensities (userIds 1..,
+# 100001.., 200001.., 300001..). Churners there thumbs-down more, add fewer friends,
+# hit more adverts and errors: cohorts with a high Cancel propensity carry those traits
+# too, so churn is partly predictable from behaviour, as in the real log.
+DEFAULT_COHORTS: tuple[Cohort, ...] = (
+    Cohort("core", 0.50, 0, {"Thumbs Up": 1.08, "Thumbs Down": 1.05}),
+    Cohort("fickle", 0.17, 100_000,
+           {"Cancel": 3.0, "Thumbs Down": 1.8, "Thumbs Up": 0.95, "Add Friend": 0.75, "Roll Advert": 1.3,
+            "Downgrade": 1.3, "Help": 1.2, "Error": 1.3}, beta_scale=1.0),
+    Cohort("devoted", 0.18, 200_000,
+           {"Cancel": 0.35, "Thumbs Up": 1.25, "Add Friend": 1.25, "Add to Playlist": 1.15, "Thumbs Down": 0.85},
+           beta_scale=0.9),
+    Cohort("restless", 0.15, 300_000,
+           {"Cancel": 1.8, "Thumbs Down": 1.35, "Settings": 1.3, "Logout": 1.2, "Add Friend": 0.9},
+           alpha_scale=1.1),
+)
+
+# Calibration (measured with benchmarks/fidelity.py on several seeds):
+# visible users per start-up user, and the multipliers of eventsim's alpha / beta.
+VISIBLE_PER_INITIAL = 0.985
+GROWTH_RATE = 0.1  # per year: arrivals (as Guests) and the registration-age scale
+BETA_SCALE = 1.0
+ALPHA_SCALE = 1.0
+
+
+def initial_users(target_users: int, days: float, growth_rate: float = GROWTH_RATE) -> int:
+    """Start-up users so that about ``target_users`` distinct users show up in the log."""
+    grown = (1.0 + growth_rate) ** (days / 365.0)
+    return max(1, round(target_users / (VISIBLE_PER_INITIAL * grown)))

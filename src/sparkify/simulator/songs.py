@@ -1,0 +1,177 @@
+"""A synthetic song catalogue standing in for eventsim's ``listen_counts.txt.gz``.
+
+eventsim draws each song weighted by its Million-Song-Dataset listen count (385 k
+tracks, heavy-tailed). That file is not shipped, so we build a catalogue of the same
+size with Zipf-like popularity ``w_r = (r + q) ** -s`` (r = popularity rank), calibrated
+so that the number of distinct songs played grows like the real logs' (mini: 228 k
+plays -> ~58 k distinct songs, ~17.6 k artists). Lengths are lognormal with the real
+mean (~249 s) and sd (~99 s), clipped to the real range [0.52, 3024.66567] s.
+
+Titles and artist names are made of English words and the name tables; a few artists
+carry accented letters written with the real log's double-encoded mojibake
+(``Björk`` -> ``BjÃÂ¶rk``).
+
+In: a seed (fixed by default: the catalogue plays the part of a fixed data file).
+Out: :class:`Catalogue` with per-song artist/title/length and pre-encoded JSON tails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import orjson
+
+N_SONGS = 385_252
+ZIPF_S = 0.87
+ZIPF_Q = 40.0
+ARTIST_SHARE = 0.23  # artists per song in the catalogue
+LENGTH_MEAN, LENGTH_SD = 249.1, 99.2
+LENGTH_MIN, LENGTH_MAX = 0.52245, 3024.66567
+CATALOGUE_SEED = 20181001
+
+WORDS = (
+    "love heart night day time life world girl boy baby dream fire rain sun moon star sky blue red black "
+    "white gold silver golden summer winter spring autumn home road river ocean sea wind storm light dark "
+    "shadow soul mind eyes hands face kiss dance song music rhythm beat blues soul rock roll city town "
+    "street highway train car ride run fly fall rise down up away back forever never always tonight "
+    "tomorrow yesterday morning evening midnight paradise heaven hell angel devil ghost king queen prince "
+    "lady man woman child friend lover stranger hero fool wild free lost found broken sweet bitter young "
+    "old new last first little big crazy lonely happy sad beautiful secret hidden silent loud electric "
+    "magic mystery wonder miracle memory story letter word promise lie truth hope faith fear pain "
+    "tears smile laugh cry scream whisper call wait stay leave go come walk talk dream sleep wake "
+    "burn shine glow fade break hold touch feel believe remember forget need want miss keep let give "
+    "take open close window door wall house garden island mountain valley desert forest field flower "
+    "rose tree leaf stone glass mirror diamond paper fire water earth air ice snow thunder lightning "
+    "canada california texas paris london tokyo berlin rio brooklyn memphis dixie alabama georgia "
+    "rockpools miracles echo pulse signal static radio satellite rocket planet galaxy orbit universe "
+    "zero one two three four five seven nine hundred thousand million number chance luck fortune "
+    "dollar money gun knife blood bone skin body hunger thirst poison medicine cure fever sugar honey "
+    "wine whiskey coffee cigarette party holiday weekend sunday monday friday saturday birthday wedding"
+).split()
+ARTIST_SUFFIX = ("Band", "Project", "Orchestra", "Trio", "Quartet", "Collective", "Experience", "Sound",
+                 "Brothers", "Sisters", "Boys", "Girls", "Kids", "Crew", "Club", "Machine", "Society")
+ACCENTED = (("o", "ö"), ("u", "ü"), ("a", "á"), ("e", "é"), ("o", "ó"), ("n", "ñ"), ("i", "í"), ("a", "å"))
+
+
+def mojibake(text: str) -> str:
+    """Double-encode non-ASCII text the way the real log does (``ö`` -> ``Ã\\x83Â¶``)."""
+    return text.encode("utf-8").decode("latin-1").encode("utf-8").decode("latin-1")
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Songs by popularity rank (0 = most popular).
+
+    ``cum``: cumulative play probability (float64, for ``searchsorted`` sampling);
+    ``length_s``: whole seconds a play lasts (``int(length)``, eventsim's rule);
+    ``tail``: per song, the pre-encoded JSON tail ``,"artist":..,"song":..,"length":..``.
+    """
+
+    artist: list[str]
+    title: list[str]
+    length: np.ndarray
+    cum: np.ndarray
+    length_s: list[int]
+    tail: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.title)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Draw ``n`` song ids weighted by popularity."""
+        return np.searchsorted(self.cum, rng.random(n), side="right")
+
+
+def _titles(rng: np.random.Generator, n: int) -> list[str]:
+    words = [w.capitalize() for w in WORDS]
+    k = rng.choice([1, 2, 2, 3, 3, 4, 5], size=n).tolist()
+    idx = rng.integers(0, len(words), size=(n, 5)).tolist()
+    small = ("", "The ", "A ", "My ", "In The ", "For ", "")
+    pre = rng.integers(0, len(small), size=n).tolist()
+    return [small[p] + " ".join([words[j] for j in row[:kk]]) for p, row, kk in zip(pre, idx, k)]
+
+
+def _artists(rng: np.random.Generator, n: int, first: tuple[str, ...], last: tuple[str, ...]) -> list[str]:
+    words = [w.capitalize() for w in WORDS]
+    out = []
+    kind = rng.integers(0, 6, size=n).tolist()
+    a = rng.integers(0, len(first), size=n).tolist()
+    b = rng.integers(0, len(last), size=n).tolist()
+    w1 = rng.integers(0, len(words), size=n).tolist()
+    w2 = rng.integers(0, len(words), size=n).tolist()
+    suf = rng.integers(0, len(ARTIST_SUFFIX), size=n).tolist()
+    accent = (rng.random(n) < 0.02).tolist()
+    acc_kind = rng.integers(0, len(ACCENTED), size=n).tolist()
+    for i in range(n):
+        k = kind[i]
+        if k == 0:
+            name = f"{first[a[i]]} {last[b[i]]}"
+        elif k == 1:
+            name = f"The {words[w1[i]]}s"
+        elif k == 2:
+            name = f"{words[w1[i]]} {words[w2[i]]}"
+        elif k == 3:
+            name = last[b[i]]
+        elif k == 4:
+            name = f"{last[b[i]]} {ARTIST_SUFFIX[suf[i]]}"
+        else:
+            name = f"{first[a[i]]} {last[b[i]]} & The {words[w1[i]]}s"
+        if accent[i]:
+            plain, acc = ACCENTED[acc_kind[i]]
+            pos = name.find(plain, 1)
+            if pos > 0:
+                name = mojibake(name[:pos] + acc + name[pos + 1:])
+        out.append(name)
+    return out
+
+
+def _lengths(rng: np.random.Generator, n: int) -> np.ndarray:
+    s2 = np.log1p((LENGTH_SD / LENGTH_MEAN) ** 2)
+    mu = np.log(LENGTH_MEAN) - s2 / 2
+    x = rng.lognormal(mu, np.sqrt(s2), size=n)
+    x = np.clip(x, 10.0, LENGTH_MAX)
+    x = np.round(x, 5)
+    # the real extremes, on unpopular tracks
+    x[-1] = LENGTH_MAX
+    x[-2] = LENGTH_MIN
+    x[-3] = 0.78322
+    return x
+
+
+@lru_cache(maxsize=2)
+def build_catalogue(n_songs: int = N_SONGS, seed: int = CATALOGUE_SEED) -> Catalogue:
+    """Build the catalogue (deterministic for a given ``n_songs`` and ``seed``; ~1 s)."""
+    from sparkify.simulator.attributes import load_tables
+
+    tables = load_tables()
+    rng = np.random.default_rng(seed)
+    n_artists = max(1, int(n_songs * ARTIST_SHARE))
+    first = tables["first_name"].values[:3000]
+    last = tuple(v.capitalize() for v in tables["last_name"].values)
+    artists = _artists(rng, n_artists, first, last)
+    # popular songs tend to belong to popular artists: artist rank ~ song rank with noise
+    ranks = np.arange(n_songs, dtype=np.float64)
+    art = np.minimum((ranks * ARTIST_SHARE * rng.lognormal(0.0, 1.0, n_songs)).astype(np.int64), n_artists - 1)
+    titles = _titles(rng, n_songs)
+    lengths = _lengths(rng, n_songs)
+    w = (ranks + ZIPF_Q) ** -ZIPF_S
+    cum = np.cumsum(w)
+    cum /= cum[-1]
+    artist_col = [artists[i] for i in art.tolist()]
+    enc_artist: dict[str, bytes] = {}
+    tails = []
+    for a, t, ln in zip(artist_col, titles, lengths.tolist()):
+        ea = enc_artist.get(a)
+        if ea is None:
+            ea = enc_artist[a] = orjson.dumps(a)
+        tails.append(b',"artist":' + ea + b',"song":' + orjson.dumps(t) + b',"length":' + repr(ln).encode())
+    return Catalogue(
+        artist=artist_col,
+        title=titles,
+        length=lengths,
+        cum=cum,
+        length_s=lengths.astype(np.int64).tolist(),
+        tail=tails,
+    )

@@ -1,0 +1,213 @@
+"""Orchestration: roster -> parallel simulation -> sessionIds -> time order -> JSON Lines.
+
+1. The roster (every user's cohort, id, rates, start state, attributes, registration,
+   arrival) is drawn in the parent process from the run seed.
+2. Users are simulated in fixed blocks of ``BLOCK_USERS`` (each user from its own seeded
+   stream) on a process pool; results come back in block order.
+3. sessionIds are numbered per cohort in eventsim's order: first sessions of all users at
+   start-up (by user), then every later session by the time it was created (the end of
+   the previous one).
+4. All events are sorted by (ts, user, sequence) — globally time-ordered like eventsim's
+   output — and cut into fixed chunks of ``CHUNK_EVENTS`` rows that the pool encodes
+   to JSON Lines from pre-encoded pieces (userId/user-field prefixes per user, state
+   fields per state, artist/song/length per song). A single ``.json`` file is the chunks
+   concatenated; a directory gets one part file per chunk (``part-00000.json`` ...),
+   so concatenating the parts in name order gives the same, globally time-ordered log.
+   With gzip each chunk is one gzip member (a concatenation is valid gzip).
+
+Blocks and chunks do not depend on the number of workers, so the output bytes do not
+either.
+"""
+
+from __future__ import annotations
+
+import gzip as gzip_mod
+import math
+import multiprocessing as mp
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from sparkify.simulator.engine import BlockResult, Timing, UserBlock, simulate_block, FIRST_SESSION_KEY, SONG_SHIFT, ITEM_SHIFT
+from sparkify.simulator.eventsim_config import Model
+
+BLOCK_USERS = 32
+CHUNK_EVENTS = 1_000_000
+LINE = b'{"ts":%d000,"userId":"%b","sessionId":%d%b%d%b%b}\n'
+
+# Set in the parent before the pool forks (inherited by the workers).
+_CTX: dict = {}
+
+
+@dataclass
+class Roster:
+    """Every simulated user (one entry per user, global index order)."""
+
+    cohort: np.ndarray  # int16 index into the cohort list
+    user_id: np.ndarray  # int64
+    alpha: np.ndarray
+    beta: np.ndarray
+    t0: np.ndarray  # int64 epoch s: window start, or arrival for growth users
+    arrival: np.ndarray  # int64 epoch s, -1 for start-up users
+    group: np.ndarray  # int16 start (auth, level) group
+    initial_auth: list[str]
+    initial_level: list[str]
+    registration: np.ndarray  # int64 epoch s
+    first_name: np.ndarray
+    last_name: np.ndarray
+    location: np.ndarray
+    user_agent: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.user_id)
+
+
+def _run_block(block: UserBlock) -> BlockResult:
+    c = _CTX
+    return simulate_block(block, c["models"], c["start"], c["end"], c["timing"], c["song_cum"], c["song_len"])
+
+
+def _encode_chunk(args) -> bytes:
+    ts, code, user, sid = args
+    c = _CTX
+    state = code & 0xFF
+    item = (code >> ITEM_SHIFT) & 0xFFFFFF
+    song = code >> SONG_SHIFT  # song + 1, 0 for no song
+    show = c["show_arr"][state]
+    uslot = np.where(show, user, c["hidden_slot"])
+    uids = c["uid_arr"][uslot].tolist()
+    sufs = c["suffix_arr"][uslot].tolist()
+    mids = c["mid_arr"][state].tolist()
+    tails = c["tail_arr"][song].tolist()
+    data = b"".join([LINE % row for row in zip(ts.tolist(), uids, sid.tolist(), mids, item.tolist(), sufs, tails)])
+    if c["gzip"]:
+        return gzip_mod.compress(data, compresslevel=c["gzip_level"], mtime=0)
+    return data
+
+
+def _pool(workers: int):
+    try:
+        ctx = mp.get_context("fork")
+    except ValueError:  # pragma: no cover - platforms without fork
+        ctx = mp.get_context()
+    return ctx.Pool(workers)
+
+
+def _imap(func, items, workers: int, pool):
+    if pool is None:
+        return map(func, items)
+    return pool.imap(func, items, chunksize=1)
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def assign_session_ids(results: list[BlockResult], n_cohorts: int) -> list[np.ndarray]:
+    """Number sessions 1.. per cohort in eventsim's creation order; return, per block,
+    the sessionId of each of its session rows."""
+    keys = np.concatenate([r.sess_key for r in results]) if results else np.zeros(0, np.int64)
+    users = np.concatenate([r.sess_user for r in results]) if results else np.zeros(0, np.int32)
+    cohorts = np.concatenate([r.sess_cohort for r in results]) if results else np.zeros(0, np.int16)
+    order = np.lexsort((users, keys, cohorts))  # stable: equal (cohort,key,user) keep session order
+    ids = np.empty(len(keys), dtype=np.int64)
+    sorted_cohorts = cohorts[order]
+    starts = np.searchsorted(sorted_cohorts, np.arange(n_cohorts), side="left")
+    rank = np.arange(len(keys), dtype=np.int64) - starts[sorted_cohorts] + 1
+    ids[order] = rank
+    out, pos = [], 0
+    for r in results:
+        n = len(r.sess_key)
+        out.append(ids[pos:pos + n])
+        pos += n
+    return out
+
+
+def run(*, roster: Roster, models: list[Model], start: int, end: int, timing: Timing, catalogue,
+        seed: int, workers: int, out_files: list[Path] | None, single_file: Path | None, gzip: bool,
+        hidden_user_id: str, user_suffix: list[bytes], progress: bool, directory: Path | None = None):
+    """Simulate and write. Returns (events, bytes_written, written paths, per-user arrays)."""
+    from tqdm import tqdm
+
+    n = len(roster)
+    blocks = []
+    for b0 in range(0, n, BLOCK_USERS):
+        sl = slice(b0, min(n, b0 + BLOCK_USERS))
+        blocks.append(UserBlock(
+            index=np.arange(sl.start, sl.stop, dtype=np.int64), cohort=roster.cohort[sl], alpha=roster.alpha[sl],
+            beta=roster.beta[sl], t0=roster.t0[sl], group=roster.group[sl], seed=seed))
+
+    m0 = models[0]
+    state_mid = []
+    for (page, auth, level, method, status) in m0.states:
+        state_mid.append(b',"page":' + orjson.dumps(page) + b',"auth":' + orjson.dumps(auth) + b',"method":'
+                         + orjson.dumps(method) + b',"status":' + str(status).encode() + b',"level":'
+                         + orjson.dumps(level) + b',"itemInSession":')
+    uid_arr = np.empty(n + 1, dtype=object)
+    uid_arr[:n] = [str(u).encode() for u in roster.user_id.tolist()]
+    uid_arr[n] = hidden_user_id.encode()
+    suffix_arr = np.empty(n + 1, dtype=object)
+    suffix_arr[:n] = user_suffix
+    suffix_arr[n] = b""
+    mid_arr = np.empty(len(state_mid), dtype=object)
+    mid_arr[:] = state_mid
+    tail_arr = np.empty(len(catalogue.tail) + 1, dtype=object)
+    tail_arr[0] = b""
+    tail_arr[1:] = catalogue.tail
+    _CTX.clear()
+    _CTX.update(models=models, start=start, end=end, timing=timing, song_cum=catalogue.cum,
+                song_len=catalogue.length_s, show_arr=np.asarray(m0.show, dtype=bool), hidden_slot=n,
+                uid_arr=uid_arr, suffix_arr=suffix_arr, mid_arr=mid_arr, tail_arr=tail_arr, gzip=gzip,
+                gzip_level=3)
+
+    pool = _pool(workers) if workers > 1 else None
+    try:
+        results: list[BlockResult] = []
+        with tqdm(total=n, desc="simulate users", unit="user", disable=not progress, leave=False) as bar:
+            for r in _imap(_run_block, blocks, workers, pool):
+                results.append(r)
+                bar.update(len(r.churn_ts))
+        sess_ids = assign_session_ids(results, len(models))
+        ts = np.concatenate([r.ts for r in results])
+        code = np.concatenate([r.code for r in results])
+        user = np.concatenate([r.user for r in results])
+        sid = np.concatenate([ids[r.session] for r, ids in zip(results, sess_ids)])
+        churn_ts = np.concatenate([r.churn_ts for r in results])
+        n_events = np.concatenate([r.n_events for r in results])
+        n_hidden = np.concatenate([r.n_hidden for r in results])
+        del results
+        order = np.argsort(ts, kind="stable")
+        ts, code, user, sid = ts[order], code[order], user[order], sid[order]
+        del order
+        total = len(ts)
+        n_chunks = max(1, math.ceil(total / CHUNK_EVENTS))
+        bounds = [(i * CHUNK_EVENTS, min(total, (i + 1) * CHUNK_EVENTS)) for i in range(n_chunks)]
+        chunks = ((ts[a:b], code[a:b], user[a:b], sid[a:b]) for a, b in bounds)
+        written: list[Path] = []
+        nbytes = 0
+        with tqdm(total=total, desc="write events", unit="ev", unit_scale=True, disable=not progress,
+                  leave=False) as bar:
+            if single_file is not None:
+                with open(single_file, "wb") as fh:
+                    for (a, b), data in zip(bounds, _imap(_encode_chunk, chunks, workers, pool)):
+                        fh.write(data)
+                        nbytes += len(data)
+                        bar.update(b - a)
+                written.append(single_file)
+            else:
+                suffix = ".json.gz" if gzip else ".json"
+                for i, ((a, b), data) in enumerate(zip(bounds, _imap(_encode_chunk, chunks, workers, pool))):
+                    p = directory / f"part-{i:05d}{suffix}"
+                    p.write_bytes(data)
+                    nbytes += len(data)
+                    written.append(p)
+                    bar.update(b - a)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+        _CTX.clear()
+    return total, nbytes, written, {"churn_ts": churn_ts, "n_events": n_events, "n_hidden": n_hidden}
