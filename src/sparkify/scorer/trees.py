@@ -1,0 +1,236 @@
+"""Tree ensembles of a saved pipeline: ``RandomForestClassificationModel`` and
+``GBTClassificationModel``, all trees packed into flat arrays and walked in lock-step.
+
+Node semantics (Spark): a continuous split sends ``x <= threshold`` left; a categorical
+split sends ``x in leftCategories`` left (anything else, NaN included, goes right).
+
+- RF: rawPrediction = sum over trees of the leaf's class counts normalised to sum 1;
+  probability = raw / sum(raw); prediction = argmax(raw) (or ``thresholds`` on probability).
+- GBT: margin m = sum_i w_i * leaf_i; rawPrediction = [-m, m];
+  probability = [p0, 1 - p0] with p0 = 1 / (1 + exp(2m)); prediction = m > -m (or thresholds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sparkify.scorer.common import Classifier, first_argmax, probability_to_prediction
+from sparkify.scorer.errors import ModelLoadError
+from sparkify.scorer.pipeline_reader import StageFiles, read_parquet_dir
+
+
+@dataclass
+class PackedForest:
+    """All trees of an ensemble in flat node arrays (absolute node indices).
+
+    A leaf has ``feature == -1`` and ``left == right == itself``, so walking ``depth``
+    steps from the roots always ends on the leaves.
+    """
+
+    feature: np.ndarray      # (N,) int64, -1 at leaves
+    threshold: np.ndarray    # (N,) float64 (continuous splits)
+    left: np.ndarray         # (N,) int64
+    right: np.ndarray        # (N,) int64
+    is_cat: np.ndarray       # (N,) bool
+    cat_row: np.ndarray      # (N,) int64 row of cat_table (0 = unused dummy row)
+    cat_table: np.ndarray    # (R, C) bool: category c goes left at that node
+    stats: list[np.ndarray]  # per node impurityStats
+    prediction: np.ndarray   # (N,) float64 node prediction
+    cover: np.ndarray        # (N,) float64 weighted training count at the node
+    roots: np.ndarray        # (T,) int64
+    weights: np.ndarray      # (T,) float64
+    depth: int               # longest root-to-leaf path (edges)
+
+    @property
+    def num_trees(self) -> int:
+        return len(self.roots)
+
+    @property
+    def has_categorical(self) -> bool:
+        return bool(self.is_cat.any())
+
+    def go_left(self, node: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Whether value(s) ``x`` at internal node(s) ``node`` go left (Spark's rule)."""
+        left = x <= self.threshold[node]
+        if self.has_categorical:
+            cat = self.is_cat[node]
+            if cat.any():
+                xc = x[cat]
+                ncat = self.cat_table.shape[1]
+                valid = (xc >= 0) & (xc < ncat) & (xc == np.floor(xc))
+                xi = np.where(valid, xc, 0).astype(np.intp)
+                left[cat] = valid & self.cat_table[self.cat_row[node[cat]], xi]
+        return left
+
+    def leaves(self, X: np.ndarray) -> np.ndarray:
+        """In: feature matrix (n, d). Out: (n, T) absolute leaf index per row and tree,
+        all trees and rows advanced together one level per step."""
+        n = X.shape[0]
+        idx = np.broadcast_to(self.roots, (n, self.num_trees)).copy()
+        rows = np.arange(n)[:, None]
+        for _ in range(self.depth):
+            f = self.feature[idx]
+            x = X[rows, f]  # f == -1 at leaves: any value, leaves loop onto themselves
+            go = self.go_left(idx, x)
+            idx = np.where(go, self.left[idx], self.right[idx])
+        return idx
+
+
+def _list_column(arr) -> list[np.ndarray]:
+    """A pyarrow list<double> array -> list of NumPy arrays."""
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+    ends = np.cumsum(lengths)
+    return np.split(flat, ends[:-1]) if len(lengths) else []
+
+
+def read_forest(files: StageFiles, regression_trees: bool) -> PackedForest:
+    """In: a saved RF/GBT stage. Out: its ``PackedForest`` (weights from treesMetadata)."""
+    table = files.data()
+    try:
+        tree_id = table.column("treeID").to_numpy()
+        nd = table.column("nodeData").combine_chunks()
+        ids = nd.field("id").to_numpy(zero_copy_only=False)
+        pred = nd.field("prediction").to_numpy(zero_copy_only=False).astype(np.float64)
+        stats = _list_column(nd.field("impurityStats"))
+        lchild = nd.field("leftChild").to_numpy(zero_copy_only=False)
+        rchild = nd.field("rightChild").to_numpy(zero_copy_only=False)
+        split = nd.field("split")
+        feat = split.field("featureIndex").to_numpy(zero_copy_only=False)
+        loc = _list_column(split.field("leftCategoriesOrThreshold"))
+        ncat = split.field("numCategories").to_numpy(zero_copy_only=False)
+    except (KeyError, AttributeError, ValueError) as exc:
+        raise ModelLoadError(f"{files.path}/data: unexpected tree data layout: {exc}") from exc
+
+    order = np.lexsort((ids, tree_id))
+    tree_id, ids, pred, lchild, rchild, feat, ncat = (
+        a[order] for a in (tree_id, ids, pred, lchild, rchild, feat, ncat))
+    stats = [stats[i] for i in order]
+    loc = [loc[i] for i in order]
+    trees, starts = np.unique(tree_id, return_index=True)
+    counts = np.diff(np.append(starts, len(tree_id)))
+    offset_of = dict(zip(trees.tolist(), starts.tolist()))
+    base = np.repeat(starts, counts)
+    if not np.array_equal(ids, np.arange(len(ids)) - base):
+        raise ModelLoadError(f"{files.path}/data: node ids are not 0..n-1 within each tree")
+
+    n = len(ids)
+    is_leaf = lchild < 0
+    node = np.arange(n)
+    left = np.where(is_leaf, node, lchild + base)
+    right = np.where(is_leaf, node, rchild + base)
+    feature = np.where(is_leaf, -1, feat).astype(np.int64)
+    is_cat = (~is_leaf) & (ncat >= 0)
+    threshold = np.full(n, np.nan)
+    cat_nodes = np.nonzero(is_cat)[0]
+    width = 1
+    for i in cat_nodes:
+        width = max(width, int(ncat[i]), int(loc[i].max()) + 1 if len(loc[i]) else 1)
+    cat_table = np.zeros((len(cat_nodes) + 1, width), dtype=bool)
+    cat_row = np.zeros(n, dtype=np.int64)
+    for r, i in enumerate(cat_nodes, start=1):
+        cat_row[i] = r
+        cats = loc[i].astype(np.int64)
+        cat_table[r, cats] = True
+    for i in np.nonzero((~is_leaf) & ~is_cat)[0]:
+        if len(loc[i]) != 1:
+            raise ModelLoadError(f"{files.path}/data: continuous split without one threshold")
+        threshold[i] = loc[i][0]
+
+    if regression_trees:
+        cover = np.array([s[0] if len(s) else 0.0 for s in stats])
+    else:
+        cover = np.array([s.sum() for s in stats])
+
+    depth_arr = np.zeros(n, dtype=np.int64)
+    for i in range(n):  # preorder: a parent comes before its children
+        if not is_leaf[i]:
+            depth_arr[left[i]] = depth_arr[i] + 1
+            depth_arr[right[i]] = depth_arr[i] + 1
+
+    weights = np.ones(len(trees))
+    tm_dir = files.path / "treesMetadata"
+    if tm_dir.is_dir():
+        tm = read_parquet_dir(tm_dir)
+        tm_ids = tm.column("_1").to_numpy()
+        tm_w = tm.column("_3").to_numpy().astype(np.float64)
+        w_of = dict(zip(tm_ids.tolist(), tm_w.tolist()))
+        missing = [t for t in trees.tolist() if t not in w_of]
+        if missing:
+            raise ModelLoadError(f"{tm_dir}: no weight for trees {missing[:5]}")
+        weights = np.array([w_of[t] for t in trees.tolist()])
+    elif regression_trees:
+        raise ModelLoadError(f"{tm_dir} is missing (GBT tree weights)")
+
+    return PackedForest(
+        feature=feature, threshold=threshold, left=left.astype(np.int64),
+        right=right.astype(np.int64), is_cat=is_cat, cat_row=cat_row, cat_table=cat_table,
+        stats=stats, prediction=pred, cover=cover,
+        roots=np.array([offset_of[t] for t in trees.tolist()], dtype=np.int64),
+        weights=weights, depth=int(depth_arr.max()) if n else 0)
+
+
+class RandomForest(Classifier):
+    """``RandomForestClassificationModel``."""
+
+    def __init__(self, files: StageFiles):
+        super().__init__(files)
+        meta = files.metadata
+        self.num_classes = int(meta.get("numClasses", 2))
+        self.num_features = int(meta["numFeatures"]) if "numFeatures" in meta else None
+        self.forest = read_forest(files, regression_trees=False)
+        k = self.num_classes
+        vals = np.zeros((len(self.forest.stats), k))
+        for i, s in enumerate(self.forest.stats):
+            if len(s) != k:
+                if self.forest.feature[i] < 0:
+                    raise ModelLoadError(f"{files.path}: leaf with {len(s)} class counts for {k} classes")
+                continue
+            total = s.sum()
+            if total != 0:
+                vals[i] = s / total
+        #: per node: class counts normalised to sum 1 (the leaf's vote)
+        self.node_votes = vals
+
+    def predict(self, X):
+        leaves = self.forest.leaves(X)
+        raw = self.node_votes[leaves].sum(axis=1)
+        total = raw.sum(axis=1, keepdims=True)
+        prob = np.divide(raw, total, out=raw.copy(), where=total != 0)
+        if self.thresholds is not None:
+            pred = probability_to_prediction(prob, self.thresholds)
+        else:
+            pred = first_argmax(raw)
+        return {"rawPrediction": raw, "probability": prob, "prediction": pred}
+
+
+class GBT(Classifier):
+    """``GBTClassificationModel`` (logistic loss)."""
+
+    def __init__(self, files: StageFiles):
+        super().__init__(files)
+        meta = files.metadata
+        self.num_features = int(meta["numFeatures"]) if "numFeatures" in meta else None
+        loss = files.param("lossType", "logistic")
+        if loss != "logistic":
+            raise ModelLoadError(f"{files.path}: GBT lossType {loss!r} is not supported (logistic only)")
+        self.forest = read_forest(files, regression_trees=True)
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        leaves = self.forest.leaves(X)
+        return self.forest.prediction[leaves] @ self.forest.weights
+
+    def predict(self, X):
+        m = self.margin(X)
+        raw = np.column_stack([-m, m])
+        p0 = 1.0 / (1.0 + np.exp(-2.0 * raw[:, 0]))
+        prob = np.column_stack([p0, 1.0 - p0])
+        if self.thresholds is not None:
+            pred = probability_to_prediction(prob, self.thresholds)
+        else:
+            pred = (m > -m).astype(np.float64)
+        return {"rawPrediction": raw, "probability": prob, "prediction": pred}
