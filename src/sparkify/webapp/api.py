@@ -76,7 +76,11 @@ def predict():
         names = sorted({name for p in problems for name in p["fields"]})
         return _bad_request(f"{len(problems)} of {len(items)} customers are invalid.",
                             fields=names, records=problems)
-    results = service.predict(bundle, records, reasons=_flag("reasons", True), top=top)
+    try:
+        results = service.predict(bundle, records, reasons=_flag("reasons", True), top=top)
+    except ValueError as exc:  # the scorer's ScoringInputError: input it cannot score
+        fields = list(getattr(exc, "fields", []) or [])
+        return _bad_request(f"These customers cannot be scored: {exc}", fields=fields)
     for item, result in zip(items, results):
         user_id = item.get("userId", item.get("id"))
         if isinstance(user_id, (str, int)) and not isinstance(user_id, bool) and len(str(user_id)) <= 100:

@@ -66,7 +66,12 @@ def go():
             # Number inputs drop text they cannot parse: say what was entered.
             shown[name] = f"{message} (entered: “{entered[:40]}”)" if entered else message
         return render_template("master.html", values=values, errors=shown), 400
-    result = service.predict(bundle, [record], reasons=True)[0]
+    try:
+        result = service.predict(bundle, [record], reasons=True)[0]
+    except ValueError as exc:  # the scorer's ScoringInputError: input it cannot score
+        fields = list(getattr(exc, "fields", []) or [])
+        errors = {name: "cannot be scored" for name in fields} or {bundle.specs[0].name: str(exc)}
+        return render_template("master.html", values=_form_values(bundle, source), errors=errors), 400
     entered = [(spec, service.display_value(record[spec.name])) for spec in bundle.specs]
     return render_template("go.html", result=result, entered=entered, record=record)
 

@@ -167,9 +167,10 @@ def build_charts(bundle: ModelBundle) -> dict[str, str]:
     charts = {
         "churn_rate": plots.churn_rate(bundle.features if bundle.features is not None else pd.DataFrame()),
         "comparison": plots.group_comparison(
-            bundle.features if bundle.features is not None else pd.DataFrame(), main, units=units),
-        "activity": plots.activity_over_time(bundle.activity),
-        "models": plots.model_comparison(bundle.metrics_table),
+            bundle.features if bundle.features is not None else pd.DataFrame(), main, units=units,
+            title=None),
+        "activity": plots.activity_over_time(bundle.activity, title=None),
+        "models": plots.model_comparison(bundle.metrics_table, title=None),
         "importances": plots.feature_importances(
             bundle.importances, title="Feature importance",
             xaxis_title=bundle.importance_kind or "importance"),

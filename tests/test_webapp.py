@@ -1,0 +1,522 @@
+"""The web app's pages through Flask's test client, on a model trained by the pipeline.
+
+Covers every page route, the form's validation (missing, non-numeric, negative,
+absurd, NaN/inf, HTML payloads), unknown categories, size limits, error pages,
+user look-up, the at-risk list and its CSV, start-up errors, and that the app
+process never imports pyspark.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sparkify.webapp import AppStartupError, create_app
+from sparkify.webapp.validation import OTHER_CATEGORY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+def valid_record(specs) -> dict:
+    """A valid customer: training medians and the first known category."""
+    return {s.name: (s.default if s.numeric else s.categories[0]) for s in specs}
+
+
+def write_scores(model, model_dir: Path, out: Path) -> pd.DataFrame:
+    """Score the training users' feature rows like ``sparkify score`` does (userId,
+    probability, decision, band, rank and the feature values) and write a CSV."""
+    features = pd.read_parquet(model_dir / "features.parquet")
+    names = [f["name"] for f in model.features]
+    rows = features.dropna(subset=names).reset_index(drop=True)
+    scored = model.predict(rows[names])
+    table = pd.DataFrame({
+        "userId": rows["userId"].astype(str) if "userId" in rows else [f"u{i}" for i in range(len(rows))],
+        "probability": scored["probability"].to_numpy(),
+        "decision": scored["decision"].astype(bool).to_numpy(),
+        "band": scored["band"].to_numpy(),
+    })
+    table = pd.concat([table, rows[names]], axis=1)
+    table = table.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
+    table.insert(3, "rank", range(1, len(table) + 1))
+    # A userId carrying an HTML payload: pages must show it as text.
+    table.loc[len(table) - 1, "userId"] = "<b>bold</b>"
+    table.to_csv(out, index=False)
+    return table
+
+
+@pytest.fixture(scope="module")
+def model_dir(trained_model) -> Path:
+    return trained_model
+
+
+@pytest.fixture(scope="module")
+def scores(model_dir, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    from sparkify.scorer import load_model
+
+    out = tmp_path_factory.mktemp("scores") / "scores.csv"
+    return out, write_scores(load_model(model_dir), model_dir, out)
+
+
+@pytest.fixture(scope="module")
+def app(model_dir, scores):
+    return create_app(model_dir, scores_path=scores[0])
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def bundle(app):
+    return app.extensions["sparkify"]
+
+
+def numeric_specs(bundle):
+    return [s for s in bundle.specs if s.numeric]
+
+
+def categorical_specs(bundle):
+    return [s for s in bundle.specs if not s.numeric]
+
+
+class Assets(HTMLParser):
+    """Collects script/link/img URLs and form fields of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+        self.inputs: dict[str, dict] = {}
+        self.selects: dict[str, list[str]] = {}
+        self._select: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "script" and a.get("src"):
+            self.urls.append(a["src"])
+        if tag == "link" and a.get("href"):
+            self.urls.append(a["href"])
+        if tag == "img" and a.get("src"):
+            self.urls.append(a["src"])
+        if tag == "input" and a.get("name"):
+            self.inputs[a["name"]] = a
+        if tag == "select":
+            self._select = a.get("name")
+            self.selects[self._select] = []
+        if tag == "option" and self._select:
+            self.selects[self._select].append(a.get("value"))
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+
+
+def parse(html: bytes | str) -> Assets:
+    parser = Assets()
+    parser.feed(html.decode() if isinstance(html, bytes) else html)
+    return parser
+
+
+def field_error(html: str, name: str) -> str | None:
+    """The message shown beside field ``name`` (None when there is none)."""
+    m = re.search(rf'<div class="invalid-feedback" id="e-{re.escape(name)}">(.*?)</div>', html, re.S)
+    return m.group(1).strip() if m else None
+
+
+# --------------------------------------------------------------------------- dashboard
+
+def test_dashboard_form_fields_follow_the_feature_list(client, bundle):
+    r = client.get("/")
+    assert r.status_code == 200
+    page = parse(r.data)
+    for spec in numeric_specs(bundle):
+        field = page.inputs[spec.name]
+        assert field["type"] == "number"
+        assert float(field["value"]) == pytest.approx(spec.default, rel=1e-2, abs=1e-3)
+        assert float(field["min"]) == spec.lo and float(field["max"]) == spec.hi
+        assert spec.lo <= spec.train_min and spec.hi >= spec.train_max
+    for spec in categorical_specs(bundle):
+        options = page.selects[spec.name]
+        assert options[:-1] == list(spec.categories) and options[-1] == OTHER_CATEGORY
+    html = r.data.decode()
+    for spec in bundle.specs:
+        if spec.unit:
+            assert f"({spec.unit})" in html
+
+
+def test_dashboard_shows_charts_and_model_table(client, bundle):
+    html = client.get("/").data.decode()
+    assert html.count('class="plotly-graph-div"') >= 5
+    assert 'id="model-table"' in html
+    for name in bundle.metrics_table.index:
+        assert f"<td>{name}</td>" in html
+    assert bundle.model_type in html
+
+
+PAGES = ["/", "/users", "/at-risk", "/at-risk?all=1", "/api", "/no-such-page"]
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_no_cdn_every_asset_is_served_locally(client, bundle, url):
+    html = client.get(url).data
+    urls = parse(html).urls
+    assert any("bootstrap" in u and u.endswith(".css") for u in urls)
+    for u in urls:
+        assert not re.match(r"^(https?:)?//", u), f"external asset {u} on {url}"
+        assert client.get(u).status_code == 200, u
+    assert not re.search(rb"<(script|link)[^>]+(src|href)=\"(https?:)?//", html)
+
+
+def test_go_page_assets_and_plotly_served_from_the_package(client, bundle):
+    r = client.get("/go", query_string=valid_record(bundle.specs))
+    for u in parse(r.data).urls:
+        assert not re.match(r"^(https?:)?//", u)
+    js = client.get("/vendor/plotly.min.js")
+    assert js.status_code == 200 and js.mimetype == "text/javascript"
+    assert b"plotly" in js.data[:2000].lower() and len(js.data) > 1_000_000
+    assert "Content-Security-Policy" in r.headers and "default-src 'self'" in r.headers["Content-Security-Policy"]
+
+
+# --------------------------------------------------------------------------- result page
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_go_shows_probability_decision_band_and_reasons(client, bundle, method):
+    record = valid_record(bundle.specs)
+    if method == "get":
+        r = client.get("/go", query_string=record)
+    else:
+        r = client.post("/go", data=record)
+    assert r.status_code == 200
+    html = r.data.decode()
+    expected = bundle.model.predict([record])
+    p = float(expected["probability"][0])
+    assert f"{100 * p:.1f}%" in html
+    decision = bool(expected["decision"][0])
+    assert ("Likely to churn" in html) == decision and ("Likely to stay" in html) != decision
+    assert f"{expected['band'][0]} risk" in html
+    reasons = bundle.model.explain(record, top=5)
+    assert reasons
+    for reason in reasons:
+        assert reason.feature.replace("_", " ") in html
+    for spec in bundle.specs:  # the values entered are shown back
+        assert spec.label in html
+
+
+def test_go_without_values_redirects_to_the_form(client):
+    r = client.get("/go")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/")
+
+
+def test_edit_link_prefills_the_form(client, bundle):
+    record = valid_record(bundle.specs)
+    spec = numeric_specs(bundle)[0]
+    record[spec.name] = spec.train_max
+    html = client.get("/go", query_string=record).data.decode()
+    link = re.search(r'href="(/\?[^"#]+)#customer">Edit these values', html).group(1)
+    page = parse(client.get(link.replace("&amp;", "&")).data)
+    assert float(page.inputs[spec.name]["value"]) == pytest.approx(spec.train_max)
+
+
+# --------------------------------------------------------------------------- bad input
+
+def bad_cases(bundle):
+    num = numeric_specs(bundle)
+    nonneg = next(s for s in num if s.lo == 0)
+    first = num[0]
+    return {
+        "missing": (first.name, None, "required"),
+        "empty": (first.name, "", "required"),
+        "blank": (first.name, "   ", "required"),
+        "text": (first.name, "abc", "must be a number"),
+        "negative": (nonneg.name, "-5", "must not be negative"),
+        "absurd": (first.name, str(first.hi * 2 + 1), "implausibly large"),
+        "huge": (first.name, "1e308", "implausibly large"),
+        "nan": (first.name, "nan", "finite"),
+        "inf": (first.name, "inf", "finite"),
+        "minus_inf": (first.name, "-Infinity", "finite"),
+        "long": (first.name, "9" * 500, "must be a number"),
+    }
+
+
+CASES = ["missing", "empty", "blank", "text", "negative", "absurd", "huge", "nan", "inf", "minus_inf", "long"]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_bad_value_rerenders_form_with_message_beside_field(client, bundle, case, method):
+    name, value, message = bad_cases(bundle)[case]
+    record = {k: str(v) for k, v in valid_record(bundle.specs).items()}
+    if value is None:
+        del record[name]
+    else:
+        record[name] = value
+    r = client.get("/go", query_string=record) if method == "get" else client.post("/go", data=record)
+    assert r.status_code == 400
+    html = r.data.decode()
+    assert 'id="customer-form"' in html and 'id="form-errors"' in html
+    error = field_error(html, name)
+    assert error is not None and message in error
+    # the other fields keep what was entered and carry no message
+    for spec in bundle.specs:
+        if spec.name != name:
+            assert field_error(html, spec.name) is None
+
+
+def test_every_field_missing_lists_every_field(client, bundle):
+    r = client.post("/go", data={"unrelated": "1"})
+    assert r.status_code == 400
+    html = r.data.decode()
+    for spec in bundle.specs:
+        assert field_error(html, spec.name) == "required"
+
+
+def test_missing_categorical_is_an_error(client, bundle):
+    if not categorical_specs(bundle):
+        pytest.skip("this model has no categorical feature")
+    spec = categorical_specs(bundle)[0]
+    record = valid_record(bundle.specs)
+    record[spec.name] = ""
+    r = client.get("/go", query_string=record)
+    assert r.status_code == 400 and field_error(r.data.decode(), spec.name) == "required"
+
+
+PAYLOAD = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+def test_html_payload_in_numeric_field_shows_as_text(client, bundle):
+    name = numeric_specs(bundle)[0].name
+    record = valid_record(bundle.specs)
+    record[name] = PAYLOAD
+    r = client.get("/go", query_string=record)
+    assert r.status_code == 400
+    html = r.data.decode()
+    assert PAYLOAD not in html and "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)" in html or "&lt;script&gt;alert(&quot;x&quot;)" in html
+
+
+def test_unknown_category_is_accepted_and_html_in_it_escaped(client, bundle):
+    if not categorical_specs(bundle):
+        pytest.skip("this model has no categorical feature")
+    spec = categorical_specs(bundle)[0]
+    record = valid_record(bundle.specs)
+    record[spec.name] = PAYLOAD
+    r = client.get("/go", query_string=record)
+    assert r.status_code == 200
+    html = r.data.decode()
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert 'title="not seen in training">new<' in html
+    # the same customer through the "other / unknown" entry of the select
+    record[spec.name] = OTHER_CATEGORY
+    r = client.get("/go", query_string=record)
+    assert r.status_code == 200 and "other (not seen in training)" in r.data.decode()
+
+
+def test_value_outside_training_range_is_flagged(client, bundle):
+    spec = numeric_specs(bundle)[0]
+    record = valid_record(bundle.specs)
+    record[spec.name] = spec.train_max * 2 + 1
+    r = client.get("/go", query_string=record)
+    assert r.status_code == 200 and "outside training range" in r.data.decode()
+
+
+def test_request_too_large_is_a_clean_413_page(client, bundle):
+    record = valid_record(bundle.specs)
+    record["padding"] = "x" * (2 * 1024 * 1024)
+    r = client.post("/go", data=record)
+    assert r.status_code == 413
+    html = r.data.decode()
+    assert "too large" in html and 'id="error"' in html and "Traceback" not in html
+
+
+def test_error_pages(client):
+    r = client.get("/no-such-page")
+    assert r.status_code == 404 and 'id="error"' in r.data.decode()
+    r = client.delete("/go")
+    assert r.status_code == 405 and "GET" in r.headers["Allow"]
+    assert 'id="error"' in r.data.decode()
+
+
+def test_unexpected_error_is_a_500_page_without_traceback(model_dir, scores):
+    app = create_app(model_dir, scores_path=scores[0])
+
+    def boom():
+        raise RuntimeError("secret internal detail")
+
+    app.add_url_rule("/boom", "boom", boom)
+    app.add_url_rule("/api/boom", "api_boom", boom)
+    client = app.test_client()
+    r = client.get("/boom")
+    assert r.status_code == 500
+    html = r.data.decode()
+    assert "secret internal detail" not in html and "Traceback" not in html and 'id="error"' in html
+    r = client.get("/api/boom")
+    assert r.status_code == 500 and r.json["error"] == "Internal Server Error"
+    assert "secret" not in r.get_data(as_text=True)
+
+
+# --------------------------------------------------------------------------- users and at-risk list
+
+def test_user_lookup_found(client, bundle, scores):
+    table = scores[1]
+    row = table.iloc[0]
+    r = client.get("/users", query_string={"userId": row["userId"]})
+    assert r.status_code == 200
+    html = r.data.decode()
+    assert f"{100 * row['probability']:.1f}%" in html
+    assert "rank 1" in html
+    assert 'id="reasons"' in html  # the scores row carries the features: reasons are shown
+    assert "Open in the what-if form" in html
+
+
+def test_user_lookup_escapes_and_not_found(client, scores):
+    r = client.get("/users", query_string={"userId": "<b>bold</b>"})
+    assert r.status_code == 200
+    assert "&lt;b&gt;bold&lt;/b&gt;" in r.data.decode() and "<b>bold</b>" not in r.data.decode()
+    r = client.get("/users", query_string={"userId": "<i>nobody</i>"})
+    assert r.status_code == 404
+    html = r.data.decode()
+    assert "No user with this userId" in html and "<i>nobody</i>" not in html
+    r = client.get("/users", query_string={"userId": "x" * 5000})
+    assert r.status_code == 400
+    r = client.get("/users")
+    assert r.status_code == 200 and 'id="lookup-form"' in r.data.decode()
+
+
+def test_at_risk_list_is_ranked_and_flagged_only(client, scores, app):
+    table = scores[1]
+    flagged = table[table["decision"]]
+    r = client.get("/at-risk")
+    assert r.status_code == 200
+    html = r.data.decode()
+    size = app.config["AT_RISK_PAGE_SIZE"]
+    shown = re.findall(r'<a href="/users\?userId=([^"]+)">', html)
+    expected = [str(u) for u in flagged["userId"].head(size)]
+    from urllib.parse import unquote_plus
+    assert [unquote_plus(u) for u in shown] == expected
+    assert f"{len(flagged):,} user" in html
+
+
+def test_at_risk_pagination_and_bad_page_numbers(client, scores, app):
+    table = scores[1]
+    size = app.config["AT_RISK_PAGE_SIZE"]
+    for page in ("abc", "-3", "0", "999999"):
+        assert client.get("/at-risk", query_string={"page": page, "all": "1"}).status_code == 200
+    if len(table) > size:
+        html = client.get("/at-risk", query_string={"page": 2, "all": "1"}).data.decode()
+        assert "page 2 of" in html
+
+
+def test_at_risk_csv_download(client, scores):
+    table = scores[1]
+    r = client.get("/at-risk.csv")
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    assert "attachment" in r.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+    flagged = table[table["decision"]]
+    assert [row["userId"] for row in rows] == [str(u) for u in flagged["userId"]]
+    assert [int(row["rank"]) for row in rows] == sorted(int(row["rank"]) for row in rows)
+    everything = list(csv.DictReader(io.StringIO(client.get("/at-risk.csv?all=1").get_data(as_text=True))))
+    assert len(everything) == len(table)
+
+
+def test_scores_are_reread_when_the_file_changes(model_dir, scores, tmp_path):
+    path = tmp_path / "scores.csv"
+    scores[1].head(3).to_csv(path, index=False)
+    app = create_app(model_dir, scores_path=path)
+    client = app.test_client()
+    assert client.get("/users?userId=new-user").status_code == 404
+    extra = scores[1].head(1).assign(userId="new-user")
+    pd.concat([scores[1].head(3), extra]).to_csv(path, index=False)
+    os.utime(path, (1, 2_000_000_000))
+    assert client.get("/users?userId=new-user").status_code == 200
+
+
+def test_without_scores_pages_say_how_to_get_them(model_dir, tmp_path):
+    app = create_app(model_dir, scores_path=tmp_path / "absent.csv")
+    client = app.test_client()
+    r = client.get("/at-risk")
+    assert r.status_code == 200 and "sparkify score" in r.data.decode()
+    assert client.get("/at-risk.csv").status_code == 404
+    r = client.get("/users?userId=1")
+    assert r.status_code == 404 and "No scores are loaded" in r.data.decode()
+    # a corrupt scores file is reported, not a crash
+    bad = tmp_path / "bad.csv"
+    bad.write_text("no,user,column\n1,2,3\n")
+    r = create_app(model_dir, scores_path=bad).test_client().get("/at-risk")
+    assert r.status_code == 200 and "no userId column" in r.data.decode()
+
+
+# --------------------------------------------------------------------------- start-up
+
+def test_missing_model_directory_stops_start_up(tmp_path):
+    with pytest.raises(AppStartupError, match="no model directory"):
+        create_app(tmp_path / "nope")
+    with pytest.raises(AppStartupError, match="no model.json"):
+        create_app(tmp_path)
+
+
+def test_corrupt_model_directory_stops_start_up(model_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "model.json").write_text("{not json")
+    with pytest.raises(AppStartupError, match="cannot load the model"):
+        create_app(broken)
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "app" / "run.py"), *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def test_seed_command_exits_2_with_a_message_on_a_bad_model_dir(model_dir, tmp_path):
+    r = run_cli("--model", str(tmp_path / "missing"), "--port", "0")
+    assert r.returncode == 2
+    assert "no model directory" in r.stderr and "sparkify train" in r.stderr
+    assert "Traceback" not in r.stderr
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    shutil.rmtree(broken / "pipeline", ignore_errors=True)
+    (broken / "model.json").write_text('{"format": 1}')
+    r = run_cli("--model", str(broken), "--port", "0")
+    assert r.returncode == 2 and "cannot load the model" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_app_process_imports_no_pyspark_and_needs_no_java(model_dir, scores):
+    """Serve real requests in a fresh interpreter with no Java reachable."""
+    code = textwrap.dedent(f"""
+        import sys, json
+        from sparkify.webapp import create_app
+        app = create_app({str(model_dir)!r}, scores_path={str(scores[0])!r})
+        c = app.test_client()
+        b = app.extensions["sparkify"]
+        rec = {{s.name: (s.default if s.numeric else s.categories[0]) for s in b.specs}}
+        codes = [c.get("/").status_code, c.get("/go", query_string=rec).status_code,
+                 c.post("/api/predict", json=rec).status_code, c.get("/at-risk").status_code]
+        print(json.dumps({{"codes": codes, "pyspark": [m for m in sys.modules if m.startswith(("pyspark", "py4j"))]}}))
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "SPARK_HOME", "PYSPARK_PYTHON")}
+    env["PATH"] = os.path.dirname(sys.executable)  # no java on the path
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["codes"] == [200, 200, 200, 200]
+    assert out["pyspark"] == []
