@@ -1,0 +1,349 @@
+"""Per-user features and labels on a hand-built event table with known answers, the
+user-agent / location parsers, the feature catalogue, and the simulated small log."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from sparkify.config import SIMULATOR_DATA_DIR
+
+UTC = timezone.utc
+T = datetime(2018, 11, 1, tzinfo=UTC)
+QUOTED_CHROME_WIN = ('"Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) '
+                     'Chrome/37.0.2062.103 Safari/537.36"')
+IPHONE = ('"Mozilla/5.0 (iPhone; CPU iPhone OS 7_1_2 like Mac OS X) AppleWebKit/537.51.2 '
+          '(KHTML, like Gecko) Version/7.0 Mobile/11D257 Safari/9537.53"')
+FIREFOX_MAC = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.9; rv:31.0) Gecko/20100101 Firefox/31.0"
+
+
+def ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+USERS = {
+    "A": dict(gender="F", registration=ms(datetime(2018, 9, 1, tzinfo=UTC)),
+              location="Boston-Cambridge-Newton, MA-NH", userAgent=QUOTED_CHROME_WIN),
+    "B": dict(gender="M", registration=ms(datetime(2018, 10, 20, tzinfo=UTC)),
+              location="Corpus Christi, TX", userAgent=IPHONE),
+    "C": dict(gender="F", registration=ms(datetime(2018, 9, 15, tzinfo=UTC)),
+              location="Bakersfield, CA", userAgent=FIREFOX_MAC),
+    "D": dict(gender="M", registration=ms(datetime(2018, 11, 2, tzinfo=UTC)),
+              location="Chicago-Naperville-Elgin, IL-IN-WI", userAgent=FIREFOX_MAC),
+}
+
+
+def make_events(spark, rows):
+    """rows: (userId, sessionId, datetime, page, level, artist[, auth]) -> cleaned events."""
+    from sparkify.dataset import RAW_FIELDS, with_time
+    from pyspark.sql.types import StructType
+
+    records = []
+    for i, row in enumerate(rows):
+        user, session, when, page, level, artist, *rest = row
+        auth = rest[0] if rest else ("Cancelled" if page == "Cancellation Confirmation" else "Logged In")
+        records.append(dict(
+            ts=ms(when), userId=user, sessionId=session, page=page, auth=auth, method="PUT",
+            status=200, level=level, itemInSession=i, lastName="X", firstName="Y",
+            artist=artist, song=("s" if artist else None), length=(200.0 if artist else None),
+            **USERS[user]))
+    schema = StructType(RAW_FIELDS)
+    data = [tuple(r.get(f.name) for f in RAW_FIELDS) for r in records]
+    return with_time(spark.createDataFrame(data, schema))
+
+
+def d(month, day, hour=0, minute=0):
+    return datetime(2018, month, day, hour, minute, tzinfo=UTC)
+
+
+HAND_ROWS = [
+    # user A: two sessions before T, upgrade in the second, churns within the horizon
+    ("A", 1, d(10, 10, 10, 0), "NextSong", "free", "X"),
+    ("A", 1, d(10, 10, 10, 4), "NextSong", "free", "Y"),
+    ("A", 1, d(10, 10, 10, 5), "Thumbs Up", "free", None),
+    ("A", 1, d(10, 10, 10, 10), "NextSong", "free", "X"),
+    ("A", 1, d(10, 10, 10, 20), "Thumbs Down", "free", None),
+    ("A", 2, d(10, 25, 12, 0), "NextSong", "free", "Z"),
+    ("A", 2, d(10, 25, 12, 1), "Roll Advert", "free", None),
+    ("A", 2, d(10, 25, 12, 2), "Submit Upgrade", "free", None),
+    ("A", 2, d(10, 25, 12, 3), "Home", "paid", None),
+    ("A", 2, d(10, 25, 12, 30), "NextSong", "paid", "Z"),
+    # after T: invisible to the features
+    ("A", 7, d(11, 5, 9, 0), "NextSong", "paid", "Q"),
+    ("A", 7, d(11, 5, 9, 1), "Submit Downgrade", "paid", None),
+    ("A", 7, d(11, 10, 9, 0), "Cancel", "free", None),
+    ("A", 7, d(11, 10, 9, 0, ), "Cancellation Confirmation", "free", None),
+    # user B shares sessionId 1 with A; cancels after T + horizon -> label 0
+    ("B", 1, d(10, 28, 8, 0), "NextSong", "free", "X"),
+    ("B", 1, d(10, 28, 8, 4), "NextSong", "free", "X"),
+    ("B", 9, d(12, 5, 8, 0), "Cancel", "free", None),
+    ("B", 9, d(12, 5, 8, 0), "Cancellation Confirmation", "free", None),
+    # user C is gone before T -> excluded
+    ("C", 3, d(10, 5, 9, 0), "NextSong", "paid", "X"),
+    ("C", 3, d(10, 6, 9, 0), "Cancel", "paid", None),
+    ("C", 3, d(10, 6, 9, 0), "Cancellation Confirmation", "paid", None),
+    # user D only appears after T -> excluded
+    ("D", 8, d(11, 3, 9, 0), "NextSong", "free", "X"),
+    ("D", 8, d(12, 1, 9, 0), "NextSong", "free", "X"),
+]
+
+
+@pytest.fixture(scope="module")
+def hand_events(spark):
+    return make_events(spark, HAND_ROWS)
+
+
+@pytest.fixture(scope="module")
+def window_table(hand_events):
+    from sparkify.features import LabelSpec, build_user_table
+
+    table, spec = build_user_table(hand_events, LabelSpec(cutoff=T))
+    return {r["userId"]: r.asDict() for r in table.collect()}, spec
+
+
+def test_window_population_and_labels(window_table):
+    rows, spec = window_table
+    assert spec.cutoff == T and spec.mode == "window"
+    assert set(rows) == {"A", "B"}          # C gone before T, D not yet active
+    assert rows["A"]["churn"] == 1           # Cancellation Confirmation on Nov 10, inside (T, T+30d]
+    assert rows["B"]["churn"] == 0           # cancels Dec 5, after the horizon
+
+
+def test_window_counts_and_rates(window_table):
+    a = window_table[0]["A"]
+    assert a["n_songs"] == 5 and a["n_thumbs_up"] == 1 and a["n_thumbs_down"] == 1
+    assert a["n_adverts"] == 1 and a["n_errors"] == 0
+    assert a["n_events"] == 10
+    assert a["n_sessions"] == 2
+    assert a["mean_session_minutes"] == pytest.approx(25.0)
+    assert a["active_days"] == 2
+    assert a["songs_per_day"] == pytest.approx(2.5)
+    assert a["songs_per_session"] == pytest.approx(2.5)
+    assert a["thumbs_up_per_session"] == pytest.approx(0.5)
+    assert a["thumbs_down_share"] == pytest.approx(0.5)
+    assert a["thumbs_up_per_song"] == pytest.approx(0.2)
+    assert a["adverts_per_song"] == pytest.approx(0.2)
+    assert a["distinct_artists"] == 3
+    assert a["artist_diversity"] == pytest.approx(0.6)
+    assert a["paid_song_share"] == pytest.approx(0.2)
+    assert a["n_level_changes"] == 1         # the Submit Downgrade after T is not counted
+    assert a["sessions_per_day"] == pytest.approx(1.0)
+
+
+def test_window_time_features(window_table):
+    a = window_table[0]["A"]
+    assert a["days_since_registration"] == pytest.approx(61.0)
+    last = d(10, 25, 12, 30)
+    assert a["days_since_last_activity"] == pytest.approx((T - last) / timedelta(days=1))
+    assert a["songs_last_14d"] == 2
+    first = d(10, 10, 10, 0)
+    earlier_days = (T - timedelta(days=14) - first) / timedelta(days=1)
+    expected = (2 / 14 + 1) / (3 / earlier_days + 1)
+    assert a["activity_trend"] == pytest.approx(expected)
+    b = window_table[0]["B"]
+    assert b["activity_trend"] == 1.0        # younger than 15 days: neutral
+    assert b["days_since_registration"] == pytest.approx(12.0)
+
+
+def test_sessions_keyed_by_user_and_session(window_table):
+    b = window_table[0]["B"]
+    assert b["n_sessions"] == 1 and b["n_songs"] == 2 and b["distinct_artists"] == 1
+    assert b["mean_session_minutes"] == pytest.approx(4.0)
+
+
+def test_window_categoricals(window_table):
+    a, b = window_table[0]["A"], window_table[0]["B"]
+    assert a["level"] == "paid"              # upgraded before T; the downgrade after T is unseen
+    assert (a["gender"], a["os"], a["browser"], a["region"]) == ("F", "Windows", "Chrome", "Northeast")
+    assert (b["gender"], b["os"], b["browser"], b["region"]) == ("M", "iPhone", "Mobile Safari", "South")
+    assert b["level"] == "free"
+
+
+def test_observation_window(hand_events):
+    from sparkify.features import LabelSpec, build_user_table
+
+    table, _ = build_user_table(hand_events, LabelSpec(cutoff=T, observation_days=10))
+    rows = {r["userId"]: r for r in table.collect()}
+    assert set(rows) == {"A", "B"}
+    assert rows["A"]["n_songs"] == 2 and rows["A"]["n_sessions"] == 1   # only Oct 22 onwards
+    table, _ = build_user_table(hand_events, LabelSpec(cutoff=T, observation_days=5))
+    assert {r["userId"] for r in table.collect()} == {"B"}              # A silent in the window
+
+
+def test_horizon_option(hand_events):
+    from sparkify.features import LabelSpec, build_user_table
+
+    table, _ = build_user_table(hand_events, LabelSpec(cutoff=T, horizon_days=40))
+    labels = {r["userId"]: r["churn"] for r in table.select("userId", "churn").collect()}
+    assert labels == {"A": 1, "B": 1}       # Dec 5 is within 40 days of Nov 1
+    table, _ = build_user_table(hand_events, LabelSpec(cutoff=T, horizon_days=5))
+    labels = {r["userId"]: r["churn"] for r in table.select("userId", "churn").collect()}
+    assert labels == {"A": 0, "B": 0}       # Nov 10 is after Nov 6
+
+
+def test_ever_mode(hand_events):
+    from sparkify.features import TIME_TO_END_FEATURES, LabelSpec, build_user_table
+
+    table, spec = build_user_table(hand_events, LabelSpec(mode="ever"))
+    rows = {r["userId"]: r.asDict() for r in table.collect()}
+    assert {u: r["churn"] for u, r in rows.items()} == {"A": 1, "B": 1, "C": 1, "D": 0}
+    # the reference time is just after the last non-cancellation event (D, Dec 1 09:00)
+    assert spec.cutoff == d(12, 1, 9, 0) + timedelta(seconds=1)
+    assert rows["C"]["n_events"] == 1        # Cancel and Cancellation Confirmation unseen
+    assert rows["A"]["n_events"] == 12       # 10 before T + 2 after, cancellations excluded
+    assert rows["A"]["level"] == "paid"      # level at the last non-cancel event (Submit Downgrade row)
+    for name in TIME_TO_END_FEATURES:
+        assert len({r[name] for r in rows.values()}) == 1, name
+
+
+def test_default_cutoff(hand_events):
+    from sparkify.features import LabelSpec, resolve_spec
+
+    spec = resolve_spec(hand_events, LabelSpec())
+    # last event Dec 5 08:00 -> day start Dec 5 - 30 days
+    assert spec.cutoff == d(11, 5)
+
+
+def test_scoring_table_matches_training_features(hand_events):
+    from sparkify.features import FEATURE_NAMES, LabelSpec, build_scoring_table, build_user_table
+
+    train, _ = build_user_table(hand_events, LabelSpec(cutoff=T))
+    score = build_scoring_table(hand_events, as_of=T)
+    assert score.columns == ["userId", *FEATURE_NAMES]
+    want = {r["userId"]: tuple(r) for r in train.select("userId", *FEATURE_NAMES).collect()}
+    got = {r["userId"]: tuple(r) for r in score.collect()}
+    assert got == want
+    # default as_of = end of log: A, B and C have cancelled by then, only D remains
+    assert {r["userId"] for r in build_scoring_table(hand_events).collect()} == {"D"}
+
+
+def test_bad_label_spec(hand_events):
+    from sparkify.features import LabelSpec, build_user_table
+
+    with pytest.raises(ValueError, match="mode"):
+        build_user_table(hand_events, LabelSpec(mode="sometimes"))
+    with pytest.raises(ValueError, match="horizon"):
+        build_user_table(hand_events, LabelSpec(horizon_days=0))
+
+
+def test_feature_catalogue():
+    from sparkify.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, model_features
+
+    names = [f.name for f in FEATURES]
+    assert len(FEATURES) >= 25 and len(names) == len(set(names))
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", n) for n in names)
+    assert all(f.kind in ("numeric", "categorical") and f.description for f in FEATURES)
+    assert set(NUMERIC_FEATURES) | set(CATEGORICAL_FEATURES) == set(names)
+    assert not set(NUMERIC_FEATURES) & set(CATEGORICAL_FEATURES)
+    assert set(CATEGORICAL_FEATURES) == {"level", "gender", "os", "browser", "region"}
+    assert all(f.categories for f in FEATURES if f.kind == "categorical")
+    ever = {f.name for f in model_features("ever")}
+    assert "days_since_last_activity" not in ever and "n_songs" in ever
+
+
+def known_user_agents() -> list[str]:
+    with open(SIMULATOR_DATA_DIR / "user_agents.tsv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [r["user_agent"] for r in rows]
+
+
+def test_user_agent_parser_covers_the_85_known_strings(spark):
+    from pyspark.sql import functions as F
+
+    from sparkify.features import browser_expr, os_expr, parse_user_agent
+
+    uas = known_user_agents()
+    assert len(uas) == 85
+    parsed = [parse_user_agent(ua) for ua in uas]
+    assert {o for o, _ in parsed} == {"Windows", "Mac", "Linux", "iPhone", "iPad"}
+    assert {b for _, b in parsed} == {"Chrome", "Firefox", "Safari", "IE", "Chromium", "Mobile Safari"}
+    assert parse_user_agent("Mozilla/5.0 (compatible; MSIE 10.0; Windows NT 6.2; WOW64; Trident/6.0)") \
+        == ("Windows", "IE")
+    assert parse_user_agent(None) == ("Unknown", "Unknown")
+    df = spark.createDataFrame([(ua,) for ua in uas], "ua string")
+    got = [(r[0], r[1]) for r in df.select(os_expr(F.col("ua")), browser_expr(F.col("ua"))).collect()]
+    assert got == parsed                     # Spark expressions agree with the Python parser
+
+
+def test_location_region(spark):
+    from pyspark.sql import functions as F
+
+    from sparkify.features import location_region, location_state, region_expr
+
+    cases = {
+        "Bakersfield, CA": "West",
+        "Boston-Cambridge-Newton, MA-NH": "Northeast",
+        "New York-Newark-Jersey City, NY-NJ-PA": "Northeast",
+        "Washington-Arlington-Alexandria, DC-VA-MD-WV": "South",
+        "Chicago-Naperville-Elgin, IL-IN-WI": "Midwest",
+        "Nowhere": "Unknown",
+    }
+    assert location_state("Boston-Cambridge-Newton, MA-NH") == "NH"
+    assert {loc: location_region(loc) for loc in cases} == cases
+    assert location_region(None) == "Unknown"
+    df = spark.createDataFrame([(k,) for k in cases], "loc string")
+    got = {r[0]: r[1] for r in df.select("loc", region_expr(F.col("loc"))).collect()}
+    assert got == cases
+    # every CBSA of the simulator maps to a region
+    with open(SIMULATOR_DATA_DIR / "locations.csv", newline="", encoding="utf-8") as fh:
+        locations = [r["location"] for r in csv.DictReader(fh)]
+    assert all(location_region(loc) != "Unknown" for loc in locations)
+
+
+# ------------------------------------------------------------------ simulated small log
+@pytest.fixture(scope="module")
+def small_loaded(spark, small_log):
+    from sparkify.dataset import load_events
+
+    loaded = load_events(spark, small_log)
+    yield loaded
+    loaded.unpersist()
+
+
+def test_small_log_table(small_loaded):
+    from pyspark.sql import functions as F
+
+    from sparkify.features import FEATURE_NAMES, NUMERIC_FEATURES, LabelSpec, build_user_table
+
+    table, spec = build_user_table(small_loaded.events, LabelSpec())
+    table = table.cache()
+    n = table.count()
+    assert n > 50
+    assert table.select("userId").distinct().count() == n
+    assert table.columns == ["userId", *FEATURE_NAMES, "churn"]
+    nulls = table.select(*[F.sum(F.col(c).isNull().cast("int")).alias(c) for c in table.columns]).first()
+    assert all(v == 0 for v in nulls), {k: v for k, v in nulls.asDict().items() if v}
+    nans = table.select(*[F.sum(F.isnan(c).cast("int")).alias(c) for c in NUMERIC_FEATURES]).first()
+    assert all(v == 0 for v in nans)
+    churners = table.filter("churn = 1").count()
+    assert 0 < churners < n
+    assert spec.cutoff.hour == 0 and spec.cutoff.tzinfo is not None
+    table.unpersist()
+
+
+def test_small_log_labels_match_truth(spark, small_log, small_loaded):
+    """Window labels agree with the simulator's ground truth (churn time in (T, T+h])."""
+    import pandas as pd
+
+    from sparkify.features import LabelSpec, build_user_table
+
+    truth_path = small_log.with_name(f"{small_log.stem}_truth.parquet")
+    truth = pd.read_parquet(truth_path)
+    table, spec = build_user_table(small_loaded.events, LabelSpec())
+    labels = table.select("userId", "churn").toPandas()
+    churn_ts = truth.set_index(truth["userId"].astype(str))["churn_ts"]
+    if pd.api.types.is_numeric_dtype(churn_ts):
+        churn_ts = pd.to_datetime(churn_ts, unit="ms", utc=True)
+    else:
+        churn_ts = pd.to_datetime(churn_ts, utc=True)
+    t0 = pd.Timestamp(spec.cutoff)
+    t1 = t0 + pd.Timedelta(days=spec.horizon_days)
+    expected = ((churn_ts > t0) & (churn_ts <= t1)).astype(int)
+    got = labels.set_index("userId")["churn"]
+    mismatched = [u for u in got.index if int(expected.get(u, 0)) != int(got[u])]
+    assert not mismatched, mismatched[:10]
+    assert math.isclose(got.sum(), expected.reindex(got.index).fillna(0).sum())
