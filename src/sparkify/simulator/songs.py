@@ -1,10 +1,11 @@
 """A synthetic song catalogue standing in for eventsim's ``listen_counts.txt.gz``.
 
 eventsim draws each song weighted by its Million-Song-Dataset listen count (385 k
-tracks, heavy-tailed). That file is not shipped, so we build a catalogue of the same
-size with Zipf-like popularity ``w_r = (r + q) ** -s`` (r = popularity rank), calibrated
-so that the number of distinct songs played grows like the real logs' (mini: 228 k
-plays -> ~58 k distinct songs, ~17.6 k artists). Lengths are lognormal with the real
+tracks, heavy-tailed). That file is not shipped, so we build a catalogue of 170 k
+tracks (its effective size) with Zipf-like popularity ``w_r = (r + q) ** -s``
+(r = popularity rank), calibrated so that the number of distinct songs played grows
+like the real logs' (228 k plays -> ~58 k distinct songs, 433 k -> ~80 k,
+2.1 M -> ~149 k). Lengths are lognormal with the real
 mean (~249 s) and sd (~99 s), clipped to the real range [0.52, 3024.66567] s.
 
 Titles and artist names are made of English words and the name tables; a few artists
@@ -12,7 +13,7 @@ carry accented letters written with the real log's double-encoded mojibake
 (``Björk`` -> ``BjÃÂ¶rk``).
 
 In: a seed (fixed by default: the catalogue plays the part of a fixed data file).
-Out: :class:`Catalogue` with per-song artist/title/length and pre-encoded JSON tails.
+Out: :class:`Catalogue`: popularity, lengths, and names/JSON tails made on demand.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from functools import lru_cache
 import numpy as np
 import orjson
 
-N_SONGS = 385_252
-ZIPF_S = 0.87
-ZIPF_Q = 40.0
-ARTIST_SHARE = 0.23  # artists per song in the catalogue
+N_SONGS = 170_000
+ZIPF_S = 1.0
+ZIPF_Q = 20.0
+ARTIST_SHARE = 0.30  # artists per song in the catalogue
 LENGTH_MEAN, LENGTH_SD = 249.1, 99.2
 LENGTH_MIN, LENGTH_MAX = 0.52245, 3024.66567
 CATALOGUE_SEED = 20181001
@@ -60,37 +61,52 @@ def mojibake(text: str) -> str:
     return text.encode("utf-8").decode("latin-1").encode("utf-8").decode("latin-1")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Catalogue:
     """Songs by popularity rank (0 = most popular).
 
     ``cum``: cumulative play probability (float64, for ``searchsorted`` sampling);
-    ``length_s``: whole seconds a play lasts (``int(length)``, eventsim's rule);
-    ``tail``: per song, the pre-encoded JSON tail ``,"artist":..,"song":..,"length":..``.
+    ``length``: seconds (5 decimals); ``length_s``: whole seconds a play lasts
+    (``int(length)``, eventsim's rule); names are made on demand by :meth:`tails`.
     """
 
-    artist: list[str]
-    title: list[str]
-    length: np.ndarray
     cum: np.ndarray
+    length: np.ndarray
     length_s: list[int]
-    tail: list[bytes]
+    artist_of: np.ndarray  # artist id per song
+    title_words: np.ndarray  # (n, 5) word ids
+    title_len: np.ndarray  # words per title
+    title_pre: np.ndarray  # prefix id per title
+    artist_names: list[str]
 
     def __len__(self) -> int:
-        return len(self.title)
+        return len(self.length)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Draw ``n`` song ids weighted by popularity."""
         return np.searchsorted(self.cum, rng.random(n), side="right")
 
+    def title(self, i: int) -> str:
+        words = _WORDS_CAP
+        k = int(self.title_len[i])
+        return TITLE_PREFIX[int(self.title_pre[i])] + " ".join(words[j] for j in self.title_words[i, :k].tolist())
 
-def _titles(rng: np.random.Generator, n: int) -> list[str]:
-    words = [w.capitalize() for w in WORDS]
-    k = rng.choice([1, 2, 2, 3, 3, 4, 5], size=n).tolist()
-    idx = rng.integers(0, len(words), size=(n, 5)).tolist()
-    small = ("", "The ", "A ", "My ", "In The ", "For ", "")
-    pre = rng.integers(0, len(small), size=n).tolist()
-    return [small[p] + " ".join([words[j] for j in row[:kk]]) for p, row, kk in zip(pre, idx, k)]
+    def artist(self, i: int) -> str:
+        return self.artist_names[int(self.artist_of[i])]
+
+    def tails(self, ids) -> list[bytes]:
+        """Pre-encoded JSON tails ``,"artist":..,"song":..,"length":..`` of songs ``ids``."""
+        out = []
+        dumps = orjson.dumps
+        lengths = self.length
+        for i in ids:
+            out.append(b',"artist":' + dumps(self.artist(i)) + b',"song":' + dumps(self.title(i))
+                       + b',"length":' + repr(float(lengths[i])).encode())
+        return out
+
+
+_WORDS_CAP = [w.capitalize() for w in WORDS]
+TITLE_PREFIX = ("", "The ", "A ", "My ", "In The ", "For ", "")
 
 
 def _artists(rng: np.random.Generator, n: int, first: tuple[str, ...], last: tuple[str, ...]) -> list[str]:
@@ -131,6 +147,14 @@ def _lengths(rng: np.random.Generator, n: int) -> np.ndarray:
     s2 = np.log1p((LENGTH_SD / LENGTH_MEAN) ** 2)
     mu = np.log(LENGTH_MEAN) - s2 / 2
     x = rng.lognormal(mu, np.sqrt(s2), size=n)
+    # the most played songs get stratified quantiles (their lengths dominate the plays'
+    # mean and sd), the long tail independent draws
+    top = min(n, 4000)
+    u = (rng.permutation(top) + 0.5) / top
+    from statistics import NormalDist
+
+    z = np.array([NormalDist().inv_cdf(v) for v in u.tolist()])
+    x[:top] = np.exp(mu + np.sqrt(s2) * z)
     x = np.clip(x, 10.0, LENGTH_MAX)
     x = np.round(x, 5)
     # the real extremes, on unpopular tracks
@@ -142,7 +166,7 @@ def _lengths(rng: np.random.Generator, n: int) -> np.ndarray:
 
 @lru_cache(maxsize=2)
 def build_catalogue(n_songs: int = N_SONGS, seed: int = CATALOGUE_SEED) -> Catalogue:
-    """Build the catalogue (deterministic for a given ``n_songs`` and ``seed``; ~1 s)."""
+    """Build the catalogue (deterministic for a given ``n_songs`` and ``seed``)."""
     from sparkify.simulator.attributes import load_tables
 
     tables = load_tables()
@@ -154,24 +178,17 @@ def build_catalogue(n_songs: int = N_SONGS, seed: int = CATALOGUE_SEED) -> Catal
     # popular songs tend to belong to popular artists: artist rank ~ song rank with noise
     ranks = np.arange(n_songs, dtype=np.float64)
     art = np.minimum((ranks * ARTIST_SHARE * rng.lognormal(0.0, 1.0, n_songs)).astype(np.int64), n_artists - 1)
-    titles = _titles(rng, n_songs)
     lengths = _lengths(rng, n_songs)
     w = (ranks + ZIPF_Q) ** -ZIPF_S
     cum = np.cumsum(w)
     cum /= cum[-1]
-    artist_col = [artists[i] for i in art.tolist()]
-    enc_artist: dict[str, bytes] = {}
-    tails = []
-    for a, t, ln in zip(artist_col, titles, lengths.tolist()):
-        ea = enc_artist.get(a)
-        if ea is None:
-            ea = enc_artist[a] = orjson.dumps(a)
-        tails.append(b',"artist":' + ea + b',"song":' + orjson.dumps(t) + b',"length":' + repr(ln).encode())
     return Catalogue(
-        artist=artist_col,
-        title=titles,
-        length=lengths,
         cum=cum,
+        length=lengths,
         length_s=lengths.astype(np.int64).tolist(),
-        tail=tails,
+        artist_of=art,
+        title_words=rng.integers(0, len(WORDS), size=(n_songs, 5)),
+        title_len=rng.choice(np.array([1, 2, 2, 3, 3, 4, 5]), size=n_songs),
+        title_pre=rng.integers(0, len(TITLE_PREFIX), size=n_songs),
+        artist_names=artists,
     )

@@ -154,13 +154,10 @@ def run(*, roster: Roster, models: list[Model], start: int, end: int, timing: Ti
     suffix_arr[n] = b""
     mid_arr = np.empty(len(state_mid), dtype=object)
     mid_arr[:] = state_mid
-    tail_arr = np.empty(len(catalogue.tail) + 1, dtype=object)
-    tail_arr[0] = b""
-    tail_arr[1:] = catalogue.tail
     _CTX.clear()
     _CTX.update(models=models, start=start, end=end, timing=timing, song_cum=catalogue.cum,
                 song_len=catalogue.length_s, show_arr=np.asarray(m0.show, dtype=bool), hidden_slot=n,
-                uid_arr=uid_arr, suffix_arr=suffix_arr, mid_arr=mid_arr, tail_arr=tail_arr, gzip=gzip,
+                uid_arr=uid_arr, suffix_arr=suffix_arr, mid_arr=mid_arr, gzip=gzip,
                 gzip_level=3)
 
     pool = _pool(workers) if workers > 1 else None
@@ -182,6 +179,15 @@ def run(*, roster: Roster, models: list[Model], start: int, end: int, timing: Ti
         order = np.argsort(ts, kind="stable")
         ts, code, user, sid = ts[order], code[order], user[order], sid[order]
         del order
+        if pool is not None:  # the encoders need the song tails: fork a fresh pool after building them
+            pool.close()
+            pool.join()
+        used = np.unique(code >> SONG_SHIFT)
+        used = used[used > 0]
+        tail_arr = np.full(len(catalogue) + 1, b"", dtype=object)
+        tail_arr[used] = catalogue.tails((used - 1).tolist())
+        _CTX["tail_arr"] = tail_arr
+        pool = _pool(workers) if workers > 1 else None
         total = len(ts)
         n_chunks = max(1, math.ceil(total / CHUNK_EVENTS))
         bounds = [(i * CHUNK_EVENTS, min(total, (i + 1) * CHUNK_EVENTS)) for i in range(n_chunks)]

@@ -1,0 +1,215 @@
+"""Compare a (simulated) event log with the facts of the real Sparkify log.
+
+The real facts are those of ``shared/reference/sparkify-event-log.md`` section 2 (the
+mini file's counts): page counts per NextSong, the status/method of every page, the
+auth shares, the churn rate, users and events per preset, the key order and types.
+
+In:  a JSON Lines log (file, ``.json.gz`` or directory of part files).
+Out: :class:`LogStats` (one pass over the log) and a list of :class:`Check` rows with
+     a pass/fail flag; :func:`format_table` renders them.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+KEY_ORDER = ("ts", "userId", "sessionId", "page", "auth", "method", "status", "level", "itemInSession",
+             "location", "userAgent", "lastName", "firstName", "registration", "gender", "artist", "song",
+             "length")
+KEY_TYPES = {"ts": int, "userId": str, "sessionId": int, "page": str, "auth": str, "method": str, "status": int,
+             "level": str, "itemInSession": int, "location": str, "userAgent": str, "lastName": str,
+             "firstName": str, "registration": int, "gender": str, "artist": str, "song": str, "length": float}
+
+# mini, all 286,500 rows: page -> (method, status, logged-in count, hidden count)
+REAL_PAGES: dict[str, tuple[str, int, int, int]] = {
+    "NextSong": ("PUT", 200, 228_108, 0),
+    "Home": ("GET", 200, 10_082, 4_375),
+    "Thumbs Up": ("PUT", 307, 12_551, 0),
+    "Add to Playlist": ("PUT", 200, 6_526, 0),
+    "Add Friend": ("PUT", 307, 4_277, 0),
+    "Roll Advert": ("GET", 200, 3_933, 0),
+    "Login": ("PUT", 307, 0, 3_241),
+    "Logout": ("PUT", 307, 3_226, 0),
+    "Thumbs Down": ("PUT", 307, 2_546, 0),
+    "Downgrade": ("GET", 200, 2_055, 0),
+    "Help": ("GET", 200, 1_454, 272),
+    "Settings": ("GET", 200, 1_514, 0),
+    "About": ("GET", 200, 495, 429),
+    "Upgrade": ("GET", 200, 499, 0),
+    "Save Settings": ("PUT", 307, 310, 0),
+    "Error": ("GET", 404, 252, 6),
+    "Submit Upgrade": ("PUT", 307, 159, 0),
+    "Submit Downgrade": ("PUT", 307, 63, 0),
+    "Cancel": ("PUT", 307, 52, 0),
+    "Cancellation Confirmation": ("GET", 200, 52, 0),
+    "Register": ("GET", 200, 0, 18),
+    "Submit Registration": ("PUT", 307, 0, 5),
+}
+REAL_AUTH = {"Logged In": 278_102, "Logged Out": 8_249, "Guest": 97, "Cancelled": 52}
+REAL_PAID_SHARE = 222_433 / 278_154  # of logged-in events
+RATIO_TOLERANCE = 0.15
+MIN_RATIO = 0.001
+CHURN_RANGE = (0.18, 0.27)
+AUTH_TOLERANCE = 0.015  # absolute, on the share of rows
+SIZE_TOLERANCE = 0.10
+
+
+@dataclass
+class LogStats:
+    """Counts from one pass over a log."""
+
+    rows: int = 0
+    pages_shown: Counter = field(default_factory=Counter)  # rows with a userId shown
+    pages_hidden: Counter = field(default_factory=Counter)
+    page_method_status: dict[str, set] = field(default_factory=dict)
+    auth: Counter = field(default_factory=Counter)
+    level_shown: Counter = field(default_factory=Counter)
+    users: set = field(default_factory=set)
+    churned: set = field(default_factory=set)
+    key_errors: list[str] = field(default_factory=list)
+    type_errors: list[str] = field(default_factory=list)
+    unordered: int = 0  # rows whose ts is earlier than the previous row's (per file)
+
+    @property
+    def songs(self) -> int:
+        return self.pages_shown["NextSong"]
+
+
+def _files(path: Path) -> list[Path]:
+    path = Path(path)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.name.startswith("part-") and ".json" in p.name)
+    return [path]
+
+
+def check_row(row: dict, errors_keys: list[str], errors_types: list[str], limit: int = 5) -> None:
+    """Append key-order / type problems of one decoded row (real order, null fields omitted)."""
+    keys = list(row)
+    pos = [KEY_ORDER.index(k) if k in KEY_TYPES else -1 for k in keys]
+    if -1 in pos or pos != sorted(pos) or keys[:9] != list(KEY_ORDER[:9]):
+        if len(errors_keys) < limit:
+            errors_keys.append(f"keys {keys}")
+    for k, v in row.items():
+        t = KEY_TYPES.get(k)
+        if t is None or v is None:
+            continue
+        ok = isinstance(v, t) and not isinstance(v, bool) if t is not float else isinstance(v, (float, int))
+        if not ok and len(errors_types) < limit:
+            errors_types.append(f"{k}={v!r}")
+
+
+def read_stats(path: Path, check_every: int = 97) -> LogStats:
+    """One pass over a log: page/auth/level counts, users, churners, key order and types
+    (checked on every ``check_every``-th row and every first row of a page)."""
+    st = LogStats()
+    seen_pages: set[str] = set()
+    for f in _files(path):
+        opener = gzip.open if f.name.endswith(".gz") else open
+        last_ts = None
+        with opener(f, "rb") as fh:
+            for line in fh:
+                row = orjson.loads(line)
+                st.rows += 1
+                page = row["page"]
+                uid = row["userId"]
+                if page not in seen_pages or st.rows % check_every == 0:
+                    seen_pages.add(page)
+                    check_row(row, st.key_errors, st.type_errors)
+                st.page_method_status.setdefault(page, set()).add((row["method"], row["status"]))
+                st.auth[row["auth"]] += 1
+                if "firstName" in row:
+                    st.pages_shown[page] += 1
+                    st.users.add(uid)
+                    st.level_shown[row["level"]] += 1
+                    if page == "Cancellation Confirmation":
+                        st.churned.add(uid)
+                else:
+                    st.pages_hidden[page] += 1
+                ts = row["ts"]
+                if last_ts is not None and ts < last_ts:
+                    st.unordered += 1
+                last_ts = ts
+    return st
+
+
+@dataclass
+class Check:
+    name: str
+    real: float | str
+    sim: float | str
+    diff: float | str
+    ok: bool
+
+
+def compare(st: LogStats, preset: str | None = None, users: int | None = None) -> list[Check]:
+    """Checks of a log against the real facts. ``preset``/``users`` add the size checks."""
+    checks: list[Check] = []
+    songs = max(st.songs, 1)
+    real_songs = REAL_PAGES["NextSong"][2]
+    for page, (method, status, shown, hidden) in REAL_PAGES.items():
+        if page == "NextSong":
+            continue
+        for label, real_n, sim_n in (("", shown, st.pages_shown[page]),
+                                     (" (all rows)", shown + hidden, st.pages_shown[page] + st.pages_hidden[page])):
+            if label and hidden == 0:
+                continue
+            real_r = real_n / real_songs
+            if real_r < MIN_RATIO:
+                continue
+            sim_r = sim_n / songs
+            diff = sim_r / real_r - 1
+            checks.append(Check(f"{page}{label} / NextSong", real_r, sim_r, diff, abs(diff) <= RATIO_TOLERANCE))
+    bad_map = [f"{p}: {sorted(v)}" for p, v in st.page_method_status.items()
+               if p not in REAL_PAGES or v != {REAL_PAGES[p][:2]}]
+    checks.append(Check("method/status per page", "real mapping", "; ".join(bad_map) or "same", "", not bad_map))
+    missing = sorted(p for p, v in REAL_PAGES.items() if v[2] + v[3] >= 50 and p not in st.page_method_status)
+    checks.append(Check("pages present (>= 50 real rows)", 22, len(st.page_method_status),
+                        ", ".join(missing) or "", not missing))
+    real_rows = sum(REAL_AUTH.values())
+    for auth, n in REAL_AUTH.items():
+        real_s, sim_s = n / real_rows, st.auth[auth] / max(st.rows, 1)
+        checks.append(Check(f"auth share {auth}", real_s, sim_s, sim_s - real_s,
+                            abs(sim_s - real_s) <= AUTH_TOLERANCE))
+    shown = max(sum(st.level_shown.values()), 1)
+    paid = st.level_shown["paid"] / shown
+    checks.append(Check("paid share of user events", REAL_PAID_SHARE, paid, paid - REAL_PAID_SHARE,
+                        abs(paid - REAL_PAID_SHARE) <= 0.10))
+    churn = len(st.churned) / max(len(st.users), 1)
+    checks.append(Check("churn rate (users)", "0.18-0.27", churn, "", CHURN_RANGE[0] <= churn <= CHURN_RANGE[1]))
+    checks.append(Check("key order", "real", "; ".join(st.key_errors) or "same", "", not st.key_errors))
+    checks.append(Check("value types", "real", "; ".join(st.type_errors) or "same", "", not st.type_errors))
+    checks.append(Check("time-ordered rows", 0, st.unordered, "", st.unordered == 0))
+    if preset is not None:
+        from sparkify.simulator.presets import PRESETS
+
+        p = PRESETS[preset]
+        for name, real_n, sim_n in (("users", p.users, len(st.users)), ("events", p.events, st.rows)):
+            d = sim_n / real_n - 1
+            checks.append(Check(f"{name} ({preset})", real_n, sim_n, d, abs(d) <= SIZE_TOLERANCE))
+    elif users is not None:
+        d = len(st.users) / users - 1
+        checks.append(Check("users (requested)", users, len(st.users), d, abs(d) <= SIZE_TOLERANCE))
+    return checks
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:+.1%}" if -1 < v < 1 and v != 0 and abs(v) < 0.5 and False else f"{v:.5g}"
+    return str(v)
+
+
+def format_table(checks: list[Check]) -> str:
+    """A plain-text table: check, real, simulated, difference, OK."""
+    rows = [("check", "real", "simulated", "difference", "ok")]
+    for c in checks:
+        diff = f"{c.diff:+.1%}" if isinstance(c.diff, float) else str(c.diff)
+        rows.append((c.name, _fmt(c.real), _fmt(c.sim)[:60], diff, "ok" if c.ok else "FAIL"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(5)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
