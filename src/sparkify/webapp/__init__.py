@@ -41,6 +41,14 @@ CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 
 
+MODEL_NAMES = {
+    "LogisticRegression": "Logistic regression",
+    "LinearSVC": "Linear SVM",
+    "RandomForestClassifier": "Random forest",
+    "GBTClassifier": "Gradient-boosted trees",
+}
+
+
 def create_app(model_dir: str | Path | None = None, scores_path: str | Path | None = None,
                config: dict[str, Any] | None = None) -> Flask:
     """Build the web app for a saved model directory.
@@ -91,6 +99,11 @@ def create_app(model_dir: str | Path | None = None, scores_path: str | Path | No
         if isinstance(value, (int, float, np.integer, np.floating)):
             return format_number(float(value))
         return str(value)
+
+    @app.template_filter("model_name")
+    def model_name(model_type):
+        """Spark class names as people say them."""
+        return MODEL_NAMES.get(str(model_type), str(model_type))
 
     @app.context_processor
     def inject_globals():

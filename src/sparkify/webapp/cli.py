@@ -29,8 +29,8 @@ def run_serve(args: argparse.Namespace) -> int:
     """Load the model (exit 2 with a message if it cannot be), then serve until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under load
-    if not 1 <= args.port <= 65535:
-        print(f"sparkify serve: error: --port must be 1..65535, not {args.port}", file=sys.stderr)
+    if not 0 <= args.port <= 65535:  # 0: any free port (the address is printed)
+        print(f"sparkify serve: error: --port must be 0..65535, not {args.port}", file=sys.stderr)
         return 2
     if args.threads < 1:
         print("sparkify serve: error: --threads must be at least 1", file=sys.stderr)

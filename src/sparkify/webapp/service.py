@@ -50,21 +50,24 @@ def predict(bundle: ModelBundle, records: Sequence[dict], reasons: bool = True,
     if not records:
         return []
     model = bundle.model
-    frame = model.predict(list(records))
-    columns = {c: frame[c].to_numpy() for c in frame.columns}
+    if hasattr(model, "predict_records"):  # JSON-ready dicts, no pandas: the fast path
+        scored = model.predict_records(list(records))
+    else:
+        frame = model.predict(list(records))
+        scored = frame.to_dict("records")
     specs = bundle.specs
     threshold = bundle.threshold
     out = []
-    for i, record in enumerate(records):
-        probability = _float(columns["probability"][i]) if "probability" in columns else None
-        score = _float(columns["score"][i]) if "score" in columns else probability
-        decision = columns["decision"][i] if "decision" in columns else None
+    for record, row in zip(records, scored):
+        probability = _float(row.get("probability"))
+        score = _float(row.get("score")) if row.get("score") is not None else probability
+        decision = row.get("decision")
         item: dict[str, Any] = {
             "probability": probability,
             "score": score,
             "decision": bool(decision) if decision is not None else None,
             "label": ("churn" if decision else "stay") if decision is not None else None,
-            "band": _plain(columns["band"][i]) if "band" in columns else None,
+            "band": _plain(row.get("band")),
             "threshold": threshold,
         }
         if reasons:

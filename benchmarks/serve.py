@@ -1,0 +1,333 @@
+"""Serving speed: one prediction in-process (NumPy scorer), Spark's single-row transform, and
+HTTP throughput of the web app under waitress.
+
+    .venv/bin/python benchmarks/serve.py --model model/classifier
+    .venv/bin/python benchmarks/serve.py --model model/classifier --variants --spark
+
+``--variants`` fits a LogisticRegression and a 100-tree RandomForest with Spark on the model
+directory's ``features.parquet`` (same pipeline stages as ``sparkify train``; needs Java) and
+benchmarks them too, so the targets (p50 <= 1 ms for LR and a 100-tree forest) are checked
+whatever model ``train`` picked. ``--spark`` times Spark's single-row ``transform`` of each
+saved pipeline for comparison (needs Java). HTTP: a bounded number of ``POST /api/predict``
+requests (default 5,000 from 16 client threads on keep-alive connections) against
+``sparkify serve`` started as a separate process on 127.0.0.1.
+
+Prints a table and writes benchmarks/out/serve.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_DIR = ROOT / "benchmarks" / "out"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    """Seconds -> {"p50_ms", "p99_ms", "mean_ms", "n"}."""
+    ordered = sorted(samples_s)
+    n = len(ordered)
+
+    def pick(q: float) -> float:
+        return ordered[min(n - 1, int(round(q * (n - 1))))] * 1e3
+
+    return {"p50_ms": pick(0.50), "p99_ms": pick(0.99), "mean_ms": statistics.fmean(ordered) * 1e3, "n": n}
+
+
+def example_records(model_dir: Path, model, n: int = 200) -> list[dict]:
+    """Real customers from the training table (features.parquet), as the API receives them."""
+    import pandas as pd
+
+    names = [f["name"] for f in model.features]
+    frame = pd.read_parquet(model_dir / "features.parquet")[names].dropna().head(n)
+    kinds = {f["name"]: f.get("kind", "numeric") for f in model.features}
+    return [{k: (float(v) if kinds[k] == "numeric" else str(v)) for k, v in row.items()}
+            for row in frame.to_dict("records")]
+
+
+def time_calls(fn, records: list[dict], n: int, warmup: int = 50) -> dict[str, float]:
+    for i in range(warmup):
+        fn(records[i % len(records)])
+    samples = []
+    clock = time.perf_counter
+    for i in range(n):
+        record = records[i % len(records)]
+        t0 = clock()
+        fn(record)
+        samples.append(clock() - t0)
+    return percentiles(samples)
+
+
+# --------------------------------------------------------------------------- in-process
+
+def bench_inprocess(model_dir: Path, n: int) -> dict:
+    """Latency of one prediction through the scorer API (and with its explanation)."""
+    from sparkify.scorer import load_model
+
+    t0 = time.perf_counter()
+    model = load_model(model_dir)
+    load_s = time.perf_counter() - t0
+    records = example_records(model_dir, model)
+    out = {"model_type": model.model_type, "load_s": load_s}
+    out["predict"] = time_calls(lambda r: model.predict([r]), records, n)
+    if hasattr(model, "predict_records"):
+        out["predict_records"] = time_calls(lambda r: model.predict_records([r]), records, n)
+    out["explain"] = time_calls(lambda r: model.explain(r, top=5), records, max(200, n // 4))
+    return out
+
+
+def bench_spark(model_dir: Path, n: int) -> dict:
+    """Spark's single-row transform (+ collect) of the saved PipelineModel, for comparison."""
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import types as T
+
+    from sparkify.scorer import load_model
+    from sparkify.spark import get_spark
+
+    spark = get_spark(app_name="bench-serve", master="local[1]", shuffle_partitions=1,
+                      extra_conf={"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"})
+    model = load_model(model_dir)
+    records = example_records(model_dir, model, 50)
+    schema = T.StructType([
+        T.StructField(f["name"], T.DoubleType() if f.get("kind", "numeric") == "numeric" else T.StringType())
+        for f in model.features
+    ])
+    pipeline = PipelineModel.load(str(model_dir / "pipeline"))
+
+    def one(record):
+        row = tuple(record[f.name] for f in schema.fields)
+        return pipeline.transform(spark.createDataFrame([row], schema)).select("probability").collect()
+
+    return {"model_type": model.model_type, "transform": time_calls(one, records, n, warmup=10)}
+
+
+# --------------------------------------------------------------------------- HTTP
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model_dir: Path, threads: int, log_path: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sparkify.cli", "serve", "--model", str(model_dir), "--port", str(port),
+         "--threads", str(threads)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode}; see {log_path}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/api/health")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError("server did not start within 120 s")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_test(port: int, path: str, bodies: list[bytes], total: int, concurrency: int,
+              server_pid: int) -> dict:
+    """``total`` POSTs from ``concurrency`` threads, each on its own keep-alive connection."""
+    counter = iter(range(total))
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        local, bad = [], []
+        headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            body = bodies[i % len(bodies)]
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                if response.status != 200 or b"probability" not in data:
+                    bad.append(f"HTTP {response.status}")
+            except (OSError, http.client.HTTPException) as exc:
+                bad.append(type(exc).__name__)
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            local.append(time.perf_counter() - t0)
+        conn.close()
+        with lock:
+            latencies.extend(local)
+            errors.extend(bad)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    server_cpu0 = process_cpu_seconds(server_pid)
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    server_cpu = process_cpu_seconds(server_pid) - server_cpu0
+    result = {"requests": total, "concurrency": concurrency, "seconds": elapsed,
+              "requests_per_s": total / elapsed, "errors": len(errors),
+              "error_kinds": sorted(set(errors))[:5],
+              # CPU the server spent per request: capacity independent of other load on the box
+              "server_cpu_ms_per_request": server_cpu / total * 1e3,
+              "load_average_1min": os.getloadavg()[0]}
+    result.update({f"latency_{k}": v for k, v in percentiles(latencies).items() if k != "n"})
+    return result
+
+
+def bench_http(model_dir: Path, total: int, concurrency: int, threads: int) -> dict:
+    from sparkify.scorer import load_model
+
+    model = load_model(model_dir)
+    bodies = [json.dumps(r).encode() for r in example_records(model_dir, model)]
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    proc, port = start_server(model_dir, threads, OUT_DIR / "serve-server.log")
+    try:
+        load_test(port, "/api/predict", bodies, min(500, total), concurrency, proc.pid)  # warm-up
+        out = {"server_threads": threads}
+        out["predict_with_reasons"] = load_test(port, "/api/predict", bodies, total, concurrency, proc.pid)
+        out["predict_no_reasons"] = load_test(port, "/api/predict?reasons=0", bodies, total, concurrency,
+                                              proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return out
+
+
+# --------------------------------------------------------------------------- variants
+
+def build_variants(model_dir: Path, out_root: Path) -> list[Path]:
+    """Fit LR and a 100-tree RF on ``features.parquet`` (train split) with the project's
+    pipeline stages; write each as a model directory the scorer reads."""
+    import pandas as pd
+
+    from sparkify.modeling.pipelines import build_pipeline
+    from sparkify.spark import get_spark
+
+    spark = get_spark(app_name="bench-serve", master="local[2]", shuffle_partitions=2,
+                      extra_conf={"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"})
+    meta = json.loads((model_dir / "model.json").read_text())
+    numeric = [f["name"] for f in meta["features"] if f.get("kind", "numeric") == "numeric"]
+    categorical = [f["name"] for f in meta["features"] if f.get("kind") == "categorical"]
+    frame = pd.read_parquet(model_dir / "features.parquet")
+    frame = frame[numeric + categorical + ["churn"]].dropna()
+    frame[numeric] = frame[numeric].astype("float64")
+    frame[categorical] = frame[categorical].astype(str)
+    frame["churn"] = frame["churn"].astype("float64")
+    df = spark.createDataFrame(frame)
+    out = []
+    for family, params, name in (("lr", {"regParam": 0.05, "maxIter": 50}, "LogisticRegression"),
+                                 ("rf", {"numTrees": 100, "maxDepth": 6}, "RandomForestClassifier")):
+        pipeline, _ = build_pipeline(family, numeric, categorical, params=params, weighted=False)
+        fitted = pipeline.fit(df)
+        target = out_root / f"{family}"
+        shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns("pipeline", "scores.csv"))
+        fitted.write().overwrite().save(str(target / "pipeline"))
+        variant = dict(meta, model_type=name, score_kind="probability", calibration=None,
+                       threshold=0.5)
+        variant.pop("bands", None)
+        (target / "model.json").write_text(json.dumps(variant, indent=1))
+        out.append(target)
+        print(f"  fitted {name} ({params}) -> {target}", flush=True)
+    return out
+
+
+# --------------------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, action="append",
+                        help="model directory (repeatable; default model/classifier)")
+    parser.add_argument("--n", type=int, default=3000, help="in-process timed calls (default 3000)")
+    parser.add_argument("--requests", type=int, default=5000, help="HTTP requests per run (default 5000)")
+    parser.add_argument("--concurrency", type=int, default=16, help="client threads (default 16)")
+    parser.add_argument("--threads", type=int, default=8, help="waitress threads (default 8)")
+    parser.add_argument("--variants", action="store_true",
+                        help="also fit and benchmark LR and a 100-tree RF (needs Java)")
+    parser.add_argument("--spark", action="store_true",
+                        help="also time Spark's single-row transform (needs Java)")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP load test")
+    args = parser.parse_args(argv)
+    models = args.model or [ROOT / "model" / "classifier"]
+    for m in models:
+        if not (m / "model.json").exists():
+            print(f"benchmarks/serve.py: no model directory at {m}; run `sparkify train` first",
+                  file=sys.stderr)
+            return 2
+    tmp = None
+    if args.variants:
+        tmp = Path(tempfile.mkdtemp(prefix="sparkify-bench-"))
+        print("fitting variants with Spark ...", flush=True)
+        models = models + build_variants(models[0], tmp)
+    results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "models": []}
+    try:
+        for m in models:
+            entry = {"model_dir": str(m)}
+            print(f"\n== {m}", flush=True)
+            entry["inprocess"] = ip = bench_inprocess(m, args.n)
+            print(f"  {ip['model_type']}: load {ip['load_s']:.2f} s")
+            for key in ("predict", "predict_records", "explain"):
+                if key in ip:
+                    s = ip[key]
+                    print(f"  in-process {key:<16} p50 {s['p50_ms']:.3f} ms   p99 {s['p99_ms']:.3f} ms"
+                          f"   mean {s['mean_ms']:.3f} ms   (n={s['n']})", flush=True)
+            if args.spark:
+                entry["spark"] = sp = bench_spark(m, 60)
+                s = sp["transform"]
+                print(f"  Spark transform 1 row  p50 {s['p50_ms']:.1f} ms   p99 {s['p99_ms']:.1f} ms", flush=True)
+            results["models"].append(entry)
+        if not args.no_http:
+            m = models[0]
+            print(f"\n== HTTP: {args.requests} POST /api/predict, {args.concurrency} client threads, "
+                  f"waitress {args.threads} threads, model {m}", flush=True)
+            results["http"] = h = bench_http(m, args.requests, args.concurrency, args.threads)
+            for key in ("predict_with_reasons", "predict_no_reasons"):
+                r = h[key]
+                print(f"  {key:<22} {r['requests_per_s']:8.0f} req/s   errors {r['errors']}"
+                      f"   latency p50 {r['latency_p50_ms']:.1f} ms  p99 {r['latency_p99_ms']:.1f} ms"
+                      f"   server CPU {r['server_cpu_ms_per_request']:.2f} ms/request"
+                      f"   (load average {r['load_average_1min']:.1f})", flush=True)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "serve.json").write_text(json.dumps(results, indent=1))
+    print(f"\nwrote {OUT_DIR / 'serve.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
