@@ -87,20 +87,31 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
+_POS = {k: i for i, k in enumerate(KEY_ORDER)}
+_HEAD = KEY_ORDER[:9]
+
+
 def check_row(row: dict, errors_keys: list[str], errors_types: list[str], limit: int = 5) -> None:
     """Append key-order / type problems of one decoded row (real order, null fields omitted)."""
-    keys = list(row)
-    pos = [KEY_ORDER.index(k) if k in KEY_TYPES else -1 for k in keys]
-    if -1 in pos or pos != sorted(pos) or keys[:9] != list(KEY_ORDER[:9]):
-        if len(errors_keys) < limit:
-            errors_keys.append(f"keys {keys}")
+    last = -1
+    bad_keys = tuple(row)[:9] != _HEAD
     for k, v in row.items():
-        t = KEY_TYPES.get(k)
-        if t is None or v is None:
+        p = _POS.get(k)
+        if p is None or p <= last:
+            bad_keys = True
             continue
-        ok = isinstance(v, t) and not isinstance(v, bool) if t is not float else isinstance(v, (float, int))
+        last = p
+        if v is None:
+            continue
+        t = KEY_TYPES[k]
+        if t is float:
+            ok = isinstance(v, (float, int)) and not isinstance(v, bool)
+        else:
+            ok = type(v) is t
         if not ok and len(errors_types) < limit:
             errors_types.append(f"{k}={v!r}")
+    if bad_keys and len(errors_keys) < limit:
+        errors_keys.append(f"keys {list(row)}")
 
 
 def read_stats(path: Path, check_every: int = 97) -> LogStats:

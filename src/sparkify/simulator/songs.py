@@ -95,18 +95,32 @@ class Catalogue:
         return self.artist_names[int(self.artist_of[i])]
 
     def tails(self, ids) -> list[bytes]:
-        """Pre-encoded JSON tails ``,"artist":..,"song":..,"length":..`` of songs ``ids``."""
-        out = []
+        """Pre-encoded JSON tails ``,"artist":..,"song":..,"length":..`` of songs ``ids``
+        (titles are plain ASCII words, so they are assembled as bytes directly)."""
+        words = _WORDS_BYTES
+        prefixes = _PREFIX_BYTES
+        art_cache: dict[int, bytes] = {}
         dumps = orjson.dumps
-        lengths = self.length
-        for i in ids:
-            out.append(b',"artist":' + dumps(self.artist(i)) + b',"song":' + dumps(self.title(i))
-                       + b',"length":' + repr(float(lengths[i])).encode())
+        ids = np.asarray(ids, dtype=np.int64)
+        arts = self.artist_of[ids].tolist()
+        pres = self.title_pre[ids].tolist()
+        lens = self.title_len[ids].tolist()
+        rows = self.title_words[ids].tolist()
+        lengths = self.length[ids].tolist()
+        out = []
+        for a, p, k, row, ln in zip(arts, pres, lens, rows, lengths):
+            ea = art_cache.get(a)
+            if ea is None:
+                ea = art_cache[a] = b',"artist":' + dumps(self.artist_names[a]) + b',"song":"'
+            out.append(ea + prefixes[p] + b" ".join([words[j] for j in row[:k]]) + b'","length":'
+                       + repr(ln).encode())
         return out
 
 
 _WORDS_CAP = [w.capitalize() for w in WORDS]
 TITLE_PREFIX = ("", "The ", "A ", "My ", "In The ", "For ", "")
+_WORDS_BYTES = [w.encode() for w in _WORDS_CAP]
+_PREFIX_BYTES = [p.encode() for p in TITLE_PREFIX]
 
 
 def _artists(rng: np.random.Generator, n: int, first: tuple[str, ...], last: tuple[str, ...]) -> list[str]:
