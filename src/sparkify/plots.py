@@ -27,9 +27,12 @@ GROUP_NAMES = {0: "stayed", 1: "churned"}
 GROUP_COLORS = {"stayed": STAY_COLOR, "churned": CHURN_COLOR}
 _TEMPLATE = "plotly_white"
 
-# Metric names shown first (and in this order) in model comparison tables.
+# Metric columns shown first (and in this order) in model comparison tables: held-out
+# test figures, then out-of-fold validation ones, then flat names.
 PREFERRED_METRICS = (
-    "f1", "auc_pr", "areaUnderPR", "pr_auc", "auc_roc", "areaUnderROC", "roc_auc",
+    "test_f1", "test_pr_auc", "test_roc_auc", "test_precision", "test_recall",
+    "validation_f1", "validation_pr_auc",
+    "f1", "pr_auc", "auc_pr", "areaUnderPR", "roc_auc", "auc_roc", "areaUnderROC",
     "precision", "recall", "accuracy", "threshold", "train_seconds",
 )
 
@@ -38,8 +41,8 @@ def _layout(fig: go.Figure, title: str | None, height: int | None = None) -> go.
     fig.update_layout(
         template=_TEMPLATE,
         title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
-        margin={"l": 60, "r": 20, "t": 60 if title else 25, "b": 45},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+        margin={"l": 60, "r": 20, "t": 80 if title else 50, "b": 45},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.06, "xanchor": "right", "x": 1},
         font={"size": 12},
     )
     if height:
@@ -57,9 +60,20 @@ def empty_figure(message: str, title: str | None = None) -> go.Figure:
     return _layout(fig, title, height=260)
 
 
+_GROUP_WORDS = {"churner": "churned", "churners": "churned", "churned": "churned", "churn": "churned",
+                "1": "churned", "1.0": "churned", "true": "churned",
+                "stayer": "stayed", "stayers": "stayed", "stayed": "stayed", "stay": "stayed",
+                "0": "stayed", "0.0": "stayed", "false": "stayed"}
+
+
 def group_label(values: pd.Series) -> pd.Series:
-    """Map a 0/1 (or bool) churn column to "stayed" / "churned" text labels."""
-    return values.astype("int64").map(GROUP_NAMES).fillna("unknown")
+    """Map a churn column (0/1, bool, or text such as "churner"/"stayer") to
+    "stayed" / "churned" labels; anything else keeps its text."""
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        return pd.to_numeric(values, errors="coerce").map(
+            lambda v: GROUP_NAMES.get(int(v), "unknown") if pd.notna(v) else "unknown")
+    text = values.astype(str)
+    return text.map(lambda v: _GROUP_WORDS.get(v.strip().lower(), v))
 
 
 def pretty_name(name: str) -> str:
@@ -194,10 +208,7 @@ def activity_over_time(activity: pd.DataFrame, date: str | None = None, group: s
     frame[date] = pd.to_datetime(frame[date], errors="coerce", utc=True)
     frame = frame.dropna(subset=[date]).sort_values(date)
     if group is not None:
-        if pd.api.types.is_numeric_dtype(frame[group]) or pd.api.types.is_bool_dtype(frame[group]):
-            frame["_group"] = group_label(frame[group])
-        else:
-            frame["_group"] = frame[group].astype(str)
+        frame["_group"] = group_label(frame[group])
     else:
         frame["_group"] = "all users"
     fig = make_subplots(rows=len(values), cols=1, shared_xaxes=True, vertical_spacing=0.08,
@@ -238,7 +249,8 @@ def metrics_frame(metrics: Mapping[str, Any] | None) -> pd.DataFrame:
                 flatten(f"{prefix}_{k}" if prefix else str(k), v, out)
 
     if isinstance(models, Mapping):
-        items = [(str(k), v) for k, v in models.items() if isinstance(v, Mapping)]
+        items = [(str(v.get("name") or k), {kk: vv for kk, vv in v.items() if kk != "name"})
+                 for k, v in models.items() if isinstance(v, Mapping)]
     elif isinstance(models, list):
         items = []
         for i, entry in enumerate(models):
@@ -249,17 +261,26 @@ def metrics_frame(metrics: Mapping[str, Any] | None) -> pd.DataFrame:
         items = []
     for name, entry in items:
         out: dict[str, float] = {}
-        flatten("", entry, out)
+        flatten("", {k: v for k, v in entry.items() if k not in ("params", "importances")}, out)
         if out:
             rows[name] = out
     frame = pd.DataFrame.from_dict(rows, orient="index")
     if frame.empty:
         return frame
-    preferred = [c for p in PREFERRED_METRICS for c in frame.columns if c == p or c.endswith("_" + p)]
+    preferred = [p for p in PREFERRED_METRICS if p in frame.columns]
     ordered = list(dict.fromkeys(preferred + list(frame.columns)))
     frame = frame[ordered]
     frame.index.name = "model"
     return frame
+
+
+def summary_columns(frame: pd.DataFrame, limit: int = 7) -> list[str]:
+    """The columns of :func:`metrics_frame` worth a table: the preferred metrics present
+    (test before validation), else the first ``limit`` columns."""
+    chosen = [p for p in PREFERRED_METRICS if p in frame.columns]
+    if "test_f1" in chosen:  # with test figures, flat duplicates are noise
+        chosen = [c for c in chosen if c.startswith(("test_", "validation_")) or c in ("threshold", "train_seconds")]
+    return (chosen or list(frame.columns))[:limit]
 
 
 def model_comparison(metrics: Mapping[str, Any] | pd.DataFrame | None,
@@ -274,7 +295,7 @@ def model_comparison(metrics: Mapping[str, Any] | pd.DataFrame | None,
     if frame.empty:
         return empty_figure("no model metrics", title)
     if columns is None:
-        unit = [c for c in frame.columns
+        unit = [c for c in summary_columns(frame, limit=len(frame.columns))
                 if frame[c].between(0, 1).all() and "threshold" not in c and "seed" not in c]
         columns = unit[:4]
     if not columns:
@@ -393,3 +414,191 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str] = ("
                                text=z, texttemplate="%{text}", showscale=False))
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, title, height=320)
+
+
+# --------------------------------------------------------------------------- report: exploration
+# (added for the HTML report; the dashboard may reuse them)
+
+def churn_rate_by_category(features: pd.DataFrame, columns: Sequence[str], label: str = "churn",
+                           cols: int = 2, min_users: int = 1,
+                           title: str | None = "Churn rate by category") -> go.Figure:
+    """Churn rate of each value of categorical ``columns`` (e.g. level, gender, os,
+    region), one panel per column, the number of users on each bar.
+
+    In: one row per user with a 0/1 ``label`` column; categories with fewer than
+    ``min_users`` users are left out. Out: a grid of bar panels (rate in %), with the
+    overall churn rate as a dotted line.
+    """
+    columns = [c for c in columns if features is not None and c in features]
+    if features is None or len(features) == 0 or not columns or label not in features:
+        return empty_figure("no categorical features to compare", title)
+    overall = float(features[label].astype(float).mean())
+    cols = max(1, min(cols, len(columns)))
+    rows = math.ceil(len(columns) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[pretty_name(c) for c in columns],
+                        horizontal_spacing=0.1, vertical_spacing=0.22 if rows > 1 else 0.1)
+    for i, column in enumerate(columns):
+        r, c = divmod(i, cols)
+        stats = (features.assign(_value=features[column].fillna("Unknown").astype(str))
+                 .groupby("_value")[label].agg(["mean", "size"]))
+        stats = stats[stats["size"] >= min_users].sort_values("mean", ascending=False)
+        fig.add_trace(go.Bar(
+            x=list(stats.index), y=(stats["mean"] * 100).round(1), marker_color=CHURN_COLOR,
+            text=[f"{m:.0%}<br>n={n:,}" for m, n in zip(stats["mean"], stats["size"])],
+            textposition="auto", showlegend=False,
+            hovertemplate="%{x}: %{y:.1f} % churn<extra></extra>"), row=r + 1, col=c + 1)
+        fig.add_hline(y=overall * 100, line_dash="dot", line_color=NEUTRAL_COLOR, row=r + 1, col=c + 1)
+        fig.update_yaxes(title_text="churn rate (%)" if c == 0 else None, rangemode="tozero",
+                         row=r + 1, col=c + 1)
+    return _layout(fig, title, height=max(320, 300 * rows))
+
+
+def page_mix(mix: pd.DataFrame, value: str = "share", exclude: Sequence[str] = ("NextSong",),
+             title: str | None = "Page mix: share of each group's events") -> go.Figure:
+    """How churners and stayers spend their events, page by page.
+
+    In: a long table with ``page``, a 0/1 ``churn`` column and ``value`` (``share`` of
+    the group's events, or ``per_user``), e.g. from
+    :func:`sparkify.report_data.page_mix`; pages in ``exclude`` are left out (NextSong
+    dwarfs the rest). Out: horizontal grouped bars, most frequent page on top.
+    """
+    if mix is None or len(mix) == 0 or value not in mix or "page" not in mix:
+        return empty_figure("no page counts", title)
+    frame = mix[~mix["page"].isin(list(exclude))].copy()
+    if frame.empty:
+        return empty_figure("no page counts", title)
+    frame["group"] = group_label(frame["churn"])
+    order = frame.groupby("page")[value].mean().sort_values().index.tolist()
+    fig = go.Figure()
+    pct = value == "share"
+    for group in ("stayed", "churned"):
+        part = frame[frame["group"] == group].set_index("page").reindex(order)
+        y = part[value] * (100 if pct else 1)
+        fig.add_bar(y=order, x=y, orientation="h", name=group, marker_color=GROUP_COLORS[group],
+                    hovertemplate="%{y}: %{x:.2f}" + (" %" if pct else "") + "<extra>" + group + "</extra>")
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title_text="% of the group's events" if pct else pretty_name(value))
+    return _layout(fig, title, height=max(320, 34 * len(order) + 120))
+
+
+def weeks_before_churn(weekly: pd.DataFrame, measures: Sequence[str],
+                       units: Mapping[str, str] | None = None,
+                       title: str | None = "Behaviour in the weeks before cancellation") -> go.Figure:
+    """How behaviour changes in the weeks before churn, churners vs stayers.
+
+    In: one row per (``churn``, ``week``) with ``week`` = 1 for the 7 days just before
+    the cancellation (stayers: a matched calendar date) and the ``measures`` columns
+    (e.g. from :func:`sparkify.report_data.weeks_before_churn`); optional ``users``
+    column shown on hover. Out: one line panel per measure, time running left to right
+    (x = -week).
+    """
+    if weekly is None or len(weekly) == 0 or "week" not in weekly or "churn" not in weekly:
+        return empty_figure("no churners to align on", title)
+    measures = [m for m in measures if m in weekly]
+    if not measures:
+        return empty_figure("no measures to show", title)
+    units = units or {}
+    frame = weekly.sort_values("week").copy()
+    frame["group"] = group_label(frame["churn"])
+    cols = min(2, len(measures))
+    rows = math.ceil(len(measures) / cols)
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.1,
+                        vertical_spacing=0.2 if rows > 1 else 0.1,
+                        subplot_titles=[pretty_name(m) + (f" ({units[m]})" if units.get(m) else "")
+                                        for m in measures])
+    weeks = sorted(frame["week"].unique())
+    for i, measure in enumerate(measures):
+        r, c = divmod(i, cols)
+        for group in ("stayed", "churned"):
+            part = frame[frame["group"] == group]
+            if part.empty:
+                continue
+            users = part["users"] if "users" in part else pd.Series([None] * len(part))
+            fig.add_trace(go.Scatter(
+                x=-part["week"], y=part[measure], mode="lines+markers", name=group,
+                legendgroup=group, showlegend=(i == 0), line={"color": GROUP_COLORS[group]},
+                customdata=list(users),
+                hovertemplate="week %{x}: %{y:.2f}<br>%{customdata} users<extra>" + group + "</extra>",
+            ), row=r + 1, col=c + 1)
+        fig.update_xaxes(tickvals=[-w for w in weeks], ticktext=[f"-{w}" for w in weeks],
+                         title_text="weeks before cancellation" if r == rows - 1 else None,
+                         row=r + 1, col=c + 1)
+    return _layout(fig, title, height=max(340, 290 * rows + 40))
+
+
+# --------------------------------------------------------------------------- report: model evaluation
+
+def precision_recall_curve(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                           base_rate: float | None = None,
+                           title: str | None = "Precision-recall curve") -> go.Figure:
+    """Precision-recall curves, one per model: ``{name: (recalls, precisions)}``; a
+    dotted line at the churn base rate (what a random ranking achieves)."""
+    fig = go.Figure()
+    if base_rate is not None:
+        fig.add_scatter(x=[0, 1], y=[base_rate, base_rate], mode="lines", name=f"random ({base_rate:.2f})",
+                        line={"dash": "dot", "color": "#adb5bd"})
+    for name, (recall, precision) in curves.items():
+        fig.add_scatter(x=list(recall), y=list(precision), mode="lines", name=str(name),
+                        line={"shape": "hv"})
+    fig.update_xaxes(title_text="recall", range=[0, 1])
+    fig.update_yaxes(title_text="precision", range=[0, 1.02])
+    return _layout(fig, title, height=380)
+
+
+def calibration_plot(bins: Mapping[str, pd.DataFrame],
+                     title: str | None = "Calibration (reliability)") -> go.Figure:
+    """Predicted probability vs observed churn rate, one line per model.
+
+    In: ``{name: DataFrame[mean_predicted, observed_rate, users]}`` (e.g. from
+    :func:`sparkify.report_curves.calibration_bins`). A well-calibrated model follows
+    the diagonal; marker size grows with the users in the bin."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#adb5bd"},
+                    name="perfect calibration")
+    usable = {k: v for k, v in bins.items() if v is not None and len(v)}
+    if not usable:
+        return empty_figure("no calibrated probabilities", title)
+    for name, table in usable.items():
+        size = (6 + 14 * table["users"] / max(1, table["users"].max())).tolist() if "users" in table else 8
+        fig.add_scatter(x=table["mean_predicted"], y=table["observed_rate"], mode="lines+markers",
+                        name=str(name), marker={"size": size},
+                        customdata=table["users"] if "users" in table else None,
+                        hovertemplate="predicted %{x:.2f}, observed %{y:.2f}<br>%{customdata} users<extra></extra>")
+    fig.update_xaxes(title_text="mean predicted churn probability", range=[0, 1])
+    fig.update_yaxes(title_text="observed churn rate", range=[0, 1.02])
+    return _layout(fig, title, height=380)
+
+
+def gains_chart(gains: Mapping[str, pd.DataFrame],
+                title: str | None = "Cumulative gains and lift") -> go.Figure:
+    """Who to contact first: share of churners caught vs share of users contacted
+    (left) and the lift over a random pick (right), one line per model.
+
+    In: ``{name: DataFrame[contacted, captured, lift]}`` (e.g. from
+    :func:`sparkify.report_curves.gains_table`)."""
+    usable = {k: v for k, v in gains.items() if v is not None and len(v)}
+    if not usable:
+        return empty_figure("no scores", title)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=["Cumulative gains", "Lift"])
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="random",
+                             line={"dash": "dot", "color": "#adb5bd"}), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[1, 1], mode="lines", showlegend=False,
+                             line={"dash": "dot", "color": "#adb5bd"}), row=1, col=2)
+    palette = ["#2f6fb0", "#d6452f", "#3a9d5d", "#8e6bb8"]
+    for i, (name, table) in enumerate(usable.items()):
+        color = palette[i % len(palette)]
+        fig.add_trace(go.Scatter(x=table["contacted"], y=table["captured"], mode="lines", name=str(name),
+                                 legendgroup=str(name), line={"color": color},
+                                 hovertemplate="contact %{x:.0%} -> catch %{y:.0%} of churners<extra></extra>"),
+                      row=1, col=1)
+        lift = table.dropna(subset=["lift"])
+        fig.add_trace(go.Scatter(x=lift["contacted"], y=lift["lift"], mode="lines", showlegend=False,
+                                 legendgroup=str(name), line={"color": color},
+                                 hovertemplate="top %{x:.0%}: lift %{y:.2f}<extra></extra>"),
+                      row=1, col=2)
+    fig.update_xaxes(title_text="share of users contacted (highest scores first)", tickformat=".0%",
+                     range=[0, 1])
+    fig.update_yaxes(title_text="share of churners caught", tickformat=".0%", range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(title_text="lift (x random)", rangemode="tozero", row=1, col=2)
+    return _layout(fig, title, height=380)

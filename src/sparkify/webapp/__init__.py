@@ -74,7 +74,11 @@ def create_app(model_dir: str | Path | None = None, scores_path: str | Path | No
     app.config.update(config)
     app.json.sort_keys = False  # keep results in a readable order
     app.extensions["sparkify"] = bundle
-    app.extensions["sparkify_scores"] = ScoresStore(scores_path)
+    model = bundle.model
+    edges = None
+    if getattr(model, "medium_edge", None) is not None and getattr(model, "high_edge", None) is not None:
+        edges = (float(model.medium_edge), float(model.high_edge))
+    app.extensions["sparkify_scores"] = ScoresStore(scores_path, band_edges=edges)
     Bootstrap5(app)
 
     from sparkify.webapp import api, errors, pages

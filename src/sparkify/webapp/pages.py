@@ -38,6 +38,13 @@ def _form_values(bundle: ModelBundle, source) -> dict[str, str]:
     return values
 
 
+def _dashboard_context(bundle: ModelBundle) -> dict:
+    from sparkify.plots import summary_columns
+
+    table = bundle.metrics_table
+    return {"metric_columns": summary_columns(table) if not table.empty else []}
+
+
 @bp.get("/")
 def index():
     """The dashboard and the customer form, pre-filled with training medians."""
@@ -47,7 +54,7 @@ def index():
     for name, raw in _form_values(bundle, request.args).items():
         if name in request.args:
             values[name] = raw
-    return render_template("master.html", values=values, errors={})
+    return render_template("master.html", values=values, errors={}, **_dashboard_context(bundle))
 
 
 @bp.route("/go", methods=["GET", "POST"])
@@ -65,13 +72,14 @@ def go():
             entered = values.get(name, "").strip()
             # Number inputs drop text they cannot parse: say what was entered.
             shown[name] = f"{message} (entered: “{entered[:40]}”)" if entered else message
-        return render_template("master.html", values=values, errors=shown), 400
+        return render_template("master.html", values=values, errors=shown, **_dashboard_context(bundle)), 400
     try:
         result = service.predict(bundle, [record], reasons=True)[0]
     except ValueError as exc:  # the scorer's ScoringInputError: input it cannot score
         fields = list(getattr(exc, "fields", []) or [])
         errors = {name: "cannot be scored" for name in fields} or {bundle.specs[0].name: str(exc)}
-        return render_template("master.html", values=_form_values(bundle, source), errors=errors), 400
+        return render_template("master.html", values=_form_values(bundle, source), errors=errors,
+                               **_dashboard_context(bundle)), 400
     entered = [(spec, service.display_value(record[spec.name])) for spec in bundle.specs]
     return render_template("go.html", result=result, entered=entered, record=record)
 
@@ -114,7 +122,7 @@ def users():
     return render_template("user.html", **context)
 
 
-AT_RISK_COLUMNS = ("rank", "userId", "probability", "decision", "band")
+AT_RISK_COLUMNS = ("rank", "userId", "probability", "decision", "band", "top_features")
 
 
 @bp.get("/at-risk")

@@ -236,13 +236,15 @@ def load_bundle(model_dir: str | Path, model: Any | None = None, charts: bool = 
 class ScoresStore:
     """The latest ``sparkify score`` output (CSV or Parquet), re-read when it changes.
 
-    Columns used: ``userId`` (required), ``probability``, ``decision``, ``rank``
-    (when present; otherwise ranks are computed from the probability), and any
-    others (shown and exported as they are).
+    Columns used: ``userId`` (required), ``probability``, ``score``, ``decision``,
+    ``rank`` (when present; otherwise ranks are computed from the probability),
+    ``band`` (computed from the score and the model's band edges when absent),
+    and any others (shown and exported as they are).
     """
 
-    def __init__(self, path: str | Path | None):
+    def __init__(self, path: str | Path | None, band_edges: tuple[float, float] | None = None):
         self.path = Path(path) if path else None
+        self.band_edges = band_edges  # (medium, high) score edges: adds a band when the file has none
         self._lock = threading.Lock()
         self._mtime: float | None = None
         self._frame: pd.DataFrame | None = None
@@ -261,6 +263,12 @@ class ScoresStore:
             frame["probability"] = pd.to_numeric(frame["probability"], errors="coerce")
         if "decision" in frame:
             frame["decision"] = frame["decision"].map(_as_bool)
+        if "band" not in frame and self.band_edges is not None:
+            column = "score" if "score" in frame else ("probability" if "probability" in frame else None)
+            if column is not None:
+                score = pd.to_numeric(frame[column], errors="coerce").to_numpy()
+                medium, high = self.band_edges
+                frame["band"] = np.where(score > high, "high", np.where(score > medium, "medium", "low"))
         if "rank" not in frame and "probability" in frame:
             frame["rank"] = frame["probability"].rank(ascending=False, method="first").astype("int64")
         if "rank" in frame:
