@@ -57,7 +57,7 @@ class Cohort:
 # too, so churn is partly predictable from behaviour, as in the real log.
 # Small corrections applied to every default cohort: the Accordion template alone gives
 # About/Settings/Error rates ~10-20 % above the real log's.
-BASE_PAGE_SCALE = {"About": 0.9, "Settings": 0.92, "Error": 0.9}
+BASE_PAGE_SCALE = {"About": 0.9, "Settings": 0.92, "Error": 0.9, "Submit Upgrade": 1.12}
 
 
 def _scale(**pages: float) -> dict[str, float]:
