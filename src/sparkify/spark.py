@@ -62,9 +62,10 @@ def find_java() -> Path:
 
 
 def under_spark_submit() -> bool:
-    """True when this process was launched by spark-submit (master already chosen)."""
+    """True when spark-submit or a managed platform (Databricks) launched this process:
+    the master is already chosen and must not be overridden."""
     return "SPARK_SUBMIT_OPTS" in os.environ or os.environ.get("SPARK_ENV_LOADED") == "1" or \
-        "PYSPARK_GATEWAY_PORT" in os.environ
+        "PYSPARK_GATEWAY_PORT" in os.environ or "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
 def default_driver_memory() -> str:
