@@ -80,15 +80,29 @@ DEFAULT_COHORTS: tuple[Cohort, ...] = (
            _scale(Cancel=2.0, Thumbs_Down=1.35, Logout=1.2, Add_Friend=0.9), alpha_scale=1.1),
 )
 
-# Calibration (measured with benchmarks/fidelity.py on several seeds):
-# visible users per start-up user, and the multipliers of eventsim's alpha / beta.
-VISIBLE_PER_INITIAL = 0.985
+# Calibration (measured with benchmarks/fidelity.py and runs of 400 users on several seeds):
+# the share of start-up users who show up in a window of D days (users with a long
+# beta may have no session in a short window; a few churn during warm-up), and the
+# multipliers of eventsim's alpha / beta that give the real ~1,270 events per user.
+VISIBLE_BY_DAYS = ((0, 0.0), (1, 0.287), (2, 0.429), (4, 0.606), (7, 0.699), (10, 0.758), (14, 0.811),
+                   (21, 0.881), (30, 0.942), (45, 0.964), (61, 0.969), (90, 0.984), (120, 0.985))
 GROWTH_RATE = 0.1  # per year: arrivals (as Guests) and the registration-age scale
 BETA_SCALE = 0.97
 ALPHA_SCALE = 1.0
 
 
+def visible_share(days: float) -> float:
+    """Share of start-up users expected in the log of a ``days``-long window."""
+    pts = VISIBLE_BY_DAYS
+    if days >= pts[-1][0]:
+        return pts[-1][1]
+    for (d0, v0), (d1, v1) in zip(pts, pts[1:]):
+        if d0 <= days <= d1:
+            return v0 + (v1 - v0) * (days - d0) / (d1 - d0)
+    return pts[-1][1]
+
+
 def initial_users(target_users: int, days: float, growth_rate: float = GROWTH_RATE) -> int:
     """Start-up users so that about ``target_users`` distinct users show up in the log."""
     grown = (1.0 + growth_rate) ** (days / 365.0)
-    return max(1, round(target_users / (VISIBLE_PER_INITIAL * grown)))
+    return max(1, round(target_users / (visible_share(days) * grown)))
