@@ -201,10 +201,11 @@ def test_malformed_bodies_answer_400_never_500(client, body):
     assert r.mimetype == "application/json" and "message" in r.json
 
 
-def test_size_limits(client, app, training_rows):
-    too_many = [training_rows[0]] * (app.config["MAX_BATCH"] + 1)
-    r = post(client, too_many, reasons="0")
-    assert r.status_code == 413 and "At most" in r.json["message"]
+def test_size_limits(client, app, trained_model, training_rows):
+    small = create_app(trained_model, config={"MAX_BATCH": 5}).test_client()
+    assert post(small, training_rows[:5], reasons="0").status_code == 200
+    r = post(small, training_rows[:6], reasons="0")
+    assert r.status_code == 413 and "At most 5" in r.json["message"]
     big = json.dumps({"padding": "x" * (app.config["MAX_CONTENT_LENGTH"] + 10)})
     r = post(client, big)
     assert r.status_code == 413 and r.mimetype == "application/json" and "too large" in r.json["message"]

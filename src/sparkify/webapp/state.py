@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 IMPORTANCE_SAMPLE = 200  # training users explained to estimate global importances
 IMPORTANCE_BUDGET_S = 1.0  # ... within about this much start-up time
 MAIN_FEATURES = 6  # panels in the churners-vs-stayers chart
+KEY_FIELDS = 10  # form fields shown unfolded (most important first)
 
 
 class AppStartupError(RuntimeError):
@@ -57,6 +58,21 @@ class ModelBundle:
     @property
     def spec_by_name(self) -> dict[str, FieldSpec]:
         return {s.name: s for s in self.specs}
+
+    @property
+    def key_specs(self) -> list[FieldSpec]:
+        """The form's first fields: the most important inputs (all of them for small models)."""
+        if len(self.specs) <= KEY_FIELDS + 4:
+            return list(self.specs)
+        by_name = self.spec_by_name
+        ranked = [by_name[n] for n in self.importances.index if n in by_name][:KEY_FIELDS]
+        return ranked or list(self.specs[:KEY_FIELDS])
+
+    @property
+    def other_specs(self) -> list[FieldSpec]:
+        """The remaining fields, in the model's order (folded away in the form)."""
+        key = {s.name for s in self.key_specs}
+        return [s for s in self.specs if s.name not in key]
 
     @property
     def threshold(self) -> float:
