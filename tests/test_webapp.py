@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sparkify.webapp import AppStartupError, create_app
+from sparkify.webapp import MODEL_NAMES, AppStartupError, create_app
 from sparkify.webapp.validation import OTHER_CATEGORY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def test_dashboard_shows_charts_and_model_table(client, bundle):
     assert html.count('class="plotly-graph-div"') >= 5
     assert 'id="model-table"' in html
     for name in bundle.metrics_table.index:
-        assert f"<td>{name}" in html
+        assert f"<td>{MODEL_NAMES.get(name, name)}" in html
     assert bundle.model_type in html
 
 

@@ -153,7 +153,7 @@ def group_comparison(features: pd.DataFrame, columns: Sequence[str], label: str 
             common = dict(name=group, legendgroup=group, showlegend=(i == 0),
                           marker_color=GROUP_COLORS[group])
             if kind == "box":
-                trace = go.Box(y=v, boxpoints=False, **common)
+                trace = go.Box(y=v, boxpoints="outliers", marker_size=3, **common)
             elif kind == "violin":
                 trace = go.Violin(y=v, box_visible=True, meanline_visible=True, points=False,
                                   line_color=GROUP_COLORS[group], **common)
