@@ -209,8 +209,9 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
         uidx = int(block.index[k])
         cohort = int(block.cohort[k])
         m = models[cohort]
-        CUM, DEST, KIND, SHOW = m.cum, m.dest, m.kind, m.show
-        START_CUM, START_DEST, GROUP, CHURN = m.start_cum, m.start_dest, m.group, m.churn
+        CUM, KIND, CHURN, GROUP = m.cum, m.kind, m.churn, m.group
+        DEST = m.dest_end  # each list ends with -1: "the session ends"
+        START_CUM, START_DEST = m.start_cum, m.start_dest
         rng = user_rng(block.seed, cohort, uidx)
         unext = chain.from_iterable(_stream(rng.random, 1024)).__next__
         enext = chain.from_iterable(_stream(rng.standard_exponential, 1024)).__next__
@@ -224,7 +225,6 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
         beta = float(block.beta[k])
         group = int(block.group[k])
         n_before = len(ts_out)
-        shown = 0
         t = first_session_start(int(block.t0[k]), beta, timing, srnd, sexp)
         key = FIRST_SESSION_KEY
         while t < end:
@@ -233,31 +233,23 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
             sess_user.append(uidx)
             sess_cohort.append(cohort)
             n_sess_before = len(ts_out)
-            sc = START_CUM[group]
-            s = START_DEST[group][bisect_right(sc, unext())]
+            s = START_DEST[group][bisect_right(START_CUM[group], unext())]
             item = 0
             if KIND[s] == 2:
                 song = snext()
                 song_end = t + song_len[song]
+                sbits = (song + 1) << SONG_SHIFT
             else:
-                song = -1
                 song_end = -1
-            while True:
-                if t >= end:
-                    break
+                sbits = 0
+            while t < end:
                 if t >= start:
                     ts_append(t)
-                    if KIND[s] == 2:
-                        code_append(s | item << ITEM_SHIFT | (song + 1) << SONG_SHIFT)
-                    else:
-                        code_append(s | item << ITEM_SHIFT)
-                    if SHOW[s]:
-                        shown += 1
-                cum = CUM[s]
-                j = bisect_right(cum, unext())
-                if j == len(cum):
+                    # the song bits are kept on every row; non-song rows are cleared afterwards
+                    code_append(s | item << ITEM_SHIFT | sbits)
+                s2 = DEST[s][bisect_right(CUM[s], unext())]
+                if s2 < 0:
                     break
-                s2 = DEST[s][j]
                 kd = KIND[s2]
                 if kd == 1:
                     t += 1
@@ -268,6 +260,7 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
                         t += int(alpha * enext())
                     song = snext()
                     song_end = t + song_len[song]
+                    sbits = (song + 1) << SONG_SHIFT
                 else:
                     t += int(alpha * enext())
                 s = s2
@@ -282,14 +275,20 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
             group = GROUP[s]
             key = t
             t = next_session_start(t, beta, timing, srnd, sexp)
-        total = len(ts_out) - n_before
-        n_events[k] = shown
-        n_hidden[k] = total - shown
-        user_events.append(total)
+        user_events.append(len(ts_out) - n_before)
 
+    code = np.asarray(code_out, dtype=np.int64)
+    state = code & 0xFF
+    is_song = np.asarray(models[0].kind, dtype=np.int8)[state] == 2
+    code[~is_song] &= (1 << SONG_SHIFT) - 1
+    shown = np.asarray(models[0].show, dtype=bool)[state]
+    bounds = np.concatenate([[0], np.cumsum(user_events)]).astype(np.int64)
+    csum = np.concatenate([[0], np.cumsum(shown)]).astype(np.int64)
+    n_events[:] = csum[bounds[1:]] - csum[bounds[:-1]]
+    n_hidden[:] = np.diff(bounds) - n_events
     return BlockResult(
         ts=np.asarray(ts_out, dtype=np.int64),
-        code=np.asarray(code_out, dtype=np.int64),
+        code=code,
         user=np.repeat(block.index.astype(np.int32), user_events),
         session=np.repeat(np.arange(len(ev_counts), dtype=np.int64), ev_counts),
         sess_key=np.asarray(sess_key, dtype=np.int64),

@@ -210,6 +210,11 @@ class Model:
     groups: list[tuple[str, str]]
     start_cum: list[list[float]]
     start_dest: list[list[int]]
+    dest_end: list[list[int]] = field(default_factory=list)  # dest + [-1] (session end)
+
+    def __post_init__(self) -> None:
+        if not self.dest_end:
+            self.dest_end = [d + [-1] for d in self.dest]
 
     def state_id(self, page: str, auth: str, level: str) -> int:
         for i, s in enumerate(self.states):

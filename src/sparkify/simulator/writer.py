@@ -70,8 +70,19 @@ def _run_block(block: UserBlock) -> BlockResult:
     return simulate_block(block, c["models"], c["start"], c["end"], c["timing"], c["song_cum"], c["song_len"])
 
 
-def _encode_chunk(args) -> bytes:
-    ts, code, user, sid = args
+def _encode_chunk(args) -> bytes | int:
+    """Encode one chunk of time-ordered events. With a target path, write it there and
+    return the byte count (no copy back to the parent); else return the bytes."""
+    ts, code, user, sid, target = args
+    data = _encode(ts, code, user, sid)
+    if target is None:
+        return data
+    with open(target, "wb") as fh:
+        fh.write(data)
+    return len(data)
+
+
+def _encode(ts, code, user, sid) -> bytes:
     c = _CTX
     state = code & 0xFF
     item = (code >> ITEM_SHIFT) & 0xFFFFFF
@@ -191,7 +202,10 @@ def run(*, roster: Roster, models: list[Model], start: int, end: int, timing: Ti
         total = len(ts)
         n_chunks = max(1, math.ceil(total / CHUNK_EVENTS))
         bounds = [(i * CHUNK_EVENTS, min(total, (i + 1) * CHUNK_EVENTS)) for i in range(n_chunks)]
-        chunks = ((ts[a:b], code[a:b], user[a:b], sid[a:b]) for a, b in bounds)
+        suffix = ".json.gz" if gzip else ".json"
+        targets = [None] * n_chunks if single_file is not None else [
+            directory / f"part-{i:05d}{suffix}" for i in range(n_chunks)]
+        chunks = ((ts[a:b], code[a:b], user[a:b], sid[a:b], tg) for (a, b), tg in zip(bounds, targets))
         written: list[Path] = []
         nbytes = 0
         with tqdm(total=total, desc="write events", unit="ev", unit_scale=True, disable=not progress,
@@ -204,12 +218,9 @@ def run(*, roster: Roster, models: list[Model], start: int, end: int, timing: Ti
                         bar.update(b - a)
                 written.append(single_file)
             else:
-                suffix = ".json.gz" if gzip else ".json"
-                for i, ((a, b), data) in enumerate(zip(bounds, _imap(_encode_chunk, chunks, workers, pool))):
-                    p = directory / f"part-{i:05d}{suffix}"
-                    p.write_bytes(data)
-                    nbytes += len(data)
-                    written.append(p)
+                for (a, b), target, size in zip(bounds, targets, _imap(_encode_chunk, chunks, workers, pool)):
+                    nbytes += size
+                    written.append(target)
                     bar.update(b - a)
     finally:
         if pool is not None:
