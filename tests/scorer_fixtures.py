@@ -214,6 +214,7 @@ def fitted(spark, base: Path, name: str) -> Fitted:
     model_dir = write_model_dir(pipeline_dir, Path(base) / name / "model", MODEL_TYPES[name],
                                 _THRESHOLDS[name], train, _CALIBRATION.get(name))
     result = Fitted(name, pipeline_dir, model_dir, spark_outputs(spark, pipeline_dir, scoring_frame()))
+    np.savez(Path(base) / name / "spark_outputs.npz", **result.spark)  # for inspection
     _CACHE[name] = result
     return result
 

@@ -263,3 +263,18 @@ def test_real_trained_model(request):
     exp = model.contributions(typical)
     assert exp.base_value + sum(exp.contributions.values()) == pytest.approx(exp.output, abs=1e-9)
     assert len(model.explain(typical, top=5)) <= 5
+
+
+def test_missing_numeric_fill_from_model_json(lr_dir, tmp_path, record):
+    d = copy_dir(lr_dir, tmp_path / "m")
+    meta = json.loads((d / "model.json").read_text())
+    meta["missing_numeric"] = 0.0
+    (d / "model.json").write_text(json.dumps(meta))
+    model = load_model(d)
+    filled = model.predict(dict(record, errors_per_week=None))["score"].iloc[0]
+    assert filled == model.predict(dict(record, errors_per_week=0.0))["score"].iloc[0]
+    frame = pd.DataFrame([dict(record, errors_per_week=np.nan)])
+    assert model.predict(frame)["score"].iloc[0] == filled
+    with pytest.raises(ScoringInputError) as err:   # a missing key is still an error
+        model.predict({k: v for k, v in record.items() if k != "errors_per_week"})
+    assert err.value.fields == ["errors_per_week"]

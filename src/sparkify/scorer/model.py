@@ -1,5 +1,7 @@
 """``ChurnModel``: a model directory (``model.json`` + ``pipeline/``) ready to score and
 explain customers, with no JVM. See docs/model-directory.md for the directory contract.
+A missing (None/NaN) numeric value takes model.json's ``missing_numeric`` when it is set
+(as in training), else it is a ``ScoringInputError``; a missing key is always an error.
 
     model = load_model("model/classifier")
     model.predict([{"songs_per_day": 12.0, "level": "paid", ...}])
@@ -117,6 +119,11 @@ class ChurnModel:
         default_medium = self.threshold / 2 if self.score_kind == "probability" else self.threshold - 1.0
         self.medium_edge = float(bands.get("medium", default_medium))
         self._kinds = dict(scorer.raw_inputs)
+        fill = metadata.get("missing_numeric")
+        #: value a missing (None/NaN) numeric input takes before the pipeline, as in training;
+        #: None: a missing numeric value is a ``ScoringInputError``
+        self.missing_numeric = float(fill) if isinstance(fill, (int, float)) and not isinstance(fill, bool) \
+            and math.isfinite(fill) else None
         self._paths: LeafPaths | None = None
         self._background: np.ndarray | None = None
         self.background_source: str | None = None
@@ -127,7 +134,12 @@ class ChurnModel:
     def _columns(self, records) -> tuple[dict[str, np.ndarray], list[dict[str, Any]] | None]:
         """records (dict, list of dicts or DataFrame) -> coerced raw columns."""
         if hasattr(records, "columns") and hasattr(records, "to_numpy"):
-            return self.scorer.columns_from_frame(records), None
+            cols = self.scorer.columns_from_frame(records)
+            if self.missing_numeric is not None:
+                for name, kind in self._kinds.items():
+                    if kind == "numeric" and np.isnan(cols[name]).any():
+                        cols[name] = np.where(np.isnan(cols[name]), self.missing_numeric, cols[name])
+            return cols, None
         if isinstance(records, dict):
             records = [records]
         if not isinstance(records, (list, tuple)) or not records:
@@ -145,6 +157,9 @@ class ChurnModel:
                     continue
                 v = rec[name]
                 if kind == "numeric":
+                    if self.missing_numeric is not None and (
+                            v is None or (isinstance(v, float) and math.isnan(v))):
+                        v = self.missing_numeric
                     if isinstance(v, str):
                         try:
                             v = float(v.strip())

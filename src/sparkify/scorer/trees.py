@@ -43,13 +43,12 @@ class PackedForest:
     weights: np.ndarray      # (T,) float64
     depth: int               # longest root-to-leaf path (edges)
 
+    def __post_init__(self) -> None:
+        self.has_categorical = bool(self.is_cat.any())
+
     @property
     def num_trees(self) -> int:
         return len(self.roots)
-
-    @property
-    def has_categorical(self) -> bool:
-        return bool(self.is_cat.any())
 
     def go_left(self, node: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Whether value(s) ``x`` at internal node(s) ``node`` go left (Spark's rule)."""
@@ -68,7 +67,7 @@ class PackedForest:
         """In: feature matrix (n, d). Out: (n, T) absolute leaf index per row and tree,
         all trees and rows advanced together one level per step."""
         n = X.shape[0]
-        idx = np.broadcast_to(self.roots, (n, self.num_trees)).copy()
+        idx = np.tile(self.roots, (n, 1))
         rows = np.arange(n)[:, None]
         for _ in range(self.depth):
             f = self.feature[idx]
@@ -76,6 +75,17 @@ class PackedForest:
             go = self.go_left(idx, x)
             idx = np.where(go, self.left[idx], self.right[idx])
         return idx
+
+    def sum_over_trees(self, X: np.ndarray, table: np.ndarray, chunk: int = 16384) -> np.ndarray:
+        """In: features (n, d) and a per-node table (N,) or (N, k). Out: for each row, the sum
+        over trees of the table at the leaf reached, (n,) or (n, k); rows in chunks to bound
+        memory (chunk x trees leaf indices at a time)."""
+        n = X.shape[0]
+        out = np.empty((n,) + table.shape[1:])
+        for lo in range(0, n, chunk):
+            leaves = self.leaves(X[lo:lo + chunk])
+            out[lo:lo + chunk] = table[leaves].sum(axis=1)
+        return out
 
 
 def _list_column(arr) -> list[np.ndarray]:
@@ -197,8 +207,7 @@ class RandomForest(Classifier):
         self.node_votes = vals
 
     def predict(self, X):
-        leaves = self.forest.leaves(X)
-        raw = self.node_votes[leaves].sum(axis=1)
+        raw = self.forest.sum_over_trees(X, self.node_votes)
         total = raw.sum(axis=1, keepdims=True)
         prob = np.divide(raw, total, out=raw.copy(), where=total != 0)
         if self.thresholds is not None:
@@ -220,9 +229,13 @@ class GBT(Classifier):
             raise ModelLoadError(f"{files.path}: GBT lossType {loss!r} is not supported (logistic only)")
         self.forest = read_forest(files, regression_trees=True)
 
-    def margin(self, X: np.ndarray) -> np.ndarray:
-        leaves = self.forest.leaves(X)
-        return self.forest.prediction[leaves] @ self.forest.weights
+    def margin(self, X: np.ndarray, chunk: int = 16384) -> np.ndarray:
+        """m = sum_i w_i * leaf_i, rows in chunks."""
+        n = X.shape[0]
+        out = np.empty(n)
+        for lo in range(0, n, chunk):
+            out[lo:lo + chunk] = self.forest.prediction[self.forest.leaves(X[lo:lo + chunk])] @ self.forest.weights
+        return out
 
     def predict(self, X):
         m = self.margin(X)
