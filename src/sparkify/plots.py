@@ -420,14 +420,14 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str] = ("
 # (added for the HTML report; the dashboard may reuse them)
 
 def churn_rate_by_category(features: pd.DataFrame, columns: Sequence[str], label: str = "churn",
-                           cols: int = 2, min_users: int = 1,
+                           cols: int = 2, min_users: int = 1, names: Mapping[str, str] | None = None,
                            title: str | None = "Churn rate by category") -> go.Figure:
     """Churn rate of each value of categorical ``columns`` (e.g. level, gender, os,
     region), one panel per column, the number of users on each bar.
 
     In: one row per user with a 0/1 ``label`` column; categories with fewer than
-    ``min_users`` users are left out. Out: a grid of bar panels (rate in %), with the
-    overall churn rate as a dotted line.
+    ``min_users`` users are left out; ``names`` gives panel titles (default: the column
+    name). Out: a grid of bar panels (rate in %), with the overall churn rate dotted.
     """
     columns = [c for c in columns if features is not None and c in features]
     if features is None or len(features) == 0 or not columns or label not in features:
@@ -435,7 +435,8 @@ def churn_rate_by_category(features: pd.DataFrame, columns: Sequence[str], label
     overall = float(features[label].astype(float).mean())
     cols = max(1, min(cols, len(columns)))
     rows = math.ceil(len(columns) / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[pretty_name(c) for c in columns],
+    names = names or {}
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[names.get(c, pretty_name(c)) for c in columns],
                         horizontal_spacing=0.1, vertical_spacing=0.22 if rows > 1 else 0.1)
     for i, column in enumerate(columns):
         r, c = divmod(i, cols)

@@ -50,8 +50,9 @@ MAIN_FEATURES = (
 CATEGORY_FEATURES = ("level", "gender", "os", "region")
 WEEKLY_MEASURES = ("songs_per_active_day", "active_days_per_user", "thumbs_down_per_100_songs",
                    "adverts_per_100_songs")
-WEEKLY_UNITS = {"songs_per_active_day": "songs", "active_days_per_user": "days of 7",
-                "thumbs_down_per_100_songs": "per 100 songs", "adverts_per_100_songs": "per 100 songs"}
+WEEKLY_UNITS = {"active_days_per_user": "of 7"}
+CATEGORY_NAMES = {"level": "Level (free / paid)", "gender": "Gender", "os": "Device / OS",
+                  "region": "Region (US census)", "browser": "Browser"}
 
 #: Columns of the model comparison table: (metrics key under "test", header, format).
 TABLE_COLUMNS = (
@@ -465,9 +466,10 @@ def build_figures(data: ReportData) -> dict[str, Any]:
         cols = [c for c in MAIN_FEATURES if c in feats]
         figs["distributions"] = plots.group_comparison(feats, cols, kind="box", units=units,
                                                        title="Main features: churners vs stayers")
-        figs["categories"] = plots.churn_rate_by_category(feats, [c for c in CATEGORY_FEATURES if c in feats])
+        figs["categories"] = plots.churn_rate_by_category(feats, [c for c in CATEGORY_FEATURES if c in feats],
+                                                          names=CATEGORY_NAMES)
         figs["churn_rate"] = plots.churn_rate(feats, by="split" if "split" in feats else None,
-                                              title="Churn rate of the model's users")
+                                              title="Label")
     figs["pages"] = plots.page_mix(data.pages)
     figs["weeks"] = plots.weeks_before_churn(data.weekly, WEEKLY_MEASURES, units=WEEKLY_UNITS)
 
@@ -476,7 +478,8 @@ def build_figures(data: ReportData) -> dict[str, Any]:
                           if r["kind"] in ("family", "best", "ceiling")],
                          index=[r["name"] for r in rows if r["kind"] in ("family", "best", "ceiling")])
     frame.columns = ["churn-class F1", "PR-AUC", "ROC-AUC", "recall"]
-    figs["comparison"] = plots.model_comparison(frame.astype(float), title="Test-set scores of the models")
+    figs["comparison"] = plots.model_comparison(frame.astype(float), columns=list(frame.columns),
+                                                title="Test-set scores of the models")
 
     roc, pr, cal, gains = {}, {}, {}, {}
     for ev in data.evaluations:
