@@ -286,3 +286,17 @@ def test_timing_helpers():
     columbus_day_noon = base + 7 * DAY + 12 * 3600  # 2018-10-08
     assert t.weekend(wednesday_noon) == 0.0
     assert t.weekend(saturday_noon) == 0.5 and t.weekend(columbus_day_noon) == 0.5
+
+
+def test_churn_is_partly_predictable_from_behaviour(rows, small_log):
+    """The default cohort mix: high-Cancel cohorts also thumb down more, as real churners do."""
+    truth = pq.read_table(small_log.with_name(small_log.stem + "_truth.parquet")).to_pandas()
+    by_cohort = truth.groupby("cohort")["churned"].mean()
+    assert by_cohort["fickle"] > by_cohort["core"] > by_cohort["devoted"]
+    churned = set(truth.loc[truth["churned"], "userId"])
+    pages = {True: defaultdict(int), False: defaultdict(int)}
+    for r in rows:
+        if r["userId"]:
+            pages[r["userId"] in churned][r["page"]] += 1
+    down = {k: v["Thumbs Down"] / v["NextSong"] for k, v in pages.items()}
+    assert down[True] > down[False]

@@ -25,6 +25,7 @@ import gzip as gzip_mod
 import math
 import multiprocessing as mp
 import os
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,9 +109,18 @@ def _pool(workers: int):
 
 
 def _imap(func, items, workers: int, pool):
+    """Ordered results of ``func`` over ``items``, at most 2 x workers tasks in flight
+    (so neither the inputs nor the encoded chunks pile up in memory)."""
     if pool is None:
-        return map(func, items)
-    return pool.imap(func, items, chunksize=1)
+        yield from map(func, items)
+        return
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.apply_async(func, (item,)))
+        if len(pending) >= 2 * workers:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
 
 
 def default_workers() -> int:
