@@ -300,3 +300,13 @@ def test_churn_is_partly_predictable_from_behaviour(rows, small_log):
             pages[r["userId"] in churned][r["page"]] += 1
     down = {k: v["Thumbs Down"] / v["NextSong"] for k, v in pages.items()}
     assert down[True] > down[False]
+
+
+def test_full_preset_uses_the_placeholder_and_user_count_follows_the_window(tmp_path):
+    s = simulate(out=tmp_path / "f.json", preset="full", users=150, days=5, seed=4, progress=False)
+    data = rows_of(s.path)
+    hidden = [r for r in data if r["auth"] in ("Logged Out", "Guest")]
+    assert hidden and all(r["userId"] == "1261737" for r in hidden)
+    # users counts the distinct users in the log, whatever the window length
+    assert abs(s.users / 150 - 1) <= 0.15
+    assert min(r["ts"] for r in data) >= 1538352000000 and max(r["ts"] for r in data) < 1538352000000 + 5 * 86400000

@@ -203,7 +203,7 @@ def run(*, roster: Roster, models: list[Model], start: int, end: int, timing: Ti
         if pool is not None:  # the encoders need the song tails: fork a fresh pool after building them
             pool.close()
             pool.join()
-        used = np.unique(code >> SONG_SHIFT)
+        used = np.flatnonzero(np.bincount(code >> SONG_SHIFT, minlength=len(catalogue) + 1))
         used = used[used > 0]
         tail_arr = np.full(len(catalogue) + 1, b"", dtype=object)
         tail_arr[used] = catalogue.tails((used - 1).tolist())
