@@ -310,3 +310,20 @@ def test_full_preset_uses_the_placeholder_and_user_count_follows_the_window(tmp_
     # users counts the distinct users in the log, whatever the window length
     assert abs(s.users / 150 - 1) <= 0.15
     assert min(r["ts"] for r in data) >= 1538352000000 and max(r["ts"] for r in data) < 1538352000000 + 5 * 86400000
+
+
+def test_cohorts_file_is_validated(tmp_path, capsys):
+    from sparkify.cli import main
+
+    good = tmp_path / "c.json"
+    good.write_text(json.dumps([{"name": "solo", "share": 1, "user_id_base": 700000, "page_scale": {"Cancel": 2}}]))
+    assert main(["simulate", "--users", "6", "--days", "3", "--quiet", "--cohorts", str(good),
+                 "--out", str(tmp_path / "c.jsonl.d")]) == 0
+    part = next((tmp_path / "c.jsonl.d").glob("part-*.json"))
+    ids = {r["userId"] for r in rows_of(part) if r["userId"]}
+    assert ids and all(700000 < int(i) < 800000 for i in ids)
+    for bad in ([{"name": "x"}], [{"name": "x", "share": 1, "user_id_base": 0, "page_scale": {"Dance": 2}}]):
+        good.write_text(json.dumps(bad))
+        assert main(["simulate", "--users", "6", "--days", "3", "--cohorts", str(good),
+                     "--out", str(tmp_path / "d.json")]) == 2
+        assert "Traceback" not in capsys.readouterr().err

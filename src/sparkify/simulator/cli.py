@@ -39,6 +39,9 @@ def configure_simulate(parser: argparse.ArgumentParser) -> None:
                         help='userId of Logged Out/Guest rows (default "" ; the full preset uses "1261737")')
     parser.add_argument("--config", type=Path, default=None,
                         help="eventsim config file (JSON); default: the Accordion template")
+    parser.add_argument("--cohorts", type=Path, default=None,
+                        help='JSON list of cohorts [{"name", "share", "user_id_base", "page_scale": {page: factor}, '
+                             '"alpha_scale", "beta_scale"}] instead of the default mix')
     parser.add_argument("--no-cohorts", action="store_true",
                         help="one plain run of the config instead of the default cohort mix")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -55,12 +58,23 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         print("sparkify simulate: error: --workers must be >= 1", file=sys.stderr)
         return 2
+    cohorts = () if args.no_cohorts else None
+    if args.cohorts is not None:
+        import json
+
+        from sparkify.simulator.presets import cohorts_from_json
+
+        try:
+            cohorts = cohorts_from_json(json.loads(args.cohorts.read_text(encoding="utf-8")), str(args.cohorts))
+        except (OSError, ValueError) as exc:
+            print(f"sparkify simulate: error: cohorts file {args.cohorts}: {exc}", file=sys.stderr)
+            return 2
     try:
         summary = simulate(
             out=args.out, users=args.users, preset=args.preset, days=args.days, seed=args.seed,
             workers=args.workers, gzip=args.gzip, hidden_user_id=args.hidden_user_id, config=args.config,
             progress=not args.quiet and sys.stderr.isatty(), start=args.start,
-            cohorts=() if args.no_cohorts else None,
+            cohorts=cohorts,
         )
     except (ConfigError, ValueError) as exc:
         print(f"sparkify simulate: error: {exc}", file=sys.stderr)

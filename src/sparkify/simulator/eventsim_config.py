@@ -313,6 +313,9 @@ def compile_model(cfg: EventsimConfig, page_scale: dict[str, float] | None = Non
         if s[1] not in cfg.show_user_details:
             raise ConfigError(f"{src}: auth {s[1]!r} is missing from show-user-details")
 
+    unknown_pages = sorted(set(page_scale) - {s[0] for s in states})
+    if unknown_pages:
+        raise ConfigError(f"{src}: page_scale names page(s) not in the config: {', '.join(unknown_pages)}")
     cum: list[list[float]] = []
     dest: list[list[int]] = []
     for s in states:

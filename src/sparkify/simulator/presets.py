@@ -106,3 +106,39 @@ def initial_users(target_users: int, days: float, growth_rate: float = GROWTH_RA
     """Start-up users so that about ``target_users`` distinct users show up in the log."""
     grown = (1.0 + growth_rate) ** (days / 365.0)
     return max(1, round(target_users / (visible_share(days) * grown)))
+
+
+def cohorts_from_json(data, source: str = "<cohorts>") -> tuple[Cohort, ...]:
+    """Cohorts from decoded JSON: a list of objects with ``name``, ``share``,
+    ``user_id_base`` and optional ``page_scale`` ({page: factor}), ``alpha_scale``,
+    ``beta_scale``. Raises ValueError with a clear message for anything else."""
+    if not isinstance(data, list) or not data:
+        raise ValueError(f"{source}: expected a non-empty JSON list of cohorts")
+    allowed = {"name", "share", "user_id_base", "page_scale", "alpha_scale", "beta_scale"}
+    out = []
+    for i, c in enumerate(data):
+        where = f"{source}: cohort {i}"
+        if not isinstance(c, dict):
+            raise ValueError(f"{where}: must be an object")
+        extra = set(c) - allowed
+        if extra:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+        for key in ("name", "share", "user_id_base"):
+            if key not in c:
+                raise ValueError(f"{where}: missing {key!r}")
+
+        def num(key, default, minimum=0.0, integer=False):
+            v = c.get(key, default)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < minimum or (integer and v != int(v)):
+                raise ValueError(f"{where}: {key!r} must be a{'n integer' if integer else ' number'} >= {minimum}")
+            return int(v) if integer else float(v)
+
+        scale = c.get("page_scale", {})
+        if not isinstance(scale, dict) or not all(isinstance(k, str) for k in scale):
+            raise ValueError(f"{where}: 'page_scale' must map page names to factors")
+        out.append(Cohort(str(c["name"]), num("share", None, 1e-12), num("user_id_base", None, 0, True),
+                          dict(scale), num("alpha_scale", 1.0, 1e-9), num("beta_scale", 1.0, 1e-9)))
+    bases = sorted(c.user_id_base for c in out)
+    if len(set(bases)) != len(bases):
+        raise ValueError(f"{source}: cohorts need distinct user_id_base values")
+    return tuple(out)
