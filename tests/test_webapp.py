@@ -520,3 +520,38 @@ def test_app_process_imports_no_pyspark_and_needs_no_java(model_dir, scores):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["codes"] == [200, 200, 200, 200]
     assert out["pyspark"] == []
+
+
+# --------------------------------------------------------------------------- charts
+
+def test_plots_read_the_model_directory_tables(model_dir):
+    import json
+
+    from sparkify import plots
+
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    frame = plots.metrics_frame(metrics)
+    names = {m.get("name", k) for k, m in metrics["models"].items()} if isinstance(metrics["models"], dict) \
+        else {m.get("name") for m in metrics["models"]}
+    assert set(frame.index) == names
+    columns = plots.summary_columns(frame)
+    assert columns and all(frame[c].notna().any() for c in columns)
+    if "test_f1" in frame:
+        assert columns[0] == "test_f1"
+    bars = plots.model_comparison(frame)
+    assert {t.name for t in bars.data} and len(bars.data[0].x) == len(frame)
+
+    activity = pd.read_parquet(model_dir / "activity.parquet")
+    fig = plots.activity_over_time(activity)
+    assert {t.name for t in fig.data} == {"stayed", "churned"}
+    assert all(t.line.color in (plots.STAY_COLOR, plots.CHURN_COLOR) for t in fig.data)
+
+    features = pd.read_parquet(model_dir / "features.parquet")
+    rate = features["churn"].mean()
+    assert f"{rate:.1%}" in plots.churn_rate(features).layout.title.text
+    box = plots.group_comparison(features, ["n_songs", "songs_per_day"] if "n_songs" in features
+                                 else list(features.select_dtypes("number").columns[:2]))
+    assert len(box.data) == 4
+    with pytest.raises(ValueError):
+        plots.group_comparison(features, ["x"], kind="pie")
+    assert plots.empty_figure("nothing").layout.annotations[0].text == "nothing"
