@@ -173,9 +173,10 @@ def test_missing_and_bad_fields_are_reported(lr_dir, record):
     with pytest.raises(ScoringInputError) as err:
         model.predict([dict(record, songs_per_day="lots", errors_per_week=None)])
     assert set(err.value.fields) == {"songs_per_day", "errors_per_week"}
-    with pytest.raises(ScoringInputError) as err:
-        model.predict(dict(record, thumbs_down_rate=math.inf))
-    assert err.value.fields == ["thumbs_down_rate"]
+    for absurd in (math.inf, 10 ** 400, "1e999", [1.0], {"x": 1}, True):
+        with pytest.raises(ScoringInputError) as err:
+            model.predict(dict(record, thumbs_down_rate=absurd))
+        assert err.value.fields == ["thumbs_down_rate"]
     with pytest.raises(ScoringInputError):
         model.predict([])
     with pytest.raises(ScoringInputError):
@@ -278,3 +279,25 @@ def test_missing_numeric_fill_from_model_json(lr_dir, tmp_path, record):
     with pytest.raises(ScoringInputError) as err:   # a missing key is still an error
         model.predict({k: v for k, v in record.items() if k != "errors_per_week"})
     assert err.value.fields == ["errors_per_week"]
+
+
+def test_garbage_input_never_raises_anything_else(rf_dir, record):
+    """Whatever a client sends, the scorer answers or raises ScoringInputError."""
+    model = load_model(rf_dir)
+    rng = np.random.default_rng(0)
+    junk = [None, "", "abc", "<script>alert(1)</script>", -1.0, 0, 1e308, -1e308, 10 ** 400, math.nan,
+            math.inf, [1, 2], {"a": 1}, True, "12.5", "NaN", b"bytes", object()]
+    outcomes = {"ok": 0, "rejected": 0}
+    for _ in range(300):
+        rec = dict(record)
+        for name in rng.choice(list(record), size=rng.integers(1, 4), replace=False):
+            rec[name] = junk[rng.integers(len(junk))]
+        try:
+            out = model.predict_records(rec)
+            model.explain(rec)
+            assert 0.0 <= out[0]["score"] <= 1.0
+            outcomes["ok"] += 1
+        except ScoringInputError as exc:
+            assert exc.fields and set(exc.fields) <= set(record)
+            outcomes["rejected"] += 1
+    assert outcomes["ok"] > 0 and outcomes["rejected"] > 0

@@ -66,6 +66,22 @@ class Explanation:
     scale: str
 
 
+def _finite_number(v: Any) -> float | None:
+    """A raw numeric input (number or numeric text) as a finite float, else None."""
+    if isinstance(v, str):
+        try:
+            v = float(v.strip())
+        except ValueError:
+            return None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return None
+    try:
+        f = float(v)
+    except (OverflowError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
 def _read_model_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelLoadError(f"{path} is missing: not a model directory written by `sparkify train`")
@@ -160,20 +176,11 @@ class ChurnModel:
                     if self.missing_numeric is not None and (
                             v is None or (isinstance(v, float) and math.isnan(v))):
                         v = self.missing_numeric
-                    if isinstance(v, str):
-                        try:
-                            v = float(v.strip())
-                        except ValueError:
-                            v = math.nan
-                            if name not in bad:
-                                bad.append(name)
-                    if v is None or isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                            or not math.isfinite(float(v)):
+                    v = _finite_number(v)
+                    if v is None:
                         if name not in bad:
                             bad.append(name)
                         v = math.nan
-                    else:
-                        v = float(v)
                 cols[name].append(v)
         if missing:
             raise ScoringInputError(f"missing field(s): {', '.join(missing)}", missing)

@@ -118,7 +118,8 @@ class PipelineScorer:
                 out[name] = coerce_numeric(name, values)
             else:
                 arr = np.empty(len(values), dtype=object)
-                arr[:] = list(values)
+                for i, v in enumerate(values):  # element-wise: a list value stays one object
+                    arr[i] = v
                 out[name] = arr
         return out
 
