@@ -259,6 +259,11 @@ def test_real_trained_model(request):
     out = model.predict(feats[names])
     assert out["score"].notna().all()
     assert np.array_equal(out["decision"].to_numpy(), out["score"].to_numpy() > model.threshold)
+    # test rows carry Spark's held-out score of the saved pipeline: same numbers here
+    test_rows = (feats["split"] == "test").to_numpy()
+    assert test_rows.any()
+    np.testing.assert_allclose(out["score"].to_numpy()[test_rows], feats["score"].to_numpy()[test_rows],
+                               rtol=0, atol=1e-9)
     typical = {f["name"]: (f.get("default") if f.get("kind") == "categorical" else f.get("median"))
                for f in model.features}
     exp = model.contributions(typical)

@@ -272,15 +272,19 @@ class ChurnModel:
                 df = pq.read_table(path).to_pandas()
                 if "split" in df.columns and (df["split"] == "train").any():
                     df = df[df["split"] == "train"]
-                X = self.scorer.features(self.scorer.columns_from_frame(df))
+                X = self.scorer.features(self._columns(df)[0])
                 self._background = X.mean(axis=0)
                 self.background_source = f"mean of {len(df)} training rows"
                 return self._background
             except (OSError, ValueError, KeyError, ImportError) as exc:
                 self.background_source = f"typical customer ({path.name} unusable: {exc})"
-        cols, _ = self._columns(self._typical_record())
-        self._background = self.scorer.features(cols)[0]
-        self.background_source = self.background_source or "typical customer (model.json medians)"
+        try:
+            cols, _ = self._columns(self._typical_record())
+            self._background = self.scorer.features(cols)[0]
+            self.background_source = self.background_source or "typical customer (model.json medians)"
+        except ScoringInputError as exc:
+            self._background = np.zeros(len(self.scorer.feature_slots))
+            self.background_source = f"zero vector (no usable training rows or medians: {exc})"
         return self._background
 
     def contributions(self, record: dict[str, Any]) -> Explanation:

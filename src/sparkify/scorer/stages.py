@@ -273,12 +273,7 @@ class VectorAssembler(Stage):
         if self.handle_invalid != "keep":
             bad = np.isnan(out)
             if bad.any():
-                fields = []
-                offset = 0
-                for name, part in zip(self.inputs, parts):
-                    if np.isnan(part).any():
-                        fields.append(name)
-                    offset += part.shape[1]
+                fields = [name for name, part in zip(self.inputs, parts) if np.isnan(part).any()]
                 raise ScoringInputError(
                     f"missing or NaN value in {', '.join(fields)} (the model's VectorAssembler "
                     f"uses handleInvalid='{self.handle_invalid}')", fields)
