@@ -22,7 +22,6 @@ JVM-free scorer (:func:`sparkify.scorer.load_model`).
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import math
 import os
@@ -470,6 +469,7 @@ def build_figures(data: ReportData) -> dict[str, Any]:
                                                           names=CATEGORY_NAMES)
         figs["churn_rate"] = plots.churn_rate(feats, by="split" if "split" in feats else None,
                                               title="Label")
+        figs["churn_rate"].update_layout(margin={"t": 110}, height=420)
     figs["pages"] = plots.page_mix(data.pages)
     figs["weeks"] = plots.weeks_before_churn(data.weekly, WEEKLY_MEASURES, units=WEEKLY_UNITS)
 
@@ -480,6 +480,7 @@ def build_figures(data: ReportData) -> dict[str, Any]:
     frame.columns = ["churn-class F1", "PR-AUC", "ROC-AUC", "recall"]
     figs["comparison"] = plots.model_comparison(frame.astype(float), columns=list(frame.columns),
                                                 title="Test-set scores of the models")
+    figs["comparison"].update_layout(height=460)
 
     roc, pr, cal, gains = {}, {}, {}, {}
     for ev in data.evaluations:
@@ -587,7 +588,6 @@ def render_report(data: ReportData, title: str | None = None) -> str:
         "n_features": len(data.model_json.get("features") or []),
         "bootstrap_css": jinja2.utils.markupsafe.Markup(_asset_text("bootstrap5/css/bootstrap.min.css")),
         "plotly_js": jinja2.utils.markupsafe.Markup(get_plotlyjs()),
-        "escape": html.escape,
     }
     return env.get_template(TEMPLATE_NAME).render(**context)
 
