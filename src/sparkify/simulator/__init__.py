@@ -50,7 +50,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +159,7 @@ def _stratified_normal(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def build_roster(cfg: EventsimConfig, cohorts: tuple[Cohort, ...], models, n_initial: int, start: int, end: int,
-                 seed: int, growth_rate: float):
+                 seed: int, growth_rate: float, beta_scale: float = 1.0):
     """Draw every user: cohort, id, rates, start state, registration, arrival, attributes."""
     from sparkify.simulator.attributes import load_tables
     from sparkify.simulator.writer import Roster
@@ -204,7 +204,7 @@ def build_roster(cfg: EventsimConfig, cohorts: tuple[Cohort, ...], models, n_ini
         cols["user_id"] += list(range(cohort.user_id_base + 1, cohort.user_id_base + 1 + n_c))
         z = np.vstack([_stratified_normal(rng, n_c), _stratified_normal(rng, n_c)])
         cols["alpha"] += (cfg.alpha * ALPHA_SCALE * cohort.alpha_scale * np.exp(z[0] - 0.5)).tolist()
-        cols["beta"] += (cfg.beta * BETA_SCALE * cohort.beta_scale * np.exp(z[1] - 0.5)).tolist()
+        cols["beta"] += (cfg.beta * BETA_SCALE * beta_scale * cohort.beta_scale * np.exp(z[1] - 0.5)).tolist()
         cols["t0"] += [start] * n0 + arrivals
         cols["arrival"] += [-1] * n0 + arrivals
         if growth_rate > 0:
@@ -213,6 +213,10 @@ def build_roster(cfg: EventsimConfig, cohorts: tuple[Cohort, ...], models, n_ini
             age = np.zeros(n0, dtype=np.int64)
         cols["registration"] += (start - age).tolist() + arrivals
     n = len(cols["user_id"])
+    ids = np.sort(np.asarray(cols["user_id"], dtype=np.int64))
+    if len(ids) > 1 and (np.diff(ids) == 0).any():
+        raise ValueError("cohort userId ranges overlap: give the cohorts user_id_base values further apart "
+                         "(or fewer users)")
     arng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(20_000,))))
     return Roster(
         cohort=np.asarray(cols["cohort"], dtype=np.int16),
@@ -327,6 +331,13 @@ def simulate(out, users: int | None = None, preset: str | None = None, days: flo
     cohorts = DEFAULT_COHORTS if cohorts is None else tuple(cohorts)
     if not cohorts:
         cohorts = (Cohort("base", 1.0, 0),)
+    if cohorts is DEFAULT_COHORTS:
+        # the default bases are 100,000 apart: widen them (x10) for very large runs
+        step = 100_000
+        while max(c.share for c in cohorts) * int(users) * 1.5 >= step:
+            step *= 10
+        if step != 100_000:
+            cohorts = tuple(replace(c, user_id_base=c.user_id_base // 100_000 * step) for c in cohorts)
     models = [compile_model(cfg, c.page_scale) for c in cohorts]
     if any(m.states != models[0].states for m in models):  # pragma: no cover - scaling keeps states
         raise ConfigError("cohort overrides changed the state set")
@@ -339,7 +350,8 @@ def simulate(out, users: int | None = None, preset: str | None = None, days: flo
     _prepare_output(single, directory)
 
     n_initial = initial_users(int(users), window_days, g)
-    roster = build_roster(cfg, cohorts, models, n_initial, start_s, end_s, seed, g)
+    roster = build_roster(cfg, cohorts, models, n_initial, start_s, end_s, seed, g,
+                          beta_scale=p.beta_scale if preset else 1.0)
     if workers is None:
         workers = 1 if len(roster) <= SMALL_RUN_USERS else default_workers()
     workers = max(1, int(workers))
