@@ -42,6 +42,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except AppStartupError as exc:
         print(f"sparkify serve: error: {exc}", file=sys.stderr)
         return 2
+    app.extensions["sparkify"].charts  # noqa: B018 - render the dashboard before listening
     from waitress import create_server
 
     try:

@@ -51,9 +51,20 @@ class ModelBundle:
     activity: pd.DataFrame | None = None
     importances: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
     importance_kind: str = ""
-    charts: dict[str, str] = field(default_factory=dict)
+    _charts: dict[str, str] | None = field(default=None, repr=False)
+    _charts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     metrics_table: pd.DataFrame = field(default_factory=pd.DataFrame)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def charts(self) -> dict[str, str]:
+        """The dashboard's charts as HTML fragments, rendered once on first use
+        (``sparkify serve`` renders them before it starts listening)."""
+        if self._charts is None:
+            with self._charts_lock:
+                if self._charts is None:
+                    self._charts = build_charts(self)
+        return self._charts
 
     @property
     def spec_by_name(self) -> dict[str, FieldSpec]:
@@ -204,10 +215,11 @@ def build_charts(bundle: ModelBundle) -> dict[str, str]:
     return {name: _chart_html(fig) for name, fig in charts.items()}
 
 
-def load_bundle(model_dir: str | Path, model: Any | None = None, charts: bool = True) -> ModelBundle:
+def load_bundle(model_dir: str | Path, model: Any | None = None, charts: bool = False) -> ModelBundle:
     """Read a model directory into a :class:`ModelBundle`.
 
-    In: the directory; optionally an already-loaded scorer object (``model``).
+    In: the directory; optionally an already-loaded scorer object (``model``);
+    ``charts=True`` renders the dashboard's charts now (else on first use).
     Out: the bundle. Raises :class:`AppStartupError` when the model itself
     cannot be loaded; missing side files (metrics, charts' data) only add a
     warning and leave the matching dashboard panel empty.
@@ -241,7 +253,7 @@ def load_bundle(model_dir: str | Path, model: Any | None = None, charts: bool = 
         log.warning("feature importances unavailable: %s", exc)
         warnings.append(f"feature importances unavailable: {exc}")
     if charts:
-        bundle.charts = build_charts(bundle)
+        bundle.charts  # noqa: B018 - render now rather than on the first dashboard request
     for message in warnings:
         log.warning("model directory %s: %s", model_dir, message)
     return bundle
