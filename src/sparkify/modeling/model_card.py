@@ -89,16 +89,19 @@ def render_model_card(model: dict, metrics: dict, quality: dict) -> str:
     spread = metrics.get("seed_spread")
     if spread:
         f = spread["f1"]
+        lines.append("")
         lines.append(f"Over {f['n']} stratified splits the churn-class F1 is {_num(f['mean'])} +/- {_num(f['sd'])} "
                      f"(min {_num(f['min'])}, max {_num(f['max'])}): with a test set this small, "
                      "one split's figure is noisy.")
     lc = metrics.get("label_comparison")
     if lc:
+        lines.append("")
         lines.append(f"Seed-compatible label (`ever`, same family): churn F1 {_num(lc['ever']['f1'])}, "
                      f"weighted F1 {_num(lc['ever']['weighted_f1'])}, beside {_num(lc['window']['f1'])} / "
                      f"{_num(lc['window']['weighted_f1'])} prediction-time.")
     ceiling = metrics.get("ceiling")
     if ceiling:
+        lines.append("")
         lines.append(f"Ceiling (simulated data, same family trained on the simulator's latent parameters "
                      f"{', '.join(ceiling['features'])}): churn F1 {_num(ceiling['test']['f1'])}, "
                      f"PR-AUC {_num(ceiling['test']['pr_auc'])}.")

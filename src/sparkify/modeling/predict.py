@@ -100,11 +100,11 @@ def score_users(spark, events_path_or_df, model_dir: str | Path, as_of: datetime
     return score_table(spark, table, model_dir)
 
 
-def write_scores(scores, out: str | Path) -> int:
+def write_scores(scores, out: str | Path):
     """Write a scored DataFrame to one CSV or Parquet file (by extension), ranked.
 
     The result has one row per user (tens of thousands at most), so the driver writes
-    a single file the web app can read. Returns the number of rows written."""
+    a single file the web app can read. Returns the written rows as a pandas DataFrame."""
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet"):
@@ -117,4 +117,4 @@ def write_scores(scores, out: str | Path) -> int:
     else:
         pdf.to_parquet(tmp, index=False)
     tmp.replace(out)
-    return len(pdf)
+    return pdf

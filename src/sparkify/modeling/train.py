@@ -74,7 +74,7 @@ class TrainConfig:
     cv_metric: str = "areaUnderPR"
     label_comparison: bool = True
     ceiling: bool = True
-    seed_spread: int = 5
+    seed_spread: int = 4
     spread_max_test_users: int = 1000
     partitions: int | None = None  # None -> Spark's default parallelism (the core count)
     verbose: bool = True
@@ -389,11 +389,13 @@ def _check_paths(events_path: str, model_dir: Path) -> None:
     if model_dir.exists() and not model_dir.is_dir():
         raise ValueError(f"model directory {model_dir} exists and is not a directory")
     parent = model_dir.parent
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write the model directory {model_dir}: {probe} is not writable")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = parent / f".{model_dir.name}.write-probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(f"cannot write the model directory {model_dir}: {exc.strerror or exc}") from None
 
 
 def _split_counts(df) -> dict[str, int]:

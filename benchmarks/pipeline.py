@@ -1,0 +1,135 @@
+"""Time every stage of the churn pipeline on one log and print a table.
+
+Stages: load (parse + clean), features (user table, split, cache), each model family's
+cross-validation, tuning, evaluation, label comparison, ceiling, seed spread, artifact
+writing, and batch scoring of every active user.
+
+Usage:
+    .venv/bin/python benchmarks/pipeline.py LOG [--quick] [--models rf,gbt,lr,svc] [--folds 3]
+    .venv/bin/python benchmarks/pipeline.py --preset mini|medium|full [--seed 42]
+
+With ``--preset`` the log is simulated once into a cache directory
+($SPARKIFY_BENCH_DIR, default /tmp/sparkify-bench/<preset>-seed<seed>/, shared with
+benchmarks/scale.py) and reused afterwards. The model goes to a temporary directory
+unless ``--model DIR`` is given. ``--json FILE`` also writes the figures as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_BENCH_DIR = Path(os.environ.get("SPARKIFY_BENCH_DIR", "/tmp/sparkify-bench"))
+
+
+def preset_log(preset: str, seed: int, bench_dir: Path = DEFAULT_BENCH_DIR) -> Path:
+    """The cached simulated log of a preset (simulated on first use)."""
+    from sparkify.simulator import PRESETS, simulate
+
+    if preset not in PRESETS:
+        raise SystemExit(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    path = bench_dir / f"{preset}-seed{seed}" / "sparkify_event_data.json"
+    truth = path.with_name("sparkify_event_data_truth.parquet")
+    if path.exists() and truth.exists():
+        print(f"reusing {path}")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"simulating the {preset} preset into {path} ...", flush=True)
+    t0 = time.perf_counter()
+    summary = simulate(out=path, preset=preset, seed=seed, progress=True)
+    print(f"simulated {summary.events:,} events, {summary.users:,} users in {time.perf_counter() - t0:.1f}s")
+    return path
+
+
+def table(rows: list[tuple[str, float]], total: float) -> str:
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'stage'.ljust(width)}  {'seconds':>9}  {'share':>6}"]
+    for name, sec in rows:
+        lines.append(f"{name.ljust(width)}  {sec:9.1f}  {100 * sec / total:5.1f}%")
+    lines.append(f"{'total'.ljust(width)}  {total:9.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("log", nargs="?", help="event log (file, directory, glob or ingest Parquet)")
+    parser.add_argument("--preset", choices=("mini", "medium", "full"), help="simulate/reuse a preset log")
+    parser.add_argument("--seed", type=int, default=42, help="simulation seed for --preset (default 42)")
+    parser.add_argument("--model", help="model directory (default: a temporary one, deleted afterwards)")
+    parser.add_argument("--quick", action="store_true", help="TrainConfig.fast() grids")
+    parser.add_argument("--models", default="rf,gbt,lr,svc")
+    parser.add_argument("--folds", type=int, default=None)
+    parser.add_argument("--master", default=None)
+    parser.add_argument("--json", dest="json_out", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    if bool(args.log) == bool(args.preset):
+        parser.error("give a LOG or --preset (one of them)")
+
+    from sparkify.modeling.predict import score_users, write_scores
+    from sparkify.modeling.train import TrainConfig, train
+    from sparkify.spark import get_spark
+
+    log = preset_log(args.preset, args.seed) if args.preset else Path(args.log)
+    overrides = {"models": tuple(args.models.split(","))}
+    if args.folds:
+        overrides["folds"] = args.folds
+    config = TrainConfig.fast(**overrides) if args.quick else TrainConfig(**overrides)
+    tmp = None
+    model_dir = Path(args.model) if args.model else Path(tempfile.mkdtemp(prefix="sparkify-bench-")) / "classifier"
+    if not args.model:
+        tmp = model_dir.parent
+    t_session = time.perf_counter()
+    spark = get_spark(app_name="sparkify-bench-pipeline", master=args.master)
+    session_s = time.perf_counter() - t_session
+    try:
+        result = train(spark, log, model_dir, config)
+        t0 = time.perf_counter()
+        scores = score_users(spark, log, model_dir)
+        written = write_scores(scores, model_dir / "scores.csv")
+        score_s = time.perf_counter() - t0
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    timings = dict(result.timings)
+    train_total = timings.pop("total", sum(timings.values()))
+    rows = [("spark session", session_s), *timings.items(), ("score (load + features + transform)", score_s)]
+    total = session_s + train_total + score_s
+    m = result.metrics
+    print()
+    print(f"log: {log}")
+    print(f"users labelled {m['data']['users']:,} ({m['data']['churners']:,} churners), "
+          f"test {m['data']['test_users']:,}; scored {len(written):,} active users; "
+          f"cores {spark.sparkContext.defaultParallelism}")
+    print(table(rows, total))
+    best = m["best"]
+    print(f"\nbest {best['name']} {best['params']}: test churn F1 {best['test']['f1']:.3f}, "
+          f"PR-AUC {best['test']['pr_auc']:.3f}, ROC-AUC {best['test']['roc_auc']:.3f}, "
+          f"weighted F1 {best['test']['weighted_f1']:.3f}")
+    for fam, fig in m["models"].items():
+        t = fig["test"]
+        print(f"  {fig['name']:<24} F1 {t['f1']:.3f}  PR-AUC {t['pr_auc']:.3f}  CV {fig['train_seconds']:.1f}s")
+    if m.get("ceiling"):
+        print(f"ceiling (latent parameters): F1 {m['ceiling']['test']['f1']:.3f}, PR-AUC {m['ceiling']['test']['pr_auc']:.3f}")
+    if m.get("label_comparison"):
+        lc = m["label_comparison"]
+        print(f"'ever' label: F1 {lc['ever']['f1']:.3f}, weighted F1 {lc['ever']['weighted_f1']:.3f}")
+    if m.get("seed_spread"):
+        s = m["seed_spread"]["f1"]
+        print(f"F1 over {s['n']} splits: {s['mean']:.3f} +/- {s['sd']:.3f} [{s['min']:.3f}, {s['max']:.3f}]")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"log": str(log), "stages": dict(rows), "total": total,
+                                                   "metrics": {k: m[k] for k in ("data", "best", "models")}},
+                                                  indent=2, default=str))
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

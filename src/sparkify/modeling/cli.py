@@ -1,0 +1,210 @@
+"""``sparkify ingest | train | score``: argument parsing and console output only.
+
+Each ``run_<name>(args)`` returns the exit code: 0 on success, 2 for a user mistake
+(missing file, unwritable directory, bad option; printed as one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from sparkify.config import DEFAULT_HORIZON_DAYS
+
+
+def _err(command: str, message: str) -> int:
+    print(f"sparkify {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _spark(master: str | None):
+    from sparkify.spark import get_spark
+
+    return get_spark(master=master)
+
+
+def _say(t0: float, text: str) -> None:
+    print(f"[{time.perf_counter() - t0:7.1f}s] {text}", flush=True)
+
+
+def _add_master(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--master", metavar="URL", default=None,
+                        help="Spark master URL (default local[*]; under spark-submit its own master is used)")
+
+
+# --------------------------------------------------------------------------- ingest
+def configure_ingest(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("events", metavar="EVENTS", help="event log: .json/.json.gz file, directory of part files or glob")
+    parser.add_argument("--out", metavar="DIR", required=True, help="output directory (Parquet; replaced if present)")
+    _add_master(parser)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    from sparkify.spark import JavaNotFoundError
+
+    t0 = time.perf_counter()
+    try:
+        spark = _spark(args.master)
+    except JavaNotFoundError as exc:
+        return _err("ingest", str(exc))
+    from sparkify.dataset import ingest
+
+    _say(t0, f"ingesting {args.events} ...")
+    quality = ingest(spark, args.events, args.out)
+    print(quality.summary())
+    _say(t0, f"cleaned log written to {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("events", metavar="EVENTS",
+                        help="event log: .json/.json.gz file, directory, glob, or Parquet from `sparkify ingest`")
+    parser.add_argument("--model", metavar="DIR", required=True, help="model directory to write (replaced atomically)")
+    _add_master(parser)
+    parser.add_argument("--label", choices=("window", "ever"), default="window",
+                        help="window: prediction-time label (default); ever: seed-compatible 'ever cancelled'")
+    parser.add_argument("--cutoff", metavar="ISO", default=None,
+                        help="cutoff time T (UTC), e.g. 2018-11-01; default: the log's last day minus 30 days")
+    parser.add_argument("--horizon-days", type=int, default=DEFAULT_HORIZON_DAYS,
+                        help="label window (T, T + horizon] in days (default 30)")
+    parser.add_argument("--observation-days", type=int, default=None,
+                        help="features from the last N days before T only (default: all history)")
+    parser.add_argument("--folds", type=int, default=None, help="k of the k-fold cross-validation (default 3; 2 with --quick)")
+    parser.add_argument("--models", default="rf,gbt,lr,svc",
+                        help="families to compare, comma-separated from rf,gbt,lr,svc (default all four)")
+    parser.add_argument("--seed", type=int, default=42, help="split and model seed (default 42)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny grids and models, no label comparison or seed spread (a smoke run)")
+
+
+def train_config_from_args(args: argparse.Namespace):
+    """A TrainConfig from the parsed ``sparkify train`` options (ValueError if invalid)."""
+    from sparkify.features import LabelSpec, parse_time
+    from sparkify.modeling.train import TrainConfig
+
+    models = tuple(m.strip().lower() for m in args.models.split(",") if m.strip())
+    label = LabelSpec(mode=args.label, cutoff=parse_time(args.cutoff) if args.cutoff else None,
+                      horizon_days=args.horizon_days, observation_days=args.observation_days)
+    label.validate()
+    common = {"models": models, "seed": args.seed, "label": label}
+    if args.folds is not None:
+        common["folds"] = args.folds
+    config = TrainConfig.fast(**common) if args.quick else TrainConfig(**common)
+    config.validate()
+    return config
+
+
+def _summary_table(metrics: dict) -> str:
+    rows = [("model", "churn F1", "precision", "recall", "PR-AUC", "ROC-AUC", "accuracy", "wF1", "train s")]
+    for m in metrics["models"].values():
+        t = m["test"]
+        rows.append((m["name"], *(f"{t[k]:.3f}" for k in ("f1", "precision", "recall", "pr_auc", "roc_auc",
+                                                             "accuracy", "weighted_f1")), f"{m['train_seconds']:.1f}"))
+    b = metrics["best"]
+    t = b["test"]
+    rows.append((f"{b['name']} (tuned)", *(f"{t[k]:.3f}" for k in ("f1", "precision", "recall", "pr_auc", "roc_auc",
+                                                                    "accuracy", "weighted_f1")), f"{b['train_seconds']:.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in rows)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from sparkify.spark import JavaNotFoundError
+
+    try:
+        config = train_config_from_args(args)
+    except ValueError as exc:
+        return _err("train", str(exc))
+    # fail before starting Spark on a missing log or an unwritable model directory
+    from sparkify.modeling.train import _check_paths
+
+    try:
+        _check_paths(str(args.events), Path(args.model))
+    except (FileNotFoundError, PermissionError, ValueError) as exc:
+        return _err("train", str(exc))
+    try:
+        spark = _spark(args.master)
+    except JavaNotFoundError as exc:
+        return _err("train", str(exc))
+    from sparkify.modeling.train import train
+
+    result = train(spark, args.events, args.model, config)
+    m = result.metrics
+    print()
+    print(f"test set: {m['data']['test_users']} users, {m['data']['test_churners']} churners "
+          f"(label {m['label']['mode']}, cutoff {m['label']['cutoff']})")
+    print(_summary_table(m))
+    best = m["best"]
+    print(f"best: {best['name']} {best['params']}  threshold {result.threshold:.4f}")
+    if m.get("label_comparison"):
+        lc = m["label_comparison"]
+        print(f"seed-compatible 'ever' label: churn F1 {lc['ever']['f1']:.3f}, weighted F1 "
+              f"{lc['ever']['weighted_f1']:.3f} (prediction-time: {lc['window']['f1']:.3f} / "
+              f"{lc['window']['weighted_f1']:.3f})")
+    if m.get("ceiling"):
+        c = m["ceiling"]
+        print(f"ceiling (latent parameters): churn F1 {c['test']['f1']:.3f}, PR-AUC {c['test']['pr_auc']:.3f}")
+    if m.get("seed_spread"):
+        s = m["seed_spread"]["f1"]
+        print(f"churn F1 over {s['n']} splits: mean {s['mean']:.3f}, sd {s['sd']:.3f}, "
+              f"min {s['min']:.3f}, max {s['max']:.3f}")
+    print(f"model directory: {result.model_dir}")
+    return 0
+
+
+# --------------------------------------------------------------------------- score
+def configure_score(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("events", metavar="EVENTS",
+                        help="event log: .json/.json.gz file, directory, glob, or Parquet from `sparkify ingest`")
+    parser.add_argument("--model", metavar="DIR", required=True, help="model directory written by `sparkify train`")
+    parser.add_argument("--out", metavar="FILE", default=None,
+                        help="output .csv or .parquet (default DIR/scores.csv, which the web app reads)")
+    parser.add_argument("--as-of", metavar="ISO", default=None,
+                        help="score as of this time (UTC); default: the log's end")
+    _add_master(parser)
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from sparkify.spark import JavaNotFoundError
+
+    t0 = time.perf_counter()
+    model_dir = Path(args.model)
+    out = Path(args.out) if args.out else model_dir / "scores.csv"
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        return _err("score", f"--out must end in .csv or .parquet, not {out.name!r}")
+    if not (model_dir / "model.json").exists():
+        return _err("score", f"no model at {model_dir} (missing model.json); "
+                             f"train one with `sparkify train EVENTS --model {model_dir}`")
+    events = str(args.events)
+    if "://" not in events and not any(ch in events for ch in "*?[") and not Path(events).exists():
+        return _err("score", f"event log not found: {events}")
+    as_of = None
+    if args.as_of:
+        from sparkify.features import parse_time
+
+        try:
+            as_of = parse_time(args.as_of)
+        except ValueError as exc:
+            return _err("score", str(exc))
+    try:
+        spark = _spark(args.master)
+    except JavaNotFoundError as exc:
+        return _err("score", str(exc))
+    from sparkify.dataset import load_events
+    from sparkify.modeling.predict import score_users, write_scores
+
+    _say(t0, f"loading {events} ...")
+    with load_events(spark, events) as loaded:
+        _say(t0, f"loaded {loaded.quality.user_rows:,} user events, {loaded.quality.users:,} users")
+        scores = score_users(spark, loaded.events, model_dir, as_of=as_of)
+        _say(t0, "scoring ...")
+        written = write_scores(scores, out)
+    flagged = int(written["decision"].sum())
+    _say(t0, f"{len(written):,} active users scored, {flagged:,} flagged as likely to churn -> {out}")
+    if len(written):
+        print(written.head(10).to_string(index=False))
+    return 0

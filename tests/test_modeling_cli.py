@@ -1,0 +1,94 @@
+"""`sparkify ingest | train | score` and `data/process_data.py`: exit codes, messages, outputs."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sparkify.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_missing_log_exits_2_with_a_message(capsys, tmp_path):
+    code, _, err = run(capsys, "train", str(tmp_path / "nope.json"), "--model", str(tmp_path / "m"))
+    assert code == 2 and "event log not found" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_unwritable_model_dir_exits_2(capsys, tmp_path, real_sample):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    code, _, err = run(capsys, "train", str(real_sample), "--model", str(blocker / "model"))
+    assert code == 2 and "cannot write the model directory" in err
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--models", "rf,xgboost", "unknown model"),
+    ("--cutoff", "yesterday", "cannot read time"),
+    ("--folds", "1", "at least 2"),
+    ("--horizon-days", "0", "horizon_days"),
+])
+def test_train_bad_options_exit_2(capsys, tmp_path, real_sample, option, value, message):
+    code, _, err = run(capsys, "train", str(real_sample), "--model", str(tmp_path / "m"), option, value)
+    assert code == 2 and message in err
+
+
+def test_score_errors_exit_2(capsys, tmp_path, real_sample, trained_model):
+    code, _, err = run(capsys, "score", str(real_sample), "--model", str(tmp_path / "none"))
+    assert code == 2 and "no model at" in err
+    code, _, err = run(capsys, "score", str(real_sample), "--model", str(trained_model), "--out", str(tmp_path / "x.txt"))
+    assert code == 2 and ".csv or .parquet" in err
+    code, _, err = run(capsys, "score", str(tmp_path / "nope.json"), "--model", str(trained_model))
+    assert code == 2 and "event log not found" in err
+    code, _, err = run(capsys, "score", str(real_sample), "--model", str(trained_model), "--as-of", "soon")
+    assert code == 2 and "cannot read time" in err
+
+
+def test_score_command_writes_a_ranked_list(capsys, spark, small_log, trained_model, tmp_path):
+    out = tmp_path / "at_risk.parquet"
+    code, stdout, err = run(capsys, "score", str(small_log), "--model", str(trained_model), "--out", str(out))
+    assert code == 0, err
+    assert "active users scored" in stdout
+    df = pd.read_parquet(out)
+    assert list(df["rank"]) == list(range(1, len(df) + 1))
+    assert len(df) > 100 and df.decision.isin([0, 1]).all()
+
+
+def test_ingest_command_writes_parquet_the_loader_reads(capsys, spark, real_sample, tmp_path):
+    from sparkify.dataset import load_events
+
+    out = tmp_path / "clean"
+    code, stdout, err = run(capsys, "ingest", str(real_sample), "--out", str(out))
+    assert code == 0, err
+    assert "user rows" in stdout
+    with load_events(spark, out) as loaded:
+        assert loaded.events.count() == loaded.quality.user_rows > 0
+
+
+def test_process_data_wrapper_usage_and_delegation(monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("process_data", ROOT / "data" / "process_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([]) == 2
+    assert "usage" in capsys.readouterr().err
+    seen = {}
+
+    def fake_main(argv):
+        seen["argv"] = argv
+        return 0
+
+    import sparkify.cli
+
+    monkeypatch.setattr(sparkify.cli, "main", fake_main)
+    assert module.main(["data/log.json", "model/classifier", "--quick"]) == 0
+    assert seen["argv"] == ["train", "data/log.json", "--model", "model/classifier", "--quick"]

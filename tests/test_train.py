@@ -1,0 +1,261 @@
+"""Training: metrics arithmetic, splits, threshold choice, the model directory, atomic write.
+
+The end-to-end checks share the session's ``trained_model`` (small_log, TrainConfig.fast()).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparkify.modeling import artifacts
+from sparkify.modeling import evaluate as ev
+
+FAMILY_NAMES = {"RandomForestClassifier", "GBTClassifier", "LogisticRegression", "LinearSVC"}
+UNIT_KEYS = ("f1", "precision", "recall", "pr_auc", "roc_auc", "accuracy", "weighted_f1")
+
+
+# --------------------------------------------------------------------------- metrics (NumPy)
+def brute_force_best_f1(y, s) -> float:
+    """Max churn-class F1 over every rule 'score >= level' (independent of evaluate.py)."""
+    y = np.asarray(y)
+    best = 0.0
+    for level in np.unique(s):
+        p = np.asarray(s) >= level
+        tp = np.sum(p & (y == 1))
+        fp = np.sum(p & (y == 0))
+        fn = np.sum(~p & (y == 1))
+        best = max(best, 2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return best
+
+
+def test_average_precision_and_roc_auc_on_a_worked_example():
+    y = [0, 0, 1, 1, 0, 1]
+    s = [0.1, 0.4, 0.35, 0.8, 0.4, 0.9]
+    # ranks: 0.9(+) 0.8(+) {0.4,0.4}(-,-) 0.35(+) 0.1(-): AP = 1/3*1 + 1/3*1 + 1/3*3/5
+    assert ev.average_precision(y, s) == pytest.approx(1 / 3 + 1 / 3 + 0.2)
+    # 7 of 9 positive/negative pairs ordered correctly
+    assert ev.roc_auc(y, s) == pytest.approx(7 / 9)
+    # a tie between a positive and a negative counts half
+    assert ev.roc_auc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)
+    assert ev.average_precision([0, 0], [0.1, 0.2]) == 0.0
+
+
+def test_best_threshold_maximises_f1_and_separates_scores():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.normal(y * 0.8, 1.0), 2)  # many ties
+    t, f1 = ev.best_threshold(y, s)
+    assert f1 == pytest.approx(brute_force_best_f1(y, s))
+    assert ev.classification_metrics(y, s > t)["f1"] == pytest.approx(f1)
+    assert not np.any(s == t)  # the threshold lies strictly between scores
+
+
+def test_classification_metrics_from_counts():
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    p = np.array([1, 1, 0, 1, 0, 0, 0, 0])
+    m = ev.classification_metrics(y, p)
+    assert m["confusion"] == {"tp": 2, "fp": 1, "fn": 1, "tn": 4}
+    assert m["f1"] == pytest.approx(2 / 3)
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    f1_neg = 2 * 4 / (2 * 4 + 1 + 1)
+    assert m["weighted_f1"] == pytest.approx((3 * 2 / 3 + 5 * f1_neg) / 8)
+    top = ev.top_fraction(y, [0.9, 0.8, 0.1, 0.7, 0.2, 0.3, 0.1, 0.0], 0.25)
+    assert top["users"] == 2 and top["precision"] == 1.0 and top["lift"] == pytest.approx(8 / 3)
+
+
+def test_platt_calibration_is_monotone_and_fits_a_known_slope():
+    rng = np.random.default_rng(0)
+    m = rng.normal(0, 2, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-1.5 * m + 0.5))).astype(int)
+    cal = ev.fit_platt(y, m)
+    assert cal.a == pytest.approx(-1.5, abs=0.15)
+    assert cal.b == pytest.approx(0.5, abs=0.15)
+    p = cal(np.array([-3.0, 0.0, 3.0]))
+    assert p[0] < p[1] < p[2]
+
+
+def test_bad_metric_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="differ in length"):
+        ev.roc_auc([0, 1], [0.1])
+    with pytest.raises(ValueError, match="0 or 1"):
+        ev.average_precision([0, 2], [0.1, 0.2])
+
+
+# --------------------------------------------------------------------------- split (Spark, tiny)
+def test_split_is_stratified_deterministic_and_folds_cover_train(spark):
+    from sparkify.modeling.train import add_class_weights, assign_split
+
+    pdf = pd.DataFrame({"userId": [str(i) for i in range(100)], "churn": [1.0] * 20 + [0.0] * 80})
+    df = spark.createDataFrame(pdf)
+    a = assign_split(df, 42, 0.2, 3).toPandas().set_index("userId").sort_index()
+    b = assign_split(df.repartition(3), 42, 0.2, 3).toPandas().set_index("userId").sort_index()
+    pd.testing.assert_frame_equal(a, b)  # independent of partitioning
+    test = a[a.split == "test"]
+    assert len(test) == 20 and test.churn.sum() == 4  # 20 % of each class
+    train = a[a.split == "train"]
+    assert set(train.fold) == {0, 1, 2} and (test.fold == -1).all()
+    for _, part in train.groupby("fold"):  # each fold holds churners
+        assert part.churn.sum() >= 5
+    c = assign_split(df, 7, 0.2, 3).toPandas().set_index("userId").sort_index()
+    assert not (c.split == a.split).all()  # another seed, another split
+    weighted, w = add_class_weights(assign_split(df, 42, 0.2, 3))
+    wp = weighted.toPandas()
+    # weights balance the classes on the training part
+    tr = wp[wp.split == "train"]
+    assert tr[tr.churn == 1].weight.sum() == pytest.approx(tr[tr.churn == 0].weight.sum())
+
+
+# --------------------------------------------------------------------------- the model directory
+def test_model_directory_holds_every_artifact(trained_model: Path):
+    for name in artifacts.REQUIRED:
+        assert (trained_model / name).exists(), name
+    assert (trained_model / "pipeline" / "metadata").is_dir()
+    leftovers = [p.name for p in trained_model.parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+    assert leftovers == []
+    card = (trained_model / "MODEL_CARD.md").read_text()
+    assert "Label design" in card and "honest" in card
+
+
+def test_model_json_contract(trained_model: Path):
+    from sparkify.features import model_features
+
+    m = json.loads((trained_model / "model.json").read_text())
+    assert m["format"] == 1 and m["model_type"] in FAMILY_NAMES
+    assert m["score_kind"] == ("margin" if m["model_type"] == "LinearSVC" else "probability")
+    assert (m["calibration"] is not None) == (m["score_kind"] == "margin")
+    assert isinstance(m["threshold"], float)
+    assert m["label"]["mode"] == "window" and m["label"]["cutoff"].endswith("Z")
+    assert [f["name"] for f in m["features"]] == [f.name for f in model_features("window")]
+    for f in m["features"]:
+        if f["kind"] == "numeric":
+            assert f["min"] <= f["p01"] <= f["median"] <= f["p99"] <= f["max"], f
+            assert f["unit"] and f["description"]
+        else:
+            assert f["categories"] and f["default"] in f["categories"], f
+
+
+def test_metrics_are_in_range_and_consistent(trained_model: Path):
+    m = json.loads((trained_model / "metrics.json").read_text())
+    assert set(m["models"]) == {"rf", "gbt", "lr", "svc"}
+    for fig in [*m["models"].values(), m["best"]]:
+        t = fig["test"]
+        for k in UNIT_KEYS:
+            assert 0.0 <= t[k] <= 1.0, (fig["name"], k, t[k])
+        c = t["confusion"]
+        assert c["tp"] + c["fp"] + c["fn"] + c["tn"] == t["users"] == m["data"]["test_users"]
+        assert c["tp"] + c["fn"] == t["churners"] == m["data"]["test_churners"]
+        assert t["f1"] == pytest.approx(ev.f1_from_counts(c["tp"], c["fp"], c["fn"]))
+        assert t["accuracy"] == pytest.approx((c["tp"] + c["tn"]) / t["users"])
+        assert fig["train_seconds"] > 0
+    best = m["best"]
+    assert best["name"] == m["models"][best["family"]]["name"]
+    assert best["test"]["top10"]["users"] >= 1
+    names = [r["feature"] for r in best["importances"]]
+    assert names and not any(n.startswith("slot_") for n in names)
+    assert any(" = " in n for n in names)  # one-hot slots named "<column> = <category>"
+    assert m["data"]["users"] == m["data"]["train_users"] + m["data"]["test_users"]
+    assert m["ceiling"] is not None and 0 <= m["ceiling"]["test"]["f1"] <= 1  # small_log has its truth
+    for stage in ("load", "features", "tuning", "evaluation", "total"):
+        assert stage in m["timings"]
+
+
+def test_threshold_is_the_f1_maximising_one_on_out_of_fold_scores(trained_model: Path):
+    model = json.loads((trained_model / "model.json").read_text())
+    feats = pd.read_parquet(trained_model / "features.parquet")
+    train = feats[feats.split == "train"]
+    assert train.score.notna().all()  # every training user has an out-of-fold score
+    y, s = train.churn.to_numpy(), train.score.to_numpy()
+    t = model["threshold"]
+    f1_at_t = ev.classification_metrics(y, s > t)["f1"]
+    assert f1_at_t == pytest.approx(brute_force_best_f1(y, s))
+
+
+def test_saved_test_scores_reproduce_the_reported_test_metrics(trained_model: Path):
+    model = json.loads((trained_model / "model.json").read_text())
+    metrics = json.loads((trained_model / "metrics.json").read_text())
+    feats = pd.read_parquet(trained_model / "features.parquet")
+    test = feats[feats.split == "test"]
+    y, s = test.churn.to_numpy(), test.score.to_numpy()
+    assert ev.classification_metrics(y, s > model["threshold"])["f1"] == pytest.approx(metrics["best"]["test"]["f1"])
+    assert ev.average_precision(y, s) == pytest.approx(metrics["best"]["test"]["pr_auc"])
+    # the split is stratified: the churn rates of both parts are close
+    rates = feats.groupby("split").churn.mean()
+    assert abs(rates["train"] - rates["test"]) < 0.05
+
+
+def test_model_beats_a_constant_predictor(trained_model: Path):
+    """Out-of-fold scores of all training users (fixed seeds): more stable than the small test set."""
+    feats = pd.read_parquet(trained_model / "features.parquet")
+    train = feats[feats.split == "train"]
+    y, s = train.churn.to_numpy(), train.score.to_numpy()
+    assert ev.average_precision(y, s) > 1.5 * y.mean()
+    assert ev.roc_auc(y, s) > 0.6
+
+
+def test_saved_pipeline_uses_only_the_scorers_stage_types(spark, trained_model: Path):
+    from pyspark.ml import PipelineModel
+
+    allowed = {"StringIndexerModel", "OneHotEncoderModel", "VectorAssembler", "StandardScalerModel",
+               "MinMaxScalerModel", "LogisticRegressionModel", "LinearSVCModel",
+               "RandomForestClassificationModel", "GBTClassificationModel"}
+    model = PipelineModel.load(str(trained_model / "pipeline"))
+    kinds = [type(s).__name__ for s in model.stages]
+    assert set(kinds) <= allowed, kinds
+    indexer = model.stages[0]
+    assert indexer.getHandleInvalid() == "keep"
+
+
+# --------------------------------------------------------------------------- atomic write
+def test_staging_dir_swaps_in_on_success_and_leaves_target_alone_on_crash(tmp_path: Path):
+    target = tmp_path / "classifier"
+    target.mkdir()
+    (target / "model.json").write_text("old")
+    with pytest.raises(RuntimeError):
+        with artifacts.staging_dir(target) as staging:
+            (staging / "model.json").write_text("half-written")
+            raise RuntimeError("crash mid-write")
+    assert (target / "model.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier"]
+    with artifacts.staging_dir(target) as staging:
+        (staging / "model.json").write_text("new")
+    assert (target / "model.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier"]
+
+
+def test_train_crashing_mid_write_keeps_the_previous_model(spark, small_log, trained_model, tmp_path, monkeypatch):
+    from sparkify.modeling.train import TrainConfig, train
+
+    target = tmp_path / "classifier"
+    shutil.copytree(trained_model, target)
+    before = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    real_write_json = artifacts.write_json
+
+    def write_some_then_crash(directory, **kw):
+        real_write_json(Path(directory) / artifacts.MODEL_JSON, {"half": True})
+        raise OSError("disk full")
+
+    monkeypatch.setattr(artifacts, "write_all", write_some_then_crash)
+    with pytest.raises(OSError, match="disk full"):
+        train(spark, small_log, target, TrainConfig.fast(models=("lr",), ceiling=False, verbose=False))
+    after = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier"]
+
+
+def test_train_rejects_bad_input_before_any_work(spark, small_log, tmp_path):
+    from sparkify.modeling.train import TrainConfig, train
+
+    with pytest.raises(FileNotFoundError, match="not found"):
+        train(spark, tmp_path / "missing.json", tmp_path / "m", TrainConfig.fast())
+    with pytest.raises(ValueError, match="unknown model"):
+        TrainConfig(models=("rf", "xgboost")).validate()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises((PermissionError, ValueError)):
+        train(spark, small_log, blocker / "m", TrainConfig.fast())
