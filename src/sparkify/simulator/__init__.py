@@ -64,7 +64,7 @@ from sparkify.simulator.presets import (
 __all__ = ["simulate", "SimulationSummary", "ConfigError", "Cohort", "PRESETS", "DEFAULT_COHORTS"]
 
 YEAR = 365 * 86_400
-SMALL_RUN_USERS = 600  # below this, simulate in-process (forking buys nothing)
+SMALL_RUN_USERS = 120  # up to this, simulate in-process (forking buys nothing)
 
 
 @dataclass
@@ -353,7 +353,12 @@ def simulate(out, users: int | None = None, preset: str | None = None, days: flo
     roster = build_roster(cfg, cohorts, models, n_initial, start_s, end_s, seed, g,
                           beta_scale=p.beta_scale if preset else 1.0)
     if workers is None:
-        workers = 1 if len(roster) <= SMALL_RUN_USERS else default_workers()
+        # fork a pool only for runs worth it, and only from a single-threaded process
+        # (forking a process with threads, e.g. a py4j gateway, is unsafe)
+        import threading
+
+        parallel = len(roster) > SMALL_RUN_USERS and threading.active_count() == 1
+        workers = default_workers() if parallel else 1
     workers = max(1, int(workers))
     catalogue = build_catalogue()
     timing = Timing(session_gap=int(cfg.session_gap), damping=cfg.damping, weekend_damping=cfg.weekend_damping,
