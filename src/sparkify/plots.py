@@ -27,6 +27,14 @@ GROUP_NAMES = {0: "stayed", 1: "churned"}
 GROUP_COLORS = {"stayed": STAY_COLOR, "churned": CHURN_COLOR}
 _TEMPLATE = "plotly_white"
 
+# Spark's class names as people say them (axis labels).
+MODEL_NAMES = {
+    "LogisticRegression": "Logistic regression",
+    "LinearSVC": "Linear SVM",
+    "RandomForestClassifier": "Random forest",
+    "GBTClassifier": "Gradient-boosted trees",
+}
+
 # Metric columns shown first (and in this order) in model comparison tables: held-out
 # test figures, then out-of-fold validation ones, then flat names.
 PREFERRED_METRICS = (
@@ -303,7 +311,8 @@ def model_comparison(metrics: Mapping[str, Any] | pd.DataFrame | None,
     fig = go.Figure()
     palette = ["#2f6fb0", "#d6452f", "#3a9d5d", "#8e6bb8", "#e0a030", "#5bc0de"]
     for i, column in enumerate(columns):
-        fig.add_bar(x=[str(m) for m in frame.index], y=frame[column], name=pretty_name(column),
+        fig.add_bar(x=[MODEL_NAMES.get(str(m), str(m)) for m in frame.index], y=frame[column],
+                    name=pretty_name(column),
                     marker_color=palette[i % len(palette)],
                     text=[f"{v:.3f}" for v in frame[column]], textposition="outside")
     fig.update_layout(barmode="group")

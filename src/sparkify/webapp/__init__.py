@@ -16,10 +16,11 @@ from flask_bootstrap import Bootstrap5
 
 import numpy as np
 
+from sparkify.plots import MODEL_NAMES
 from sparkify.webapp.state import AppStartupError, ScoresStore, load_bundle
 from sparkify.webapp.validation import format_number
 
-__all__ = ["create_app", "AppStartupError"]
+__all__ = ["create_app", "AppStartupError", "MODEL_NAMES"]
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
 CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
        "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
-
-
-MODEL_NAMES = {
-    "LogisticRegression": "Logistic regression",
-    "LinearSVC": "Linear SVM",
-    "RandomForestClassifier": "Random forest",
-    "GBTClassifier": "Gradient-boosted trees",
-}
 
 
 def create_app(model_dir: str | Path | None = None, scores_path: str | Path | None = None,
