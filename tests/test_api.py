@@ -114,7 +114,7 @@ def test_reasons_options_and_user_id_echo(client, bundle, training_rows):
     body = post(client, record, reasons="0").json
     assert "reasons" not in body and body["userId"] == "42"
     assert len(post(client, record, top="2").json["reasons"]) == 2
-    for bad in ("0", "abc", "51", "-1"):
+    for bad in ("0", "abc", "51", "-1", "²", "1e3", "99999999999999999999"):
         r = post(client, record, top=bad)
         assert r.status_code == 400 and "top" in r.json["fields"]
 

@@ -555,3 +555,37 @@ def test_plots_read_the_model_directory_tables(model_dir):
     with pytest.raises(ValueError):
         plots.group_comparison(features, ["x"], kind="pie")
     assert plots.empty_figure("nothing").layout.annotations[0].text == "nothing"
+
+
+def test_no_input_produces_a_500(client, bundle):
+    """Seeded fuzzing of every route with hostile values: always an answer below 500."""
+    import json
+    import random
+
+    rng = random.Random(4)
+    nasty = ["", " ", "0", "-0", "1e309", "-1e309", "nan", "NaN", "inf", "1_000", "0x1f", "１２",
+             "²", "٣", "\x00", "' OR 1=1 --", "{{7*7}}", "${7*7}", PAYLOAD, "a" * 5000,
+             "9" * 400, "-5", "3.14", "paid", OTHER_CATEGORY, "../../etc/passwd", "%s%s%n"]
+    names = [s.name for s in bundle.specs] + ["userId", "page", "all", "top", "reasons", "x"]
+    for _ in range(60):
+        params = {rng.choice(names): rng.choice(nasty) for _ in range(rng.randint(0, 8))}
+        full = {s.name: rng.choice(nasty + [str(s.default)]) for s in bundle.specs}
+        for method, url, kwargs in (
+            ("get", "/go", {"query_string": full}),
+            ("post", "/go", {"data": full}),
+            ("get", "/users", {"query_string": params}),
+            ("get", "/at-risk", {"query_string": params}),
+            ("get", "/at-risk.csv", {"query_string": params}),
+            ("get", "/", {"query_string": params}),
+            ("post", "/api/predict", {"data": json.dumps(rng.choice([full, [full, params], params, nasty,
+                                                                     {**full, bundle.specs[-1].name: "\ud800"}])),
+                                      "content_type": "application/json", "query_string": params}),
+        ):
+            r = getattr(client, method)(url, **kwargs)
+            assert r.status_code < 500, (method, url, kwargs, r.status_code)
+    # bytes that are not UTF-8 in the query string and the body
+    name = bundle.specs[0].name
+    for url in (f"/go?{name}=%FF%FE", "/users?userId=%ED%A0%80", "/at-risk?page=%C0"):
+        assert client.get(url).status_code < 500, url
+    assert client.post("/go", data=b"%s=%%FF\xff" % name.encode(),
+                       content_type="application/x-www-form-urlencoded").status_code < 500

@@ -48,10 +48,13 @@ def predict():
         payload = json.loads(raw)
     except (ValueError, RecursionError):
         return _bad_request("The body must be JSON: one customer object or a list of customer objects.")
-    top_text = request.args.get("top", str(service.DEFAULT_TOP_REASONS))
-    if not top_text.isdigit() or not 1 <= int(top_text) <= MAX_TOP:
+    top_text = request.args.get("top", str(service.DEFAULT_TOP_REASONS)).strip()
+    try:
+        top = int(top_text) if top_text.isascii() and len(top_text) <= 3 else 0
+    except ValueError:
+        top = 0
+    if not 1 <= top <= MAX_TOP:
         return _bad_request(f"top must be a whole number from 1 to {MAX_TOP}.", fields={"top": "invalid"})
-    top = int(top_text)
     single = isinstance(payload, dict)
     items = [payload] if single else payload
     if not isinstance(items, list) or not items:
