@@ -131,9 +131,12 @@ class ChurnModel:
                 f"gives a {clf.score_kind}")
         self.calibration = metadata.get("calibration")
         bands = metadata.get("bands") or {}
-        self.high_edge = float(bands.get("high", self.threshold))
         default_medium = self.threshold / 2 if self.score_kind == "probability" else self.threshold - 1.0
-        self.medium_edge = float(bands.get("medium", default_medium))
+        try:
+            self.high_edge = float(bands.get("high", self.threshold))
+            self.medium_edge = float(bands.get("medium", default_medium))
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"model.json 'bands' must be {{\"medium\": number, \"high\": number}}: {exc}") from exc
         self._kinds = dict(scorer.raw_inputs)
         fill = metadata.get("missing_numeric")
         #: value a missing (None/NaN) numeric input takes before the pipeline, as in training;
