@@ -27,7 +27,7 @@ from sparkify.jobs.package import ENTRY_NAME, build_zip
 
 MODEL_TYPES = {"LogisticRegression", "LinearSVC", "RandomForestClassifier", "GBTClassifier"}
 START_TIMEOUT_S = 120
-JOB_TIMEOUT_S = 900
+JOB_TIMEOUT_S = 1800
 CLUSTER_USERS = 120
 
 
@@ -164,12 +164,12 @@ class StandaloneCluster:
     def executor_logs(self) -> str:
         parts = []
         for path in sorted(self.work_dir.glob("app-*/*/stderr")):
-            parts.append(f"--- executor {path.relative_to(self.work_dir)} (tail)\n{_tail(path, 40)}")
+            parts.append(f"--- executor {path.relative_to(self.work_dir)} (tail)\n{_tail(path, 25)}")
         return "\n".join(parts)
 
     def logs(self) -> str:
-        return (f"--- master log (tail)\n{_tail(self.master_log)}\n"
-                f"--- worker log (tail)\n{_tail(self.worker_log)}\n{self.executor_logs()}")
+        return (f"--- master log (tail)\n{_tail(self.master_log, 25)}\n"
+                f"--- worker log (tail)\n{_tail(self.worker_log, 25)}\n{self.executor_logs()}")
 
 
 def _cluster_env(root: Path) -> dict[str, str]:
@@ -231,7 +231,10 @@ def cluster_run(tmp_path_factory) -> ClusterRun:
     root = tmp_path_factory.mktemp("cluster")
     log = root / "data" / "events.json"
     log.parent.mkdir()
-    simulate(out=log, users=CLUSTER_USERS, seed=11, progress=False)
+    summary = simulate(out=log, users=CLUSTER_USERS, seed=11, progress=False)
+    # Like a real log: no ground truth beside it (no ceiling stage: a shorter job).
+    if summary.truth_path and Path(summary.truth_path).exists():
+        Path(summary.truth_path).unlink()
     zip_path, entry = build_zip(root / "dist" / "sparkify.zip")
     model_dir = root / "model" / "classifier"
 
@@ -251,23 +254,35 @@ def cluster_run(tmp_path_factory) -> ClusterRun:
             "--conf", "spark.ui.showConsoleProgress=false",
             "--py-files", str(zip_path),
             str(entry),
-            "train", str(log), "--model", str(model_dir), "--folds", "2",
+            "train", str(log), "--model", str(model_dir), "--models", "lr",
         ]
-        if _train_cli_has_quick():
-            command.append("--quick")
-        try:
-            proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=root,
-                                  timeout=JOB_TIMEOUT_S)
-        except subprocess.TimeoutExpired as exc:
-            pytest.fail(f"spark-submit did not finish within {JOB_TIMEOUT_S} s\n"
-                        f"--- stdout\n{exc.stdout}\n--- stderr\n{exc.stderr}\n{cluster.logs()}")
-        run = ClusterRun(model_dir, proc.returncode, proc.stdout, proc.stderr,
+        command += ["--quick"] if _train_cli_has_quick() else ["--folds", "2"]
+        out_path, err_path = root / "submit.out", root / "submit.err"
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            # Own process group: on a timeout, spark-submit's JVM and its Python driver both go.
+            proc = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=root,
+                                    start_new_session=True)
+            try:
+                returncode = proc.wait(timeout=JOB_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                returncode = None
+            finally:  # a timeout, or the test run interrupted: never leave the job behind
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=60)
+        stdout = out_path.read_text(errors="replace")
+        stderr = err_path.read_text(errors="replace")
+        if returncode != 0:
+            status = "timed out" if returncode is None else f"exited {returncode}"
+            important = [line for line in stderr.splitlines()
+                         if "ERROR" in line or "Error" in line or "Traceback" in line][-40:]
+            print(f"spark-submit {status}: {' '.join(command)}\n"
+                  f"--- driver stdout (tail)\n{stdout[-4000:]}\n"
+                  f"--- driver stderr: error lines\n" + "\n".join(important) + "\n"
+                  f"--- driver stderr (tail)\n{stderr[-4000:]}\n{cluster.logs()}")
+        run = ClusterRun(model_dir, -1 if returncode is None else returncode, stdout, stderr,
                          cluster.master_log.read_text(errors="replace"),
                          cluster.worker_log.read_text(errors="replace"), command)
-        if proc.returncode != 0:
-            print(f"spark-submit failed ({proc.returncode}): {' '.join(command)}\n"
-                  f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-12000:]}\n"
-                  f"{cluster.logs()}")
     finally:
         cluster.stop()
     assert all(p.poll() is not None for p in cluster.procs), "the cluster was not stopped"
@@ -280,8 +295,12 @@ def test_training_job_runs_on_the_standalone_cluster(cluster_run):
     run = cluster_run
     assert run.returncode == 0, f"spark-submit exited {run.returncode}; see the captured output above"
     # The driver used the shipped zip, and the job really ran on the cluster's executor.
-    assert "sparkify.zip" in run.stderr.split("sparkify-submit: sparkify", 1)[1].splitlines()[0]
-    assert "Registering app sparkify-cluster-test" in run.master_log
+    # (spark-submit merges the Python driver's stderr into its own stdout)
+    banner = [line for line in (run.stdout + run.stderr).splitlines()
+              if line.startswith("sparkify-submit: sparkify ")]
+    assert banner and "sparkify.zip" in banner[0], banner
+    # The master registered the application (named by --name or by get_spark's appName).
+    assert "Registering app sparkify" in run.master_log
     assert "Asked to launch executor" in run.worker_log
     assert "Launching executor" in run.master_log
 
