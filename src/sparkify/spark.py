@@ -97,7 +97,7 @@ def get_spark(
         return active
     if not os.environ.get("JAVA_HOME") and not under_spark_submit():
         os.environ["JAVA_HOME"] = str(find_java())
-    builder = SparkSession.builder.appName(app_name)
+    builder = SparkSession.builder
     if master:
         builder = builder.master(master)
     elif not under_spark_submit():
@@ -121,6 +121,10 @@ def get_spark(
 
         SparkContext._ensure_initialized()
         submitted = dict(SparkConf().getAll())
+    # spark-submit sets spark.app.name to --name, or to the script's file name by default.
+    given = submitted.get("spark.app.name", "")
+    if not given or given.endswith(".py"):
+        builder = builder.appName(app_name)
     explicit = extra_conf or {}
     conf.update(explicit)
     for key, value in conf.items():
