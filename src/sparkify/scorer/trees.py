@@ -45,10 +45,24 @@ class PackedForest:
 
     def __post_init__(self) -> None:
         self.has_categorical = bool(self.is_cat.any())
+        # flat lookup tables for the lock-step walk
+        self._feat0 = np.where(self.feature < 0, 0, self.feature)
+        self._thr = np.where(np.isnan(self.threshold), np.inf, self.threshold)
+        self._child = np.empty(2 * len(self.feature), dtype=np.int64)
+        self._child[0::2] = self.left
+        self._child[1::2] = self.right
 
     @property
     def num_trees(self) -> int:
         return len(self.roots)
+
+    def _cat_left(self, node: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """At categorical nodes: x in leftCategories (NaN, negative, fractional or unknown
+        category values are not, so they go right)."""
+        ncat = self.cat_table.shape[1]
+        valid = (x >= 0) & (x < ncat) & (x == np.floor(x))
+        xi = np.where(valid, x, 0).astype(np.intp)
+        return valid & self.cat_table[self.cat_row[node], xi]
 
     def go_left(self, node: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Whether value(s) ``x`` at internal node(s) ``node`` go left (Spark's rule)."""
@@ -56,24 +70,25 @@ class PackedForest:
         if self.has_categorical:
             cat = self.is_cat[node]
             if cat.any():
-                xc = x[cat]
-                ncat = self.cat_table.shape[1]
-                valid = (xc >= 0) & (xc < ncat) & (xc == np.floor(xc))
-                xi = np.where(valid, xc, 0).astype(np.intp)
-                left[cat] = valid & self.cat_table[self.cat_row[node[cat]], xi]
+                left[cat] = self._cat_left(node[cat], x[cat])
         return left
 
     def leaves(self, X: np.ndarray) -> np.ndarray:
         """In: feature matrix (n, d). Out: (n, T) absolute leaf index per row and tree,
-        all trees and rows advanced together one level per step."""
-        n = X.shape[0]
+        all trees and rows advanced together one level per step (flat ``take`` lookups)."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        n, d = X.shape
+        flat = X.ravel()
+        base = (np.arange(n, dtype=np.int64) * d)[:, None]
         idx = np.tile(self.roots, (n, 1))
-        rows = np.arange(n)[:, None]
         for _ in range(self.depth):
-            f = self.feature[idx]
-            x = X[rows, f]  # f == -1 at leaves: any value, leaves loop onto themselves
-            go = self.go_left(idx, x)
-            idx = np.where(go, self.left[idx], self.right[idx])
+            x = flat.take(base + self._feat0.take(idx))
+            right = ~(x <= self._thr.take(idx))   # NaN goes right; leaves loop onto themselves
+            if self.has_categorical:
+                cat = self.is_cat.take(idx)
+                if cat.any():
+                    right[cat] = ~self._cat_left(idx[cat], x[cat])
+            idx = self._child.take(2 * idx + right)
         return idx
 
     def sum_over_trees(self, X: np.ndarray, table: np.ndarray, chunk: int = 16384) -> np.ndarray:
