@@ -338,7 +338,7 @@ def simulate(out, users: int | None = None, preset: str | None = None, days: flo
             step *= 10
         if step != 100_000:
             cohorts = tuple(replace(c, user_id_base=c.user_id_base // 100_000 * step) for c in cohorts)
-    models = [compile_model(cfg, c.page_scale) for c in cohorts]
+    models = [compile_model(cfg, c.page_scale, c.end_scale) for c in cohorts]
     if any(m.states != models[0].states for m in models):  # pragma: no cover - scaling keeps states
         raise ConfigError("cohort overrides changed the state set")
     g = GROWTH_RATE if growth_rate is None else float(growth_rate)

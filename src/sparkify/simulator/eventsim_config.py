@@ -248,9 +248,23 @@ def _scaled_edges(edges: list[tuple[State, float]], scale: dict[str, float]) -> 
     return new
 
 
-def compile_model(cfg: EventsimConfig, page_scale: dict[str, float] | None = None) -> Model:
+def _end_scaled(edges: list[tuple[State, float]], end_scale: float) -> list[tuple[State, float]]:
+    """Multiply the probability that the session ends after this state by ``end_scale``
+    (capped at 1), shrinking the outgoing edges in proportion."""
+    total = sum(p for _, p in edges)
+    end = 1.0 - total
+    if end_scale == 1.0 or end <= 1e-12 or total <= 0:
+        return edges
+    new_end = min(1.0, end * end_scale)
+    f = (1.0 - new_end) / total
+    return [(d, p * f) for d, p in edges]
+
+
+def compile_model(cfg: EventsimConfig, page_scale: dict[str, float] | None = None,
+                  end_scale: float = 1.0) -> Model:
     """Compile the transitions of ``cfg`` into a :class:`Model`.
 
+    ``end_scale`` multiplies each state's session-end probability (shorter sessions).
     ``page_scale`` (a cohort override) multiplies the probability of moving into the
     named pages, e.g. ``{"Cancel": 3, "Thumbs Down": 1.5}``; the increase is taken from
     the other destinations of the same state, so session lengths barely change.
@@ -321,6 +335,9 @@ def compile_model(cfg: EventsimConfig, page_scale: dict[str, float] | None = Non
     for s in states:
         edges = _scaled_edges(out_edges.get(s, []), page_scale)
         total = sum(p for _, p in edges)
+        if total <= 1 + 1e-9:
+            edges = _end_scaled(edges, end_scale)
+            total = sum(p for _, p in edges)
         if total > 1 + 1e-9:
             detail = ", ".join(f"{d[0]} {p:g}" for d, p in out_edges.get(s, []))
             raise ConfigError(f"{src}: probabilities out of state ({s[0]}, {s[1]}, {s[2]}, {s[3]}, {s[4]}) "
