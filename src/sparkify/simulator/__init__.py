@@ -29,6 +29,11 @@ What differs from eventsim:
 - Cohorts: the real mini log merges several eventsim runs with different propensities;
   :data:`.presets.DEFAULT_COHORTS` does the same in one run, each cohort with its own
   userId base, sessionId counter and transition overrides (``page_scale``).
+- Calibration (:mod:`.presets`): the default cohorts end sessions 1.5x as often and
+  return sooner (beta x 0.63) so users have the real ~20 sessions of ~60 events over the
+  window (the template alone gives ~14 of ~93); a few page propensities are nudged
+  (About, Settings, Error, Submit Upgrade) so every page rate is within ~5 % of the
+  real mini log's; each preset scales beta to the real file's events per user.
 - Songs: eventsim's Million-Song listen counts are not shipped; a synthetic catalogue with
   the same size, Zipf-like popularity and the real length distribution stands in.
 - ``users`` counts the distinct users in the log at the end of the window (as the real

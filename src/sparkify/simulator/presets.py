@@ -41,7 +41,8 @@ class Cohort:
 
     ``page_scale`` multiplies the probability of moving into the named pages (the extra
     mass comes from the state's other destinations); ``alpha_scale`` / ``beta_scale``
-    multiply the mean gap between pages / between sessions.
+    multiply the mean gap between pages / between sessions; ``end_scale`` multiplies
+    every state's session-end probability.
     """
 
     name: str
