@@ -100,6 +100,18 @@ class MemorySampler:
         self._stop.set()
         self._thread.join(timeout=5)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds used so far by this process and its child JVMs: on a
+        shared machine a steadier measure of work than wall-clock time."""
+        total = sum(self._proc.cpu_times()[:2])
+        for child in self._proc.children(recursive=True):
+            try:
+                if "java" in child.name():
+                    total += sum(child.cpu_times()[:2])
+            except self._psutil.Error:
+                continue
+        return total
+
     def reset(self) -> None:
         with self._lock:
             self._py = self._jvm = 0
@@ -119,6 +131,8 @@ class StageResult:
     status: str = "ok"            # ok | timeout | failed | skipped
     note: str = ""
     extra: dict = field(default_factory=dict)
+    load: tuple[float, float] = (0.0, 0.0)   # 1-min load average at start and end
+    cpu_seconds: float | None = None          # CPU used by this process and its JVM
 
 
 class Bench:
@@ -134,6 +148,8 @@ class Bench:
         print(f"[{_now()}] {name}: start", flush=True)
         self.sampler.reset()
         result = StageResult(name)
+        load_start = os.getloadavg()[0]
+        cpu_start = self.sampler.cpu_seconds()
         start = time.perf_counter()
         try:
             extra = fn(*args, **kwargs) or {}
@@ -144,6 +160,8 @@ class Bench:
             result.note = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         result.seconds = time.perf_counter() - start
         result.py_peak, result.jvm_peak = self.sampler.peak()
+        result.load = (load_start, os.getloadavg()[0])
+        result.cpu_seconds = self.sampler.cpu_seconds() - cpu_start
         self.results[name] = result
         print(f"[{_now()}] {name}: {result.status} in {result.seconds:,.1f} s "
               f"(peak Python {result.py_peak / GIB:.2f} GiB, JVM {result.jvm_peak / GIB:.2f} GiB)"
@@ -381,8 +399,8 @@ def render(results: dict[str, StageResult], data: dict, mach: dict, quality: dic
         f"{data.get('churned', 0):,} churned (simulated, seed {data.get('seed')}"
         f"{', preset ' + data['preset'] if data.get('preset') and not data.get('requested_users') else ''}).",
         "",
-        "| stage | seconds | peak Python RSS (GiB) | peak JVM RSS (GiB) | notes |",
-        "|---|---:|---:|---:|---|",
+        "| stage | seconds | CPU seconds | peak Python RSS (GiB) | peak JVM RSS (GiB) | load avg start/end | notes |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     labels = {
         "scan": "bare Spark scan of the raw JSON (loader's 18 columns, explicit schema)",
@@ -399,8 +417,9 @@ def render(results: dict[str, StageResult], data: dict, mach: dict, quality: dic
             continue
         note = res.note or ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
                                      for k, v in res.extra.items() if k not in ("status", "timings"))
-        lines.append(f"| {labels[name]} | {_fmt_s(res)} | {res.py_peak / GIB:.2f} | "
-                     f"{res.jvm_peak / GIB:.2f} | {note} |")
+        cpu = f"{res.cpu_seconds:,.0f}" if res.cpu_seconds is not None else "-"
+        lines.append(f"| {labels[name]} | {_fmt_s(res)} | {cpu} | {res.py_peak / GIB:.2f} | "
+                     f"{res.jvm_peak / GIB:.2f} | {res.load[0]:.1f} / {res.load[1]:.1f} | {note} |")
     ingest, train = r("ingest"), r("train")
     e2e = None
     if ingest and train and ingest.status == train.status == "ok":
@@ -459,6 +478,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--baseline-timeout", type=float, default=None,
                    help="stop the seed-style baseline after this many seconds "
                         "(default: 5.5 x our features_raw time, at least 120 s)")
+    p.add_argument("--driver-memory", default=None,
+                   help="spark.driver.memory (default: Sparkify's own choice, half the machine, <= 16g)")
     p.add_argument("--quick-train", action="store_true", help="train with TrainConfig.fast() (smoke runs)")
     p.add_argument("--workers", type=int, default=None, help="simulator worker processes")
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
@@ -503,13 +524,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from sparkify.spark import default_driver_memory, get_spark
 
-    spark = get_spark(app_name="sparkify-scale",
-                      extra_conf={"spark.ui.showConsoleProgress": "false",
-                                  "spark.local.dir": str(work / "spark-local")})
+    conf = {"spark.ui.showConsoleProgress": "false", "spark.local.dir": str(work / "spark-local")}
+    if args.driver_memory:
+        conf["spark.driver.memory"] = args.driver_memory
+    spark = get_spark(app_name="sparkify-scale", extra_conf=conf)
     spark_version = spark.version
     notes = list(args.note)
-    notes.append(f"Spark local[*], driver memory {default_driver_memory()} (half the machine, <= 16g), "
-                 f"shuffle partitions {spark.conf.get('spark.sql.shuffle.partitions')}, AQE on.")
+    memory_note = (f"{args.driver_memory} (set with --driver-memory)" if args.driver_memory
+                   else f"{default_driver_memory()} (Sparkify's default: half the machine, <= 16g)")
+    notes.append(f"Spark local[*], driver memory {memory_note}, "
+                 f"shuffle partitions {spark.conf.get('spark.sql.shuffle.partitions')}, AQE on. The load average "
+                 "column shows how busy the shared 2-core machine was (other jobs ran at the same time).")
     sampler = MemorySampler().start()
     bench = Bench(sampler)
     quality: dict = {}
