@@ -408,7 +408,7 @@ def comparison_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(row)
     ceiling = metrics.get("ceiling")
     if isinstance(ceiling, dict) and isinstance(ceiling.get("test"), dict):
-        row = {"name": f"Ceiling: {ceiling.get('name', 'model')} on the true parameters", "kind": "ceiling",
+        row = {"name": "Ceiling (simulator's true parameters)", "kind": "ceiling",
                "family": ceiling.get("family"), "train_seconds": None, "threshold": None, "chosen": False}
         row.update({k: _num(ceiling["test"].get(k)) for k, _, _ in TABLE_COLUMNS})
         rows.append(row)
