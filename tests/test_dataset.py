@@ -74,8 +74,10 @@ def test_real_format_values(real_loaded, real_sample):
     uas = {r[0] for r in events.select("userAgent").distinct().collect()}
     assert any(ua.startswith('"Mozilla') and ua.endswith('"') for ua in uas)
     # missing keys become nulls (non-song rows have no artist)
-    non_song = events.filter("page != 'NextSong'").select("artist", "song", "length").collect()
-    assert non_song and all(r == (None, None, None) for r in non_song)
+    non_song = events.filter("page != 'NextSong'").select("artist", "length").collect()
+    assert non_song and all(r == (None, None) for r in non_song)
+    # personal names and redundant fields are not carried
+    assert not {"firstName", "lastName", "method", "status", "song"} & set(events.columns)
 
 
 def test_malformed_lines_quarantined(spark, real_sample, tmp_path):

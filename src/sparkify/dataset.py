@@ -3,8 +3,9 @@
 In:  a raw event log (JSON Lines: a ``.json``/``.json.gz`` file, a directory of part
      files, or a glob) or the Parquet directory written by :func:`ingest`.
 Out: :class:`LoadedEvents` = the cleaned USER rows (auth ``Logged In`` or ``Cancelled``,
-     exact duplicates removed, ``time`` as a UTC timestamp) and a :class:`DataQuality`
-     summary.
+     exact duplicates removed, ``time`` as a UTC timestamp; columns :data:`EVENT_COLUMNS`,
+     i.e. the raw fields minus method/status/firstName/lastName/song) and a
+     :class:`DataQuality` summary.
 
 Design (why the load costs about one JSON parse):
 
@@ -13,13 +14,15 @@ Design (why the load costs about one JSON parse):
   ``_corrupt_record`` with their text;
 * every row is classified in the same pass as ``user``, ``hidden`` (Logged Out / Guest,
   whatever their userId placeholder) or ``bad`` (malformed, or a user row missing ts,
-  userId, sessionId or page); hidden and bad rows keep only what the summary needs, so
-  they collapse to a handful of groups;
-* rows are hash-partitioned by ``userId`` and grouped on every column with a count: this
-  removes exact duplicates (and counts them) without a second shuffle, and the result is
-  persisted. The quality summary, the quarantine file and every later feature
-  aggregation (grouped by user, so no further event shuffle) read that cache, never the
-  JSON again. Call :meth:`LoadedEvents.unpersist` when done.
+  userId, sessionId or page); hidden and bad rows keep only what the summary and the
+  quarantine need (their kind; the reason and line text);
+* rows are hash-partitioned by ``userId`` (the only shuffle of events) and persisted,
+  narrow (the columns of :data:`EVENT_COLUMNS` plus a 64-bit fingerprint of all raw
+  fields). The job that fills the cache also computes the quality summary: grouping by
+  (userId, fingerprint) finds exact duplicates with narrow keys; only if there are any is
+  an exact de-duplication run (within the user partitions, no shuffle). The quarantine
+  file and every later feature aggregation (grouped by user, so no further event shuffle)
+  read the cache, never the JSON again. Call :meth:`LoadedEvents.unpersist` when done.
 """
 
 from __future__ import annotations
@@ -74,8 +77,17 @@ RAW_COLUMNS: list[str] = [f.name for f in RAW_FIELDS]
 #: Explicit read schema: the raw fields plus the PERMISSIVE corrupt-record column.
 EVENT_SCHEMA = StructType([*RAW_FIELDS, StructField(CORRUPT_COLUMN, StringType())])
 
-#: Columns of ``LoadedEvents.events``: the raw fields plus ``time`` (UTC timestamp of ts).
-EVENT_COLUMNS: list[str] = [*RAW_COLUMNS, "time"]
+#: Raw fields carried into ``LoadedEvents.events`` (everything the features, labels and
+#: reports read). The others (``method``, ``status``: implied by ``page``; ``firstName``,
+#: ``lastName``: personal data no step needs; ``song``: the title) are parsed, take part
+#: in duplicate detection (through a 64-bit hash), and are then dropped: keeping them
+#: would roughly double the cost of the cached table.
+KEPT_COLUMNS: list[str] = ["ts", "userId", "sessionId", "page", "auth", "level", "itemInSession",
+                           "location", "userAgent", "registration", "gender", "artist", "length"]
+DROPPED_COLUMNS: list[str] = [n for n in RAW_COLUMNS if n not in KEPT_COLUMNS]
+
+#: Columns of ``LoadedEvents.events``: :data:`KEPT_COLUMNS` plus ``time`` (UTC timestamp of ts).
+EVENT_COLUMNS: list[str] = [*KEPT_COLUMNS, "time"]
 
 QUALITY_FILE = "_data_quality.json"       # inside an ingest directory (ignored by Parquet readers)
 QUARANTINE_DIR = "_quarantine"            # idem
@@ -152,11 +164,13 @@ class LoadedEvents:
     events: DataFrame
     quality: DataQuality
     _cache: DataFrame | None = None
+    _extra: DataFrame | None = None
 
     def unpersist(self) -> None:
-        if self._cache is not None:
-            self._cache.unpersist()
-            self._cache = None
+        for df in (self._cache, self._extra):
+            if df is not None:
+                df.unpersist()
+        self._cache = self._extra = None
 
     def write_quarantine(self, path: str | Path) -> int:
         """Write the malformed lines (JSON Lines: ``reason``, ``line``) to directory ``path``.
@@ -166,7 +180,6 @@ class LoadedEvents:
         if self._cache is None or not self.quality.quarantined:
             return 0
         bad = (self._cache.filter(F.col("_kind") == "bad")
-               .select("_reason", "_line", F.explode(F.sequence(F.lit(1), F.col("_n"))).alias("_i"))
                .select(F.col("_reason").alias("reason"), F.col("_line").alias("line")))
         bad.coalesce(1).write.mode("overwrite").json(str(path))
         self.quality.quarantine_path = str(path)
@@ -248,8 +261,9 @@ def read_raw(spark: SparkSession, path: str | Path) -> DataFrame:
 def _stage(raw: DataFrame) -> DataFrame:
     """Classify each parsed row as user / hidden / bad and keep only what each kind needs.
 
-    Out columns: RAW_COLUMNS, ``_kind``, ``_reason``, ``_line``. Hidden rows are reduced to
-    their kind (all else null); bad rows to their reason and line text.
+    Out columns: KEPT_COLUMNS, ``_fp`` (64-bit fingerprint of all raw fields, user rows
+    only), ``_kind``, ``_reason``, ``_line``. Hidden rows are reduced to their kind (all
+    else null); bad rows to their reason and line text.
     """
     c = F.col
     corrupt = c(CORRUPT_COLUMN).isNotNull()
@@ -266,7 +280,8 @@ def _stage(raw: DataFrame) -> DataFrame:
               .otherwise(F.lit("missing required field (ts, auth, userId, sessionId or page)")))
     line = F.coalesce(c(CORRUPT_COLUMN), F.to_json(F.struct(*[c(n) for n in RAW_COLUMNS])))
     return staged.select(
-        *[F.when(keep_raw, c(f.name)).alias(f.name) for f in RAW_FIELDS],
+        *[F.when(keep_raw, c(n)).alias(n) for n in KEPT_COLUMNS],
+        F.when(keep_raw, F.xxhash64(*[c(n) for n in RAW_COLUMNS])).alias("_fp"),
         c("_kind"),
         F.when(c("_kind") == "bad", reason).alias("_reason"),
         F.when(c("_kind") == "bad", line).alias("_line"),
@@ -274,20 +289,26 @@ def _stage(raw: DataFrame) -> DataFrame:
 
 
 def _quality_from_cache(cache: DataFrame, source: str) -> DataQuality:
-    """One small job over the cache: per-user partial counts, then a global sum."""
+    """One job over the cache (it materialises it): rows grouped by (user, fingerprint)
+    find the duplicates with narrow keys, then per-user partial counts, then a global sum.
+    Identical rows share a fingerprint, so no duplicate is missed; a fingerprint collision
+    can only over-report, and the exact de-duplication then runs (see load_events)."""
     c = F.col
+    per_fp = cache.groupBy("userId", "_fp", "_kind").agg(
+        F.count(F.lit(1)).alias("_n"),
+        F.max(F.when((c("page") == CHURN_PAGE) | (c("auth") == CANCELLED_AUTH), 1).otherwise(0)).alias("_churn"),
+        F.min("ts").alias("ts_min"), F.max("ts").alias("ts_max"))
     user = c("_kind") == "user"
-    churn_row = user & ((c("page") == CHURN_PAGE) | (c("auth") == CANCELLED_AUTH))
-    per_user = cache.groupBy("userId").agg(
+    per_user = per_fp.groupBy("userId").agg(
         F.sum("_n").alias("rows"),
         F.sum(F.when(c("_kind") == "bad", c("_n")).otherwise(0)).alias("bad"),
         F.sum(F.when(c("_kind") == "hidden", c("_n")).otherwise(0)).alias("hidden"),
         F.sum(F.when(user, 1).otherwise(0)).alias("user_rows"),
         F.sum(F.when(user, c("_n") - 1).otherwise(0)).alias("dups"),
         F.max(F.when(user, 1).otherwise(0)).alias("is_user"),
-        F.max(F.when(churn_row, 1).otherwise(0)).alias("churned"),
-        F.min(F.when(user, c("ts"))).alias("first"),
-        F.max(F.when(user, c("ts"))).alias("last"),
+        F.max(F.when(user, c("_churn")).otherwise(0)).alias("churned"),
+        F.min(F.when(user, c("ts_min"))).alias("first"),
+        F.max(F.when(user, c("ts_max"))).alias("last"),
     )
     row = per_user.agg(
         F.sum("rows"), F.sum("bad"), F.sum("hidden"), F.sum("user_rows"), F.sum("dups"),
@@ -314,11 +335,11 @@ def with_time(df: DataFrame) -> DataFrame:
 def _load_ingested(spark: SparkSession, path: str) -> LoadedEvents:
     """Read a Parquet directory written by :func:`ingest` (already clean)."""
     df = spark.read.parquet(path)
-    missing = [n for n in RAW_COLUMNS if n not in df.columns]
+    missing = [n for n in KEPT_COLUMNS if n not in df.columns]
     if missing:
         raise ValueError(f"{path} is Parquet but not a Sparkify event table (missing columns: "
                          f"{', '.join(missing)}); write it with `sparkify ingest`")
-    events = df.select(*RAW_COLUMNS)
+    events = df.select(*KEPT_COLUMNS)
     events = with_time(events)
     text = read_text(spark, f"{path.rstrip('/')}/{QUALITY_FILE}")
     if text:
@@ -362,22 +383,31 @@ def load_events(
         return _load_ingested(spark, source)
 
     staged = _stage(read_raw(spark, source))
-    group_cols = [*RAW_COLUMNS, "_kind", "_reason", "_line"]
-    # One shuffle: partition by user, then count identical rows within each partition.
-    cache = (staged.repartition(F.col("userId"))
-             .groupBy(*group_cols).agg(F.count(F.lit(1)).alias("_n"))
-             .persist(storage_level))
+    # One shuffle: rows of a user land in one partition (so every later per-user or
+    # per-session aggregation runs without moving events again), then persisted.
+    cache = staged.repartition(F.col("userId")).persist(storage_level)
+    extra: DataFrame | None = None
     try:
         quality = _quality_from_cache(cache, source)   # the single parse pass happens here
         if quality.quarantined:
             quality.quarantine_sample = [
                 r[0] for r in cache.filter(F.col("_kind") == "bad").select("_line").limit(5).collect()]
-        events = with_time(cache.filter(F.col("_kind") == "user").select(*RAW_COLUMNS))
-        loaded = LoadedEvents(events=events, quality=quality, _cache=cache)
+        users = cache.filter(F.col("_kind") == "user")
+        if quality.duplicates:
+            # exact de-duplication (all kept columns + the fingerprint of every raw field);
+            # grouped within the user partitions, no shuffle; persisted once.
+            extra = users.groupBy(*KEPT_COLUMNS, "_fp").agg(F.count(F.lit(1)).alias("_n")).persist(storage_level)
+            quality.user_rows = extra.count()
+            quality.duplicates = quality.rows_read - quality.quarantined - quality.hidden_rows - quality.user_rows
+            users = extra
+        events = with_time(users.select(*KEPT_COLUMNS))
+        loaded = LoadedEvents(events=events, quality=quality, _cache=cache, _extra=extra)
         if quarantine_path is not None:
             loaded.write_quarantine(quarantine_path)
     except BaseException:
         cache.unpersist()
+        if extra is not None:
+            extra.unpersist()
         raise
     if quality.user_rows == 0:
         loaded.unpersist()
