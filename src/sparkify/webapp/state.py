@@ -51,6 +51,7 @@ class ModelBundle:
     activity: pd.DataFrame | None = None
     importances: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
     importance_kind: str = ""
+    typical_probability: float | None = None  # mean predicted probability of training users
     _charts: dict[str, str] | None = field(default=None, repr=False)
     _charts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     metrics_table: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -247,6 +248,10 @@ def load_bundle(model_dir: str | Path, model: Any | None = None, charts: bool = 
     bundle.metrics_table = plots.metrics_frame(bundle.metrics)
     try:
         sample = training_records(bundle.features, specs, IMPORTANCE_SAMPLE)
+        if sample:
+            scored = model.predict(sample)
+            mean = float(pd.to_numeric(scored["probability"], errors="coerce").mean())
+            bundle.typical_probability = mean if math.isfinite(mean) else None
         bundle.importances, used = global_importances(model, sample, len(specs))
         bundle.importance_kind = f"mean |contribution| over {used} training users"
     except Exception as exc:  # an explanation failure must not stop the app
