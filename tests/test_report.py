@@ -271,3 +271,39 @@ def test_cli_errors_exit_2_with_a_message(tmp_path, capsys, small_log, trained_m
     assert "error" in capsys.readouterr().err
     assert main(["report", str(small_log), "--model", str(trained_model), "--weeks", "0"]) == 2
     assert "--weeks" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- in a browser
+@pytest.mark.browser
+def test_report_renders_offline_in_chromium(report):
+    """Opened from disk in headless Chromium: no script error, no network request, and
+    every chart drawn by plotly.js (an SVG inside each figure)."""
+    from conftest import chromium_path
+
+    executable = chromium_path()
+    if not executable:
+        pytest.skip("no Chromium found (apt-get install chromium, or set CHROMIUM_PATH)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    path, html = report
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            problems: list[str] = []
+            requests: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+            page.on("request", lambda req: requests.append(req.url)
+                    if not req.url.startswith(("file:", "data:", "blob:", "about:")) else None)
+            page.goto(path.as_uri())
+            page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length > 0",
+                                   timeout=60_000)
+            drawn = page.evaluate(
+                "Array.from(document.querySelectorAll('.plotly-graph-div'))"
+                ".filter(d => d.querySelector('.main-svg')).length")
+        finally:
+            browser.close()
+    assert problems == []
+    assert requests == []
+    assert drawn == html.count('class="plotly-graph-div"')
