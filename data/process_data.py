@@ -22,11 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) < 2 or argv[0] in ("-h", "--help") or argv[1].startswith("-"):
         print(USAGE, file=sys.stderr if len(argv) < 2 else sys.stdout)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
-    try:
-        from sparkify.cli import main as sparkify_main
-    except ImportError:  # run from a checkout without the package installed
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-        from sparkify.cli import main as sparkify_main
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "src"))
+    from sparkify._bootstrap import ensure_dependencies
+
+    ensure_dependencies(root, ("pyspark", "numpy"))
+    from sparkify.cli import main as sparkify_main
+
     events, model_dir, rest = argv[0], argv[1], argv[2:]
     return sparkify_main(["train", events, "--model", model_dir, *rest])
 
