@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-try:
-    import sparkify  # noqa: F401
-except ImportError:  # run from a checkout without the package installed
-    sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "src"))
+from sparkify._bootstrap import ensure_dependencies  # noqa: E402
 
+ensure_dependencies(ROOT, ("flask", "numpy", "pyarrow"))
 from sparkify.cli import main  # noqa: E402
 
 if __name__ == "__main__":
