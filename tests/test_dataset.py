@@ -165,6 +165,23 @@ def test_input_forms_gzip_directory_glob(spark, real_sample, tmp_path):
             assert loaded.quality.duplicates == (factor - 1) * loaded.quality.user_rows
 
 
+def test_json_directory_with_ground_truth_beside_is_read_as_json(spark, real_sample, tmp_path):
+    """The simulator writes _truth.parquet into a log directory: it must not make the
+    directory look like Parquet (Spark itself skips names starting with "_")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sparkify.dataset import load_events
+
+    folder = tmp_path / "log"
+    folder.mkdir()
+    shutil.copy(real_sample, folder / "part-00000.json")
+    pq.write_table(pa.table({"userId": ["30"], "churned": [False]}), folder / "_truth.parquet")
+    with load_events(spark, folder) as loaded:
+        assert loaded.quality.rows_read == 100
+        assert loaded.events.count() == loaded.quality.user_rows > 0
+
+
 def test_ingest_round_trip(spark, real_sample, tmp_path):
     from sparkify.dataset import QUALITY_FILE, ingest, load_events
 

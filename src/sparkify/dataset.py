@@ -215,7 +215,10 @@ def _is_parquet(spark: SparkSession, path: str) -> bool:
         if status.isDirectory():
             fs, _ = _hadoop_path(spark, path)
             names = [s.getPath().getName() for s in fs.listStatus(status.getPath())]
-            if QUALITY_FILE in names or any(n.endswith(".parquet") for n in names):
+            # Spark skips names starting with "_" or "." (e.g. the simulator's _truth.parquet
+            # beside JSON part files), so they do not make a directory Parquet either.
+            if QUALITY_FILE in names or any(
+                    n.endswith(".parquet") and not n.startswith(("_", ".")) for n in names):
                 return True
     return False
 
