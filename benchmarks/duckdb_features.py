@@ -28,19 +28,8 @@ COLUMNS = {
     "length": "DOUBLE",
 }
 
-PAGE_COUNTS = {
-    "NextSong": "n_songs",
-    "Thumbs Up": "n_thumbs_up",
-    "Thumbs Down": "n_thumbs_down",
-    "Add to Playlist": "n_add_playlist",
-    "Add Friend": "n_add_friend",
-    "Roll Advert": "n_roll_advert",
-    "Error": "n_errors",
-    "Help": "n_help",
-    "Settings": "n_settings",
-    "Upgrade": "n_upgrade_page",
-    "Downgrade": "n_downgrade_page",
-}
+# The same page -> column mapping as the seed-style baseline, so both build one table.
+from baseline_seed import PAGE_COUNTS  # noqa: E402
 
 
 def _sql_str(value: str) -> str:
