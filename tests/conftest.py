@@ -68,6 +68,19 @@ def trained_model(tmp_path_factory, spark, small_log) -> Path:
     return model_dir
 
 
+# Web app tests: each module defines its own ``app`` fixture; these build on it.
+@pytest.fixture()
+def client(app):
+    """A Flask test client for the module's ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def bundle(app):
+    """The loaded model bundle the module's ``app`` serves."""
+    return app.extensions["sparkify"]
+
+
 def chromium_path() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         found = shutil.which(name)

@@ -20,16 +20,6 @@ def app(trained_model):
     return create_app(trained_model)
 
 
-@pytest.fixture()
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture(scope="module")
-def bundle(app):
-    return app.extensions["sparkify"]
-
-
 @pytest.fixture(scope="module")
 def training_rows(trained_model, bundle) -> list[dict]:
     """Twenty real customers from the training table, as the API receives them."""

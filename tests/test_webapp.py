@@ -74,16 +74,6 @@ def app(model_dir, scores):
     return create_app(model_dir, scores_path=scores[0])
 
 
-@pytest.fixture()
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture(scope="module")
-def bundle(app):
-    return app.extensions["sparkify"]
-
-
 def numeric_specs(bundle):
     return [s for s in bundle.specs if s.numeric]
 
