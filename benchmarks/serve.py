@@ -9,8 +9,8 @@ directory's ``features.parquet`` (same pipeline stages as ``sparkify train``; ne
 benchmarks them too, so the targets (p50 <= 1 ms for LR and a 100-tree forest) are checked
 whatever model ``train`` picked. ``--spark`` times Spark's single-row ``transform`` of each
 saved pipeline for comparison (needs Java). HTTP: a bounded number of ``POST /api/predict``
-requests (default 5,000 from 16 client threads on keep-alive connections) against
-``sparkify serve`` started as a separate process on 127.0.0.1.
+requests (default 5,000 over 16 keep-alive connections from one lean asyncio client) against
+``sparkify serve`` started as a separate process on 127.0.0.1 (``--workers``: its worker processes).
 
 Prints a table and writes benchmarks/out/serve.json.
 """
@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -123,12 +122,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_dir: Path, threads: int, log_path: Path) -> tuple[subprocess.Popen, int]:
+def start_server(model_dir: Path, threads: int, workers: int | None, log_path: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sparkify.cli", "serve", "--model", str(model_dir), "--port", str(port),
-         "--threads", str(threads)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    cmd = [sys.executable, "-m", "sparkify.cli", "serve", "--model", str(model_dir), "--port", str(port),
+           "--threads", str(threads)]
+    if workers is not None:
+        cmd += ["--workers", str(workers)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -145,83 +146,102 @@ def start_server(model_dir: Path, threads: int, log_path: Path) -> tuple[subproc
     raise RuntimeError("server did not start within 120 s")
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` and its children (the
+    server's worker processes), from /proc."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            times = proc.cpu_times()
+            total += times.user + times.system
+    except psutil.Error:
+        pass
+    return total
+
+
+async def _client(port: int, requests: list[bytes], counter, latencies: list[float], errors: list[str]):
+    """One keep-alive connection sending requests until ``counter`` runs out (HTTP/1.1,
+    pre-encoded requests, Content-Length framing: a lean client like wrk, so the machine's
+    CPU goes to the server)."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    clock = time.perf_counter
+    try:
+        for i in counter:
+            t0 = clock()
+            writer.write(requests[i % len(requests)])
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                body = await reader.readexactly(length)
+            except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
+                errors.append(type(exc).__name__)
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                continue
+            if not head.startswith(b"HTTP/1.1 200") or b"probability" not in body:
+                errors.append(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+            latencies.append(clock() - t0)
+    finally:
+        writer.close()
 
 
 def load_test(port: int, path: str, bodies: list[bytes], total: int, concurrency: int,
               server_pid: int) -> dict:
-    """``total`` POSTs from ``concurrency`` threads, each on its own keep-alive connection."""
-    counter = iter(range(total))
-    lock = threading.Lock()
+    """``total`` POSTs over ``concurrency`` keep-alive connections (one asyncio client)."""
+    import asyncio
+
+    requests = [(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(b)}\r\n\r\n").encode() + b for b in bodies]
     latencies: list[float] = []
     errors: list[str] = []
+    counter = iter(range(total))
 
-    def worker():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        local, bad = [], []
-        headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                break
-            body = bodies[i % len(bodies)]
-            t0 = time.perf_counter()
-            try:
-                conn.request("POST", path, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-                if response.status != 200 or b"probability" not in data:
-                    bad.append(f"HTTP {response.status}")
-            except (OSError, http.client.HTTPException) as exc:
-                bad.append(type(exc).__name__)
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            local.append(time.perf_counter() - t0)
-        conn.close()
-        with lock:
-            latencies.extend(local)
-            errors.extend(bad)
+    async def run():
+        await asyncio.gather(*[_client(port, requests, counter, latencies, errors) for _ in range(concurrency)])
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    server_cpu0 = process_cpu_seconds(server_pid)
+    server_cpu0 = tree_cpu_seconds(server_pid)
+    client_cpu0 = time.process_time()
     t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    asyncio.run(run())
     elapsed = time.perf_counter() - t0
-    server_cpu = process_cpu_seconds(server_pid) - server_cpu0
+    server_cpu = tree_cpu_seconds(server_pid) - server_cpu0
+    client_cpu = time.process_time() - client_cpu0
     result = {"requests": total, "concurrency": concurrency, "seconds": elapsed,
-              "requests_per_s": total / elapsed, "errors": len(errors),
+              "requests_per_s": total / elapsed, "errors": len(errors) + (total - len(latencies) - len(errors)),
               "error_kinds": sorted(set(errors))[:5],
-              # CPU the server spent per request: capacity independent of other load on the box
+              # CPU spent per request: capacity independent of other load on the box
               "server_cpu_ms_per_request": server_cpu / total * 1e3,
+              "client_cpu_ms_per_request": client_cpu / total * 1e3,
               "load_average_1min": os.getloadavg()[0]}
-    result.update({f"latency_{k}": v for k, v in percentiles(latencies).items() if k != "n"})
+    result.update({f"latency_{k}": v for k, v in percentiles(latencies or [0.0]).items() if k != "n"})
     return result
 
 
-def bench_http(model_dir: Path, total: int, concurrency: int, threads: int) -> dict:
+def bench_http(model_dir: Path, total: int, concurrency: int, threads: int, workers: int | None) -> dict:
     from sparkify.scorer import load_model
 
     model = load_model(model_dir)
     bodies = [json.dumps(r).encode() for r in example_records(model_dir, model)]
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    proc, port = start_server(model_dir, threads, OUT_DIR / "serve-server.log")
+    proc, port = start_server(model_dir, threads, workers, OUT_DIR / "serve-server.log")
     try:
-        load_test(port, "/api/predict", bodies, min(500, total), concurrency, proc.pid)  # warm-up
-        out = {"server_threads": threads}
+        load_test(port, "/api/predict", bodies, min(1000, total), concurrency, proc.pid)  # warm-up
+        out = {"server_threads": threads, "server_workers": workers or "default"}
         out["predict_with_reasons"] = load_test(port, "/api/predict", bodies, total, concurrency, proc.pid)
         out["predict_no_reasons"] = load_test(port, "/api/predict?reasons=0", bodies, total, concurrency,
                                               proc.pid)
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
     return out
@@ -273,8 +293,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="model directory (repeatable; default model/classifier)")
     parser.add_argument("--n", type=int, default=3000, help="in-process timed calls (default 3000)")
     parser.add_argument("--requests", type=int, default=5000, help="HTTP requests per run (default 5000)")
-    parser.add_argument("--concurrency", type=int, default=16, help="client threads (default 16)")
-    parser.add_argument("--threads", type=int, default=8, help="waitress threads (default 8)")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent keep-alive connections (default 16)")
+    parser.add_argument("--threads", type=int, default=8, help="server threads per worker (default 8)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="server worker processes (default: sparkify serve's own, one per core)")
     parser.add_argument("--variants", action="store_true",
                         help="also fit and benchmark LR and a 100-tree RF (needs Java)")
     parser.add_argument("--spark", action="store_true",
@@ -311,14 +333,15 @@ def main(argv: list[str] | None = None) -> int:
             results["models"].append(entry)
         if not args.no_http:
             m = models[0]
-            print(f"\n== HTTP: {args.requests} POST /api/predict, {args.concurrency} client threads, "
-                  f"waitress {args.threads} threads, model {m}", flush=True)
-            results["http"] = h = bench_http(m, args.requests, args.concurrency, args.threads)
+            print(f"\n== HTTP: {args.requests} POST /api/predict, {args.concurrency} connections, "
+                  f"server workers {args.workers or 'default'} x {args.threads} threads, model {m}", flush=True)
+            results["http"] = h = bench_http(m, args.requests, args.concurrency, args.threads, args.workers)
             for key in ("predict_with_reasons", "predict_no_reasons"):
                 r = h[key]
                 print(f"  {key:<22} {r['requests_per_s']:8.0f} req/s   errors {r['errors']}"
                       f"   latency p50 {r['latency_p50_ms']:.1f} ms  p99 {r['latency_p99_ms']:.1f} ms"
                       f"   server CPU {r['server_cpu_ms_per_request']:.2f} ms/request"
+                      f"   client CPU {r['client_cpu_ms_per_request']:.2f} ms/request"
                       f"   (load average {r['load_average_1min']:.1f})", flush=True)
     finally:
         if tmp is not None:

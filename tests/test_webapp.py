@@ -488,6 +488,80 @@ def test_seed_command_exits_2_with_a_message_on_a_bad_model_dir(model_dir, tmp_p
     assert r.returncode == 2 and "cannot load the model" in r.stderr and "Traceback" not in r.stderr
 
 
+def _start_server(*args: str) -> tuple[subprocess.Popen, str, str]:
+    """Start ``app/run.py`` on a free port; return the process, its base URL and the line
+    it prints once listening."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app" / "run.py"), "--port", "0", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        found = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        if found:
+            return proc, found.group(1), line
+    proc.wait(timeout=10)
+    raise AssertionError(f"server exited with {proc.returncode} before listening")
+
+
+@pytest.mark.parametrize("workers, server", [("2", "gunicorn, 2 processes"), ("1", "waitress, 1 process")])
+def test_served_over_http_by_worker_processes_and_stopped_cleanly(model_dir, workers, server):
+    """The real server: the same answers as the test client from each worker; SIGTERM stops
+    every process with exit code 0."""
+    import json
+    import signal
+    import urllib.error
+    import urllib.request
+
+    import psutil
+
+    from sparkify.webapp.server import gunicorn_available
+
+    if workers != "1" and not gunicorn_available():
+        pytest.skip("gunicorn runs on POSIX only")
+    proc, base, banner = _start_server("--model", str(model_dir), "--workers", workers, "--threads", "2")
+    assert server in banner
+    try:
+        import time
+
+        expected_children = int(workers) if workers != "1" else 0
+        deadline = time.time() + 30  # gunicorn forks its workers just after it starts listening
+        while len(children := psutil.Process(proc.pid).children(recursive=True)) < expected_children \
+                and time.time() < deadline:
+            time.sleep(0.1)
+        assert len(children) == expected_children
+        app = create_app(model_dir)
+        bundle = app.extensions["sparkify"]
+        rec = {s.name: (s.default if s.numeric else s.categories[0]) for s in bundle.specs}
+        expected = app.test_client().post("/api/predict", json=rec).get_json()
+        for _ in range(6):  # spread over the workers
+            req = urllib.request.Request(base + "api/predict", data=json.dumps(rec).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                got = json.loads(r.read())
+            assert got == expected
+        bad = urllib.request.Request(base + "api/predict", data=b"{not json",
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(bad, timeout=30)
+        assert err.value.code == 400
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
+    assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children)
+
+
+def test_serve_refuses_a_busy_port_with_a_message(model_dir):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = run_cli("--model", str(model_dir), "--port", str(port))
+    assert r.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_app_process_imports_no_pyspark_and_needs_no_java(model_dir, scores):
     """Serve real requests in a fresh interpreter with no Java reachable."""
     code = textwrap.dedent(f"""

@@ -193,6 +193,11 @@ class ChurnModel:
 
     # ------------------------------------------------------------------ scoring
     def _scores(self, cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        score, prob, _ = self._scored(cols)
+        return score, prob
+
+    def _scored(self, cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """(score, probability, the pipeline's output columns incl. ``features``)."""
         out = self.scorer.transform_columns(cols)
         score = self.scorer.classifier.churn_score(out)
         if self.score_kind == "probability":
@@ -202,7 +207,7 @@ class ChurnModel:
             prob = 1.0 / (1.0 + np.exp(a * score + b))
         else:
             prob = np.full(score.shape, np.nan)
-        return score, prob
+        return score, prob, out
 
     def _bands(self, score: np.ndarray) -> np.ndarray:
         return np.where(score > self.high_edge, "high",
@@ -223,14 +228,22 @@ class ChurnModel:
                              "decision": score > self.threshold, "band": self._bands(score)},
                             index=index)
 
-    def predict_records(self, records) -> list[dict[str, Any]]:
-        """``predict`` as JSON-ready dicts (probability None when absent)."""
-        cols, _ = self._columns(records)
-        score, prob = self._scores(cols)
+    def predict_records(self, records, reasons: bool = False, top: int = 5) -> list[dict[str, Any]]:
+        """``predict`` as JSON-ready dicts (probability None when absent).
+
+        With ``reasons``, each dict also holds ``reasons``: the :meth:`explain` list of the
+        record, computed from the same pass (the pipeline runs once for score and reasons)."""
+        cols, recs = self._columns(records)
+        score, prob, out = self._scored(cols)
         bands = self._bands(score)
-        return [{"score": float(s), "probability": None if math.isnan(p) else float(p),
+        rows = [{"score": float(s), "probability": None if math.isnan(p) else float(p),
                  "decision": bool(s > self.threshold), "band": str(b)}
                 for s, p, b in zip(score.tolist(), prob.tolist(), bands.tolist())]
+        if reasons:
+            for i, row in enumerate(rows):
+                record = recs[i] if recs is not None else records.iloc[i].to_dict()
+                row["reasons"] = self._reasons(record, self._explanation(out, i), top)
+        return rows
 
     # ------------------------------------------------------------------ explanations
     @property
@@ -295,8 +308,11 @@ class ChurnModel:
         cols, recs = self._columns(record)
         if recs is not None and len(recs) != 1:
             raise ScoringInputError("explain takes one record")
-        X = self.scorer.features(cols)
-        x = X[0]
+        return self._explanation(self.scorer.transform_columns(cols), 0)
+
+    def _explanation(self, out: dict[str, np.ndarray], i: int) -> Explanation:
+        """Row ``i``'s Explanation from the pipeline's output columns (``transform_columns``)."""
+        x = out["features"][i]
         clf = self.scorer.classifier
         if isinstance(clf, (LogisticRegression, LinearSVC)):
             w, b = clf.linear_terms()
@@ -308,9 +324,8 @@ class ChurnModel:
             assert self._paths is not None
             slot_phi = tree_shap(clf.forest, self._paths, x)
             base = self._paths.expected_value
-            out = clf.predict(X)
-            output = float(out["probability"][0, 1]) if isinstance(clf, RandomForest) else \
-                float(out["rawPrediction"][0, 1])
+            output = float(out["probability"][i, 1]) if isinstance(clf, RandomForest) else \
+                float(out["rawPrediction"][i, 1])
         per_feature: dict[str, float] = {}
         for s, v in zip(self.scorer.feature_slots, slot_phi.tolist()):
             per_feature[s.source] = per_feature.get(s.source, 0.0) + v
@@ -324,7 +339,10 @@ class ChurnModel:
             if len(record) != 1:
                 raise ScoringInputError("explain takes one record")
             record = record[0]
-        exp = self.contributions(record)
+        return self._reasons(record, self.contributions(record), top)
+
+    @staticmethod
+    def _reasons(record: Any, exp: Explanation, top: int) -> list[Reason]:
         ranked = sorted(((k, v) for k, v in exp.contributions.items() if v != 0.0),
                         key=lambda kv: -abs(kv[1]))
         reasons = []

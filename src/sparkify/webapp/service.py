@@ -50,8 +50,8 @@ def predict(bundle: ModelBundle, records: Sequence[dict], reasons: bool = True,
     if not records:
         return []
     model = bundle.model
-    if hasattr(model, "predict_records"):  # JSON-ready dicts, no pandas: the fast path
-        scored = model.predict_records(list(records))
+    if hasattr(model, "predict_records"):  # JSON-ready dicts, no pandas; one pipeline pass
+        scored = model.predict_records(list(records), reasons=reasons, top=top)
     else:
         frame = model.predict(list(records))
         scored = frame.to_dict("records")
@@ -71,7 +71,10 @@ def predict(bundle: ModelBundle, records: Sequence[dict], reasons: bool = True,
             "threshold": threshold,
         }
         if reasons:
-            item["reasons"] = [reason_dict(r) for r in model.explain(record, top=top)]
+            found = row.get("reasons")
+            if found is None:
+                found = model.explain(record, top=top)
+            item["reasons"] = [reason_dict(r) for r in found]
         unknown = [s.name for s in specs if not s.numeric and is_unknown_category(s, record.get(s.name))]
         outside = [s.name for s in specs if out_of_training_range(s, record.get(s.name))]
         if unknown:
