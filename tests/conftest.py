@@ -58,11 +58,19 @@ def small_log(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_model(tmp_path_factory, spark, small_log) -> Path:
+def trained_model(request, tmp_path_factory) -> Path:
     """A model directory trained on ``small_log`` (fast settings), shared by the
-    scorer, app and report tests."""
+    scorer, app and report tests.
+
+    ``SPARKIFY_TEST_MODEL=DIR`` uses an existing model directory instead (no Spark
+    session, no training: quick runs of the web-app tests while iterating)."""
+    existing = os.environ.get("SPARKIFY_TEST_MODEL")
+    if existing:
+        return Path(existing)
     from sparkify.modeling.train import TrainConfig, train
 
+    spark = request.getfixturevalue("spark")
+    small_log = request.getfixturevalue("small_log")
     model_dir = tmp_path_factory.mktemp("model") / "classifier"
     train(spark, small_log, model_dir, TrainConfig.fast())
     return model_dir

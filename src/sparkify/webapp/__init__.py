@@ -11,7 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import orjson
 from flask import Flask, request
+from flask.json.provider import JSONProvider
 from flask_bootstrap import Bootstrap5
 
 import numpy as np
@@ -42,6 +44,24 @@ CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 
 
+class OrjsonProvider(JSONProvider):
+    """Flask's JSON through orjson: several times faster than the standard library on the
+    API's answers; keys keep their order, NumPy values serialise, NaN becomes null."""
+
+    OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return orjson.dumps(obj, default=str, option=self.OPTIONS).decode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return orjson.loads(s)
+
+    def response(self, *args: Any, **kwargs: Any):
+        obj = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(orjson.dumps(obj, default=str, option=self.OPTIONS),
+                                         mimetype="application/json")
+
+
 def create_app(model_dir: str | Path | None = None, scores_path: str | Path | None = None,
                config: dict[str, Any] | None = None) -> Flask:
     """Build the web app for a saved model directory.
@@ -65,7 +85,7 @@ def create_app(model_dir: str | Path | None = None, scores_path: str | Path | No
     app = Flask(__name__)
     app.config.update(DEFAULT_CONFIG)
     app.config.update(config)
-    app.json.sort_keys = False  # keep results in a readable order
+    app.json = OrjsonProvider(app)
     app.extensions["sparkify"] = bundle
     model = bundle.model
     edges = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from flask import Blueprint, current_app, jsonify, request
 
 from sparkify import __version__
@@ -45,9 +47,12 @@ def predict():
     bundle = _bundle()
     raw = request.get_data(cache=False)  # bounded by MAX_CONTENT_LENGTH (413 beyond)
     try:
-        payload = json.loads(raw)
-    except (ValueError, RecursionError):
-        return _bad_request("The body must be JSON: one customer object or a list of customer objects.")
+        payload = orjson.loads(raw)
+    except ValueError:  # orjson.JSONDecodeError; strict JSON only
+        try:  # NaN/Infinity literals and huge integers: parsed, so validation names the field
+            payload = json.loads(raw)
+        except (ValueError, RecursionError):
+            return _bad_request("The body must be JSON: one customer object or a list of customer objects.")
     top_text = request.args.get("top", str(service.DEFAULT_TOP_REASONS)).strip()
     try:
         top = int(top_text) if top_text.isascii() and len(top_text) <= 3 else 0

@@ -56,4 +56,4 @@ def register(app: Flask) -> None:
         if isinstance(exc, HTTPException):  # pragma: no cover - routed above
             return http_error(exc)
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, InternalServerError.name, MESSAGES[500])
+        return error_response(500, InternalServerError().name, MESSAGES[500])

@@ -136,7 +136,10 @@ def _parse_numeric(spec: FieldSpec, raw: Any) -> tuple[float | None, str | None]
     if isinstance(raw, bool):
         return None, "must be a number, not true/false"
     if isinstance(raw, (int, float)):
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:  # an integer beyond float range
+            return None, "must be a finite number"
     elif isinstance(raw, str):
         text = raw.strip()
         if not text:
