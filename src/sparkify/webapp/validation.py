@@ -45,10 +45,10 @@ class FieldSpec:
     p01: float | None = None
     p99: float | None = None
     categories: tuple[str, ...] = field(default_factory=tuple)
+    numeric: bool = field(init=False, repr=False, compare=False)  # kind == "numeric"
 
-    @property
-    def numeric(self) -> bool:
-        return self.kind == "numeric"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "numeric", self.kind == "numeric")
 
     def default_text(self) -> str:
         """The default rendered in the form (rounded medians, e.g. ``45.1``)."""
