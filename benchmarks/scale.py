@@ -579,10 +579,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.run("duckdb", stage_duckdb, raw, work / "duckdb-tmp")
             report(False)
         if "train" in args.stages:
-            # Not copy_truth(): training reads `<dir>/_truth.parquet` with Spark, which skips
-            # files whose name starts with "_" (UNABLE_TO_INFER_SCHEMA fails the whole
-            # training). Until that is fixed in sparkify.modeling.train, no ceiling from Parquet.
-            (parquet_dir / "_truth.parquet").unlink(missing_ok=True)
+            # training reads `<dir>/_truth.parquet` on the driver (pyarrow) for the ceiling
+            copy_truth(raw, str(parquet_dir))
             res = bench.run("train", stage_train, spark, str(parquet_dir), model_dir, args.quick_train)
             if res.status == "ok":
                 quality.update(model_quality(model_dir))
