@@ -16,13 +16,15 @@ Design (why the load costs about one JSON parse):
   whatever their userId placeholder) or ``bad`` (malformed, or a user row missing ts,
   userId, sessionId or page); hidden and bad rows keep only what the summary and the
   quarantine need (their kind; the reason and line text);
-* rows are hash-partitioned by ``userId`` (the only shuffle of events) and persisted,
-  narrow (the columns of :data:`EVENT_COLUMNS` plus a 64-bit fingerprint of all raw
-  fields). The job that fills the cache also computes the quality summary: grouping by
-  (userId, fingerprint) finds exact duplicates with narrow keys; only if there are any is
-  an exact de-duplication run (within the user partitions, no shuffle). The quarantine
-  file and every later feature aggregation (grouped by user, so no further event shuffle)
-  read the cache, never the JSON again. Call :meth:`LoadedEvents.unpersist` when done.
+* the staged rows are persisted where they were parsed (no shuffle of events), narrow: the
+  columns of :data:`EVENT_COLUMNS` plus a 64-bit fingerprint of all raw fields. The job
+  that fills the cache also computes the per-user part of the quality summary (a partial
+  aggregation on each partition, so only one small row per user and partition moves);
+  a second job over the cache counts exact duplicates by grouping the fingerprints alone
+  (8-byte keys). Only if there are any is an exact de-duplication run. The quarantine
+  file and every later feature aggregation (partially aggregated per session before any
+  shuffle) read the cache, never the JSON again. Call :meth:`LoadedEvents.unpersist`
+  when done.
 """
 
 from __future__ import annotations
@@ -292,40 +294,45 @@ def _stage(raw: DataFrame) -> DataFrame:
 
 
 def _quality_from_cache(cache: DataFrame, source: str) -> DataQuality:
-    """One job over the cache (it materialises it): rows grouped by (user, fingerprint)
-    find the duplicates with narrow keys, then per-user partial counts, then a global sum.
-    Identical rows share a fingerprint, so no duplicate is missed; a fingerprint collision
-    can only over-report, and the exact de-duplication then runs (see load_events)."""
+    """Two jobs over the cache (the first materialises it).
+
+    1. Per (kind, user): row counts, churn flag, first/last time, partially aggregated on
+       each partition (hidden and bad rows have no userId: one group per kind), then summed.
+    2. Exact duplicates among user rows: rows grouped by their 64-bit fingerprint of every
+       raw field (which includes userId). Identical rows share a fingerprint, so no
+       duplicate is missed; a collision can only over-report, and the exact
+       de-duplication then runs and recounts (see load_events).
+    """
     c = F.col
-    per_fp = cache.groupBy("userId", "_fp", "_kind").agg(
+    user = c("_kind") == "user"
+    per_user = cache.groupBy("_kind", "userId").agg(
         F.count(F.lit(1)).alias("_n"),
         F.max(F.when((c("page") == CHURN_PAGE) | (c("auth") == CANCELLED_AUTH), 1).otherwise(0)).alias("_churn"),
         F.min("ts").alias("ts_min"), F.max("ts").alias("ts_max"))
-    user = c("_kind") == "user"
-    per_user = per_fp.groupBy("userId").agg(
-        F.sum("_n").alias("rows"),
-        F.sum(F.when(c("_kind") == "bad", c("_n")).otherwise(0)).alias("bad"),
-        F.sum(F.when(c("_kind") == "hidden", c("_n")).otherwise(0)).alias("hidden"),
-        F.sum(F.when(user, 1).otherwise(0)).alias("user_rows"),
-        F.sum(F.when(user, c("_n") - 1).otherwise(0)).alias("dups"),
-        F.max(F.when(user, 1).otherwise(0)).alias("is_user"),
-        F.max(F.when(user, c("_churn")).otherwise(0)).alias("churned"),
-        F.min(F.when(user, c("ts_min"))).alias("first"),
-        F.max(F.when(user, c("ts_max"))).alias("last"),
-    )
     row = per_user.agg(
-        F.sum("rows"), F.sum("bad"), F.sum("hidden"), F.sum("user_rows"), F.sum("dups"),
-        F.sum("is_user"), F.sum("churned"), F.min("first"), F.max("last"),
+        F.sum("_n"),
+        F.sum(F.when(c("_kind") == "bad", c("_n")).otherwise(0)),
+        F.sum(F.when(c("_kind") == "hidden", c("_n")).otherwise(0)),
+        F.sum(F.when(user, c("_n")).otherwise(0)),
+        F.sum(F.when(user, 1).otherwise(0)),
+        F.sum(F.when(user, c("_churn")).otherwise(0)),
+        F.min(F.when(user, c("ts_min"))),
+        F.max(F.when(user, c("ts_max"))),
     ).first()
-    vals = [int(v or 0) for v in row[:7]]
+    rows_read, bad, hidden, user_rows, users, churners = (int(v or 0) for v in row[:6])
+    duplicates = 0
+    if user_rows:
+        extra = (cache.filter(user).groupBy("_fp").agg(F.count(F.lit(1)).alias("_n"))
+                 .filter(c("_n") > 1).agg(F.sum(c("_n") - 1)).first()[0])
+        duplicates = int(extra or 0)
 
     def as_dt(ms):
         return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms is not None else None
 
     return DataQuality(
-        rows_read=vals[0], quarantined=vals[1], hidden_rows=vals[2], user_rows=vals[3],
-        duplicates=vals[4], users=vals[5], churners=vals[6],
-        first_ts=as_dt(row[7]), last_ts=as_dt(row[8]), source=source,
+        rows_read=rows_read, quarantined=bad, hidden_rows=hidden, user_rows=user_rows - duplicates,
+        duplicates=duplicates, users=users, churners=churners,
+        first_ts=as_dt(row[6]), last_ts=as_dt(row[7]), source=source,
     )
 
 
@@ -374,8 +381,8 @@ def load_events(
          to write malformed lines (a directory of JSON Lines with ``reason`` and ``line``),
          or None to only count them (a sample of 5 stays in ``quality.quarantine_sample``).
     Out: :class:`LoadedEvents` with ``events`` = user rows (auth Logged In / Cancelled),
-         exact duplicates removed, columns :data:`EVENT_COLUMNS`, hash-partitioned by
-         userId; and ``quality`` (:class:`DataQuality`).
+         exact duplicates removed, columns :data:`EVENT_COLUMNS`; and ``quality``
+         (:class:`DataQuality`).
     Raises FileNotFoundError when nothing matches ``path``, ValueError when no valid user
     event is found (after writing the quarantine).
     """
@@ -385,10 +392,9 @@ def load_events(
     if _is_parquet(spark, source):
         return _load_ingested(spark, source)
 
-    staged = _stage(read_raw(spark, source))
-    # One shuffle: rows of a user land in one partition (so every later per-user or
-    # per-session aggregation runs without moving events again), then persisted.
-    cache = staged.repartition(F.col("userId")).persist(storage_level)
+    # Persisted where parsed: no event-sized shuffle. Every later step aggregates (per
+    # session or per user) on each partition first, so only partial rows move.
+    cache = _stage(read_raw(spark, source)).persist(storage_level)
     extra: DataFrame | None = None
     try:
         quality = _quality_from_cache(cache, source)   # the single parse pass happens here
@@ -398,7 +404,7 @@ def load_events(
         users = cache.filter(F.col("_kind") == "user")
         if quality.duplicates:
             # exact de-duplication (all kept columns + the fingerprint of every raw field);
-            # grouped within the user partitions, no shuffle; persisted once.
+            # the one event shuffle, only when the log has duplicates; persisted once.
             extra = users.groupBy(*KEPT_COLUMNS, "_fp").agg(F.count(F.lit(1)).alias("_n")).persist(storage_level)
             quality.user_rows = extra.count()
             quality.duplicates = quality.rows_read - quality.quarantined - quality.hidden_rows - quality.user_rows
@@ -427,7 +433,7 @@ def ingest(spark: SparkSession, path: str | Path, out_dir: str | Path) -> DataQu
 
     In:  ``path`` as for :func:`load_events`; ``out_dir`` a directory (replaced if present).
     Out: the :class:`DataQuality`. ``out_dir`` then holds the Parquet parts of the cleaned
-         user events (columns :data:`EVENT_COLUMNS`, rows of one user in one file),
+         user events (columns :data:`EVENT_COLUMNS`),
          ``_data_quality.json`` and, if any line was malformed, ``_quarantine/``. Names
          starting with ``_`` are ignored by Parquet readers, so ``out_dir`` can be passed to
          :func:`load_events`, ``sparkify train`` or ``spark.read.parquet`` directly.

@@ -22,9 +22,9 @@ Label designs (:class:`LabelSpec`):
   user, independent of when a churner left).
 
 The aggregation is one pipeline: a ``groupBy(userId, sessionId)`` over the events, then a
-``groupBy(userId)`` over the sessions. Events loaded from raw JSON are already
-hash-partitioned by userId, so neither step shuffles events. Label and "gone" times come
-from the few churn events (one tiny aggregate, joined by user).
+``groupBy(userId)`` over the sessions. The first is partially aggregated on each partition
+of events, so only one row per session and partition is shuffled, never the events. Label
+and "gone" times come from the few churn events (one tiny aggregate, joined by user).
 """
 
 from __future__ import annotations
