@@ -193,6 +193,23 @@ def test_numeric_strings_are_accepted(lr_dir, record):
     assert a == b
 
 
+@pytest.mark.parametrize("which", ["lr_dir", "rf_dir"])
+def test_predict_records_with_reasons_matches_separate_calls(which, record, request):
+    """The one-pass path (score and reasons from one pipeline run, clean-record columns)
+    gives what predict and explain give one record at a time, through the general path."""
+    model = load_model(request.getfixturevalue(which))
+    records = [dict(record, songs_per_day=float(v), level=lvl, device=dev)
+               for v, lvl, dev in ((0.5, "free", "ipad"), (12.5, "paid", "mac"), (80.0, "free", "never-seen"))]
+    together = model.predict_records(records, reasons=True, top=3)
+    for rec, got in zip(records, together):
+        alone = model.predict_records([dict(rec, songs_per_day=str(rec["songs_per_day"]))])[0]  # text: general path
+        assert got["score"] == pytest.approx(alone["score"], abs=1e-12)
+        assert got["decision"] == alone["decision"] and got["band"] == alone["band"]
+        expected = model.explain(rec, top=3)
+        assert [r.feature for r in got["reasons"]] == [r.feature for r in expected]
+        assert [r.contribution for r in got["reasons"]] == pytest.approx([r.contribution for r in expected], abs=1e-12)
+
+
 def test_predict_records_is_json_ready(svc_dir, record):
     model = load_model(svc_dir)
     out = model.predict_records([record])
