@@ -311,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="HTTP runs of each kind; the median is reported (default 3)")
     parser.add_argument("--variants", action="store_true",
                         help="also fit and benchmark LR and a 100-tree RF (needs Java)")
+    parser.add_argument("--variants-dir", type=Path, default=None,
+                        help="keep the fitted variants here (model directories lr/ and rf/; "
+                             "e.g. to load-test one with --model DIR/rf)")
     parser.add_argument("--spark", action="store_true",
                         help="also time Spark's single-row transform (needs Java)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP load test")
@@ -323,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     tmp = None
     if args.variants:
-        tmp = Path(tempfile.mkdtemp(prefix="sparkify-bench-"))
+        if args.variants_dir:
+            args.variants_dir.mkdir(parents=True, exist_ok=True)
+        tmp = args.variants_dir or Path(tempfile.mkdtemp(prefix="sparkify-bench-"))
         print("fitting variants with Spark ...", flush=True)
         models = models + build_variants(models[0], tmp)
     results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "models": []}
@@ -360,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"   (load average {r['load_average_1min']:.1f})", flush=True)
     finally:
         if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if not args.variants_dir:
+                shutil.rmtree(tmp, ignore_errors=True)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "serve.json").write_text(json.dumps(results, indent=1))
     print(f"\nwrote {OUT_DIR / 'serve.json'}")
