@@ -41,6 +41,29 @@ class LeafPaths:
     z: np.ndarray             # (L, U) cover fraction product per slot (1 for padding)
     expected_value: float     # E[f] under the covers = sum_l value_l * prod z
     weights_k: np.ndarray     # (U,) Shapley weights k! (U-k-1)! / U!
+    #: (L, 2**U, U) every leaf's contributions for every pattern of o (bit j = o_j), when
+    #: it fits in TABLE_BYTES; explaining then costs one gather per leaf instead of the
+    #: O(U^2) unwinding. None: unwind per request.
+    table: np.ndarray | None = None
+
+
+TABLE_BYTES = 64 * 2**20
+
+
+def contribution_table(value: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray | None:
+    """For every leaf and every 0/1 pattern of o over its U slots, the leaf's contribution
+    ``value * (o - z) * unwound_sums(z, o)`` to each slot; None if the table would exceed
+    :data:`TABLE_BYTES`. Exact: the same arithmetic as :func:`tree_shap` per request."""
+    n, U = z.shape
+    patterns = 1 << U
+    if n * patterns * U * 8 > TABLE_BYTES:
+        return None
+    table = np.empty((n, patterns, U))
+    bits = (np.arange(patterns)[:, None] >> np.arange(U)[None, :]) & 1
+    for p in range(patterns):
+        o = np.broadcast_to(bits[p].astype(np.float64), (n, U))
+        table[:, p, :] = value[:, None] * (o - z) * _unwound_sums(z, o, w)
+    return table
 
 
 def build_leaf_paths(forest: PackedForest, leaf_value: np.ndarray) -> LeafPaths:
@@ -84,7 +107,8 @@ def build_leaf_paths(forest: PackedForest, leaf_value: np.ndarray) -> LeafPaths:
     expected = float(np.sum(value * np.prod(z, axis=1)))
     wk = np.array([factorial(k) * factorial(U - k - 1) / factorial(U) for k in range(U)])
     return LeafPaths(value=value, node=node, went_left=went_left, slot=slot,
-                     slot_feature=slot_feature, z=z, expected_value=expected, weights_k=wk)
+                     slot_feature=slot_feature, z=z, expected_value=expected, weights_k=wk,
+                     table=contribution_table(value, z, wk))
 
 
 def tree_shap(forest: PackedForest, paths: LeafPaths, x: np.ndarray) -> np.ndarray:
@@ -102,6 +126,15 @@ def tree_shap(forest: PackedForest, paths: LeafPaths, x: np.ndarray) -> np.ndarr
         go = forest.go_left(safe.reshape(-1), x[feat].reshape(-1)).reshape(node.shape)
         sat = (go == paths.went_left[lo:hi]) | pad
         n = hi - lo
+        sf = paths.slot_feature[lo:hi]
+        ok = sf >= 0
+        if paths.table is not None:  # o as a bit pattern per leaf, then one gather
+            slot = paths.slot[lo:hi]
+            cleared = np.bitwise_or.reduce(np.where(sat, 0, 1 << np.minimum(slot, U - 1)), axis=1)
+            pattern = ((1 << U) - 1) & ~cleared
+            contrib = paths.table[lo + np.arange(n), pattern]
+            phi += np.bincount(sf[ok], weights=contrib[ok], minlength=phi.shape[0])[:phi.shape[0]]
+            continue
         o = np.ones((n, U + 1))
         rows = np.arange(n)
         slot = paths.slot[lo:hi]
@@ -110,8 +143,6 @@ def tree_shap(forest: PackedForest, paths: LeafPaths, x: np.ndarray) -> np.ndarr
         o = o[:, :U]
         z = paths.z[lo:hi]
         contrib = paths.value[lo:hi, None] * (o - z) * _unwound_sums(z, o, paths.weights_k)
-        sf = paths.slot_feature[lo:hi]
-        ok = sf >= 0
         np.add.at(phi, sf[ok], contrib[ok])
     return phi
 
