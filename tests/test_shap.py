@@ -5,6 +5,10 @@
   a categorical split, two weighted trees) and on a Spark-trained GBT with categorical splits.
 - Local accuracy: base value + sum of contributions == model output within 1e-9, for the
   Spark-trained RF (probability) and GBT (margin) model directories.
+- The per-request table path (``LeafPaths.fast``: per-node tests, packed go-left bits, one
+  gather) equals the reference unwinding (``tree_shap_unwound``) within 1e-12 on random
+  forests (repeated features, categorical splits, NaN and unknown categories, paths longer
+  than 8 nodes, the fallback without the go-pattern map) and on the trained models.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import pytest
 import scorer_fixtures as fx
 from sparkify.scorer import load_model
 from sparkify.scorer.pipeline import PipelineScorer
-from sparkify.scorer.shap import build_leaf_paths, linear_contributions, tree_shap
+from sparkify.scorer import shap as shap_mod
+from sparkify.scorer.shap import build_leaf_paths, linear_contributions, tree_shap, tree_shap_unwound
 from sparkify.scorer.trees import PackedForest
 
 
@@ -103,6 +108,129 @@ def test_tiny_forest_repeated_feature_is_not_double_counted():
     assert phi[0] != 0 and phi[2] != 0
 
 
+def random_forest(seed: int, trees: int, depth: int, d: int, cat_features: tuple[int, ...] = (),
+                  ncat: int = 4) -> tuple[PackedForest, np.ndarray]:
+    """A random forest in PackedForest layout: splits on random features (so features repeat
+    along paths), categorical splits on ``cat_features`` (random left sets), random covers,
+    leaves at random depths up to ``depth``."""
+    rng = np.random.default_rng(seed)
+    feature, threshold, left, right, is_cat, cat_row, cat_rows, cover, pred = [], [], [], [], [], [], [], [], []
+    roots = []
+
+    def new_node() -> int:
+        for arr, v in ((feature, -1), (threshold, np.nan), (left, 0), (right, 0), (is_cat, False),
+                       (cat_row, 0), (cover, 0.0), (pred, 0.0)):
+            arr.append(v)
+        return len(feature) - 1
+
+    def grow(node: int, level: int, n: float) -> None:
+        cover[node] = n
+        if level == depth or (level > 0 and rng.random() < 0.15):
+            feature[node], left[node], right[node] = -1, node, node
+            pred[node] = float(rng.normal())
+            return
+        f = int(rng.integers(d))
+        feature[node] = f
+        if f in cat_features:
+            is_cat[node] = True
+            cat_rows.append(rng.random(ncat) < 0.5)
+            cat_row[node] = len(cat_rows)
+        else:
+            threshold[node] = float(rng.normal())
+        frac = float(rng.uniform(0.05, 0.95))
+        lft = new_node()
+        rgt = new_node()
+        left[node], right[node] = lft, rgt
+        grow(lft, level + 1, n * frac)
+        grow(rgt, level + 1, n * (1 - frac))
+
+    for _ in range(trees):
+        r = new_node()
+        roots.append(r)
+        grow(r, 0, 1000.0)
+    cat_table = np.zeros((len(cat_rows) + 1, ncat), dtype=bool)
+    for i, row in enumerate(cat_rows, start=1):
+        cat_table[i] = row
+    cover_a = np.array(cover)
+    forest = PackedForest(
+        feature=np.array(feature, dtype=np.int64), threshold=np.array(threshold),
+        left=np.array(left, dtype=np.int64), right=np.array(right, dtype=np.int64),
+        is_cat=np.array(is_cat), cat_row=np.array(cat_row, dtype=np.int64), cat_table=cat_table,
+        stats=[np.array([c]) for c in cover_a], prediction=np.array(pred), cover=cover_a,
+        roots=np.array(roots, dtype=np.int64), weights=np.ones(trees), depth=depth)
+    return forest, np.array(pred) / trees
+
+
+def random_points(rng, forest: PackedForest, d: int, n: int, cat_features=(), ncat: int = 4) -> np.ndarray:
+    """Points near the thresholds (both sides), categorical values in and out of range,
+    fractional categories and NaN."""
+    X = rng.normal(size=(n, d))
+    for f in cat_features:
+        X[:, f] = rng.choice([0.0, 1.0, 2.0, 3.0, -1.0, float(ncat), 1.5], size=n)
+    thr = forest.threshold[(forest.feature >= 0) & ~forest.is_cat]
+    pick = rng.random((n, d)) < 0.2
+    X[pick] = rng.choice(thr, size=int(pick.sum())) if len(thr) else 0.0
+    X[rng.random((n, d)) < 0.05] = np.nan
+    return X
+
+
+@pytest.mark.parametrize("seed, trees, depth, d, cats", [
+    (1, 100, 6, 12, (3, 7)),     # the serving case: 100 depth-6 trees, categorical splits
+    (2, 30, 6, 3, (1,)),         # few features: many repeats on a path
+    (3, 3, 10, 5, (0,)),         # paths longer than 8 nodes (two bytes of go bits)
+    (4, 20, 4, 6, ()),           # no categorical split
+])
+def test_fast_path_equals_unwinding_on_random_forests(seed, trees, depth, d, cats):
+    forest, value = random_forest(seed, trees, depth, d, cats)
+    paths = build_leaf_paths(forest, value)
+    assert paths.fast is not None and paths.fast.rowmap is not None
+    rng = np.random.default_rng(100 + seed)
+    for x in random_points(rng, forest, d, 40, cats):
+        fast = tree_shap(forest, paths, x)
+        ref = tree_shap_unwound(forest, paths, x)
+        np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-12)
+        assert paths.expected_value + fast.sum() == pytest.approx(
+            float(value[forest.leaves(x[None, :])[0]].sum()), abs=1e-12)
+
+
+def test_fast_path_without_go_pattern_map_equals_unwinding(monkeypatch):
+    """Forests whose go-pattern map would be too large find the o pattern per request."""
+    monkeypatch.setattr(shap_mod, "ROWMAP_BYTES", 0)
+    forest, value = random_forest(5, 40, 6, 8, (2,))
+    paths = build_leaf_paths(forest, value)
+    assert paths.fast is not None and paths.fast.rowmap is None
+    for x in random_points(np.random.default_rng(5), forest, 8, 40, (2,)):
+        np.testing.assert_allclose(tree_shap(forest, paths, x), tree_shap_unwound(forest, paths, x),
+                                   rtol=0, atol=1e-12)
+
+
+def test_no_table_falls_back_to_unwinding(monkeypatch):
+    monkeypatch.setattr(shap_mod, "TABLE_BYTES", 0)
+    forest, value = tiny_forest()
+    paths = build_leaf_paths(forest, value)
+    assert paths.table is None and paths.fast is None
+    x = np.array(TINY_POINTS[1])
+    np.testing.assert_allclose(tree_shap(forest, paths, x), brute_force_shap(forest, value, x, 3),
+                               rtol=0, atol=1e-12)
+
+
+def test_fast_path_equals_unwinding_on_trained_model(trained_model):
+    """The trained model directory (SPARKIFY_TEST_MODEL or the session's): when it is a forest,
+    the served explanation path equals the reference on its own training rows."""
+    import pandas as pd
+
+    model = load_model(trained_model)
+    if model._paths is None:
+        pytest.skip(f"{model.model_type} is not a tree ensemble")
+    forest = model.scorer.classifier.forest
+    names = [f["name"] for f in model.features]
+    frame = pd.read_parquet(trained_model / "features.parquet")[names].dropna().head(100)
+    X = model.scorer.features(model._columns(frame)[0])
+    for x in X:
+        np.testing.assert_allclose(tree_shap(forest, model._paths, x),
+                                   tree_shap_unwound(forest, model._paths, x), rtol=0, atol=1e-12)
+
+
 def test_linear_contributions_sum_to_margin_difference():
     w = np.array([0.5, -2.0, 0.0, 1.25])
     x = np.array([1.0, 0.5, 9.0, -1.0])
@@ -134,6 +262,10 @@ def test_local_accuracy_on_spark_models(spark, base, name):
         else:
             assert exp.output == pytest.approx(np.log(scores[i] / (1 - scores[i])) / 2, abs=1e-9)  # margin
         assert set(exp.contributions) == set(fx.NUMERIC + fx.CATEGORICAL)
+    forest = model.scorer.classifier.forest
+    for x in model.scorer.transform(rows)["features"]:
+        np.testing.assert_allclose(tree_shap(forest, model._paths, x),
+                                   tree_shap_unwound(forest, model._paths, x), rtol=0, atol=1e-12)
 
 
 @pytest.mark.slow
