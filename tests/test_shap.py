@@ -183,7 +183,8 @@ def random_points(rng, forest: PackedForest, d: int, n: int, cat_features=(), nc
 def test_fast_path_equals_unwinding_on_random_forests(seed, trees, depth, d, cats):
     forest, value = random_forest(seed, trees, depth, d, cats)
     paths = build_leaf_paths(forest, value)
-    assert paths.fast is not None and paths.fast.rowmap is not None
+    assert paths.fast is not None and paths.fast.go_table is not None
+    assert paths.fast.path_index.shape[0] < len(paths.value)   # sibling leaves share a row
     rng = np.random.default_rng(100 + seed)
     for x in random_points(rng, forest, d, 40, cats):
         fast = tree_shap(forest, paths, x)
@@ -195,10 +196,10 @@ def test_fast_path_equals_unwinding_on_random_forests(seed, trees, depth, d, cat
 
 def test_fast_path_without_go_pattern_map_equals_unwinding(monkeypatch):
     """Forests whose go-pattern map would be too large find the o pattern per request."""
-    monkeypatch.setattr(shap_mod, "ROWMAP_BYTES", 0)
+    monkeypatch.setattr(shap_mod, "GO_TABLE_BYTES", 0)
     forest, value = random_forest(5, 40, 6, 8, (2,))
     paths = build_leaf_paths(forest, value)
-    assert paths.fast is not None and paths.fast.rowmap is None
+    assert paths.fast is not None and paths.fast.go_table is None
     for x in random_points(np.random.default_rng(5), forest, 8, 40, (2,)):
         np.testing.assert_allclose(tree_shap(forest, paths, x), tree_shap_unwound(forest, paths, x),
                                    rtol=0, atol=1e-12)
