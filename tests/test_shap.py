@@ -9,6 +9,8 @@
   gather) equals the reference unwinding (``tree_shap_unwound``) within 1e-12 on random
   forests (repeated features, categorical splits, NaN and unknown categories, paths longer
   than 8 nodes, the fallback without the go-pattern map) and on the trained models.
+- PackedForest.leaves for a request's few rows (all nodes tested at once) equals the
+  level-by-level walk.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import scorer_fixtures as fx
 from sparkify.scorer import load_model
 from sparkify.scorer.pipeline import PipelineScorer
 from sparkify.scorer import shap as shap_mod
+from sparkify.scorer import trees as trees_mod
 from sparkify.scorer.shap import build_leaf_paths, linear_contributions, tree_shap, tree_shap_unwound
 from sparkify.scorer.trees import PackedForest
 
@@ -192,6 +195,21 @@ def test_fast_path_equals_unwinding_on_random_forests(seed, trees, depth, d, cat
         np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-12)
         assert paths.expected_value + fast.sum() == pytest.approx(
             float(value[forest.leaves(x[None, :])[0]].sum()), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed, trees, depth, d, cats", [(1, 100, 6, 12, (3, 7)), (3, 3, 10, 5, (0,))])
+def test_small_batch_leaves_equal_the_level_walk(monkeypatch, seed, trees, depth, d, cats):
+    """PackedForest.leaves on a served request's few rows (every node tested once, then a walk
+    over those bits) reaches the same leaves as the level-by-level walk of large batches
+    (categorical splits, NaN, unknown and fractional categories included)."""
+    forest, _ = random_forest(seed, trees, depth, d, cats)
+    X = random_points(np.random.default_rng(seed), forest, d, 200, cats)
+    assert len(X) > trees_mod.SMALL_BATCH
+    walked = forest.leaves(X)
+    small = np.vstack([forest.leaves(X[i:i + 3]) for i in range(0, len(X), 3)])
+    np.testing.assert_array_equal(small, walked)
+    monkeypatch.setattr(trees_mod, "SMALL_BATCH", len(X))
+    np.testing.assert_array_equal(forest.leaves(X), walked)
 
 
 def test_fast_path_without_go_pattern_map_equals_unwinding(monkeypatch):

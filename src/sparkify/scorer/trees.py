@@ -21,6 +21,9 @@ from sparkify.scorer.errors import ModelLoadError
 from sparkify.scorer.pipeline_reader import StageFiles, read_parquet_dir
 
 
+SMALL_BATCH = 8  # rows up to which leaves() tests every node once (one request's rows)
+
+
 @dataclass
 class PackedForest:
     """All trees of an ensemble in flat node arrays (absolute node indices).
@@ -51,6 +54,16 @@ class PackedForest:
         self._child = np.empty(2 * len(self.feature), dtype=np.int64)
         self._child[0::2] = self.left
         self._child[1::2] = self.right
+        # categorical nodes for testing every node at once (small batches): the category
+        # table with an all-False column C for values that are not one of 0..C-1
+        self._cat_nodes = np.nonzero(self.is_cat)[0]
+        ncat = self.cat_table.shape[1]
+        ext = np.zeros((self.cat_table.shape[0], ncat + 1), dtype=bool)
+        ext[:, :ncat] = self.cat_table
+        self._cat_flat = ext.reshape(-1)
+        self._cat_base = self.cat_row[self._cat_nodes] * (ncat + 1)
+        self._cat_feat = self._feat0[self._cat_nodes]
+        self._cat_values = np.append(np.arange(ncat, dtype=np.float64), np.nan)
 
     @property
     def num_trees(self) -> int:
@@ -73,14 +86,34 @@ class PackedForest:
                 left[cat] = self._cat_left(node[cat], x[cat])
         return left
 
+    def _go_left_all(self, X: np.ndarray) -> np.ndarray:
+        """(n, N) bool: whether each row goes left at every node (Spark's rule; leaves:
+        either, they loop onto themselves). Categorical: a value goes left when it is one of
+        0..C-1 (NaN, fractional or out of range: not) and in the node's left set."""
+        go = X[:, self._feat0] <= self._thr
+        if self._cat_nodes.size:
+            xc = X[:, self._cat_feat]
+            k = np.searchsorted(self._cat_values[:-1], xc)   # NaN sorts last: k = C
+            ci = np.where(self._cat_values.take(k) == xc, k, len(self._cat_values) - 1)
+            go[:, self._cat_nodes] = self._cat_flat.take(self._cat_base + ci)
+        return go
+
     def leaves(self, X: np.ndarray) -> np.ndarray:
         """In: feature matrix (n, d). Out: (n, T) absolute leaf index per row and tree,
-        all trees and rows advanced together one level per step (flat ``take`` lookups)."""
+        all trees and rows advanced together one level per step (flat ``take`` lookups).
+        A few rows (a served request) test every node once first, then walk those bits."""
         X = np.ascontiguousarray(X, dtype=np.float64)
         n, d = X.shape
+        idx = np.tile(self.roots, (n, 1))
+        if n <= SMALL_BATCH:
+            N = len(self.feature)
+            right = ~self._go_left_all(X).reshape(-1)
+            rbase = (np.arange(n, dtype=np.int64) * N)[:, None]
+            for _ in range(self.depth):
+                idx = self._child.take(2 * idx + right.take(rbase + idx))
+            return idx
         flat = X.ravel()
         base = (np.arange(n, dtype=np.int64) * d)[:, None]
-        idx = np.tile(self.roots, (n, 1))
         for _ in range(self.depth):
             x = flat.take(base + self._feat0.take(idx))
             right = ~(x <= self._thr.take(idx))   # NaN goes right; leaves loop onto themselves
