@@ -1,5 +1,12 @@
 """Load and clean a Sparkify event log: explicit schema, quarantine, one parse pass.
 
+Two ways in, with the same cleaning rules and the same :class:`DataQuality` counts:
+
+* :func:`load_log` (training, the scale benchmark): the log straight into session-day
+  partial rows (:class:`sparkify.features.SessionDays`), one pass, no cache of events.
+* :func:`load_events` (ingest, scoring, reports): the cleaned events themselves, described
+  below.
+
 In:  a raw event log (JSON Lines: a ``.json``/``.json.gz`` file, a directory of part
      files, or a glob) or the Parquet directory written by :func:`ingest`.
 Out: :class:`LoadedEvents` = the cleaned USER rows (auth ``Logged In`` or ``Cancelled``,
@@ -447,3 +454,206 @@ def ingest(spark: SparkSession, path: str | Path, out_dir: str | Path) -> DataQu
         quality = loaded.quality
         write_text(spark, f"{out}/{QUALITY_FILE}", json.dumps(quality.to_dict(), indent=2) + "\n")
     return quality
+
+
+# --------------------------------------------------------------------------- one-pass load
+@dataclass
+class LoadedLog:
+    """A log loaded as session-day partial rows (all that features, labels and the
+    activity charts need) and its quality summary. ``days.df`` is persisted: call
+    :meth:`unpersist` (or use ``with load_log(...) as log:``) when done."""
+
+    days: Any                      # sparkify.features.SessionDays
+    quality: DataQuality
+    source: str
+    _frames: list[DataFrame] = field(default_factory=list, repr=False)
+    _events: LoadedEvents | None = field(default=None, repr=False)
+
+    def days_for(self, spec: Any) -> Any:
+        """SessionDays that can be cut exactly where ``spec`` (a LabelSpec) cuts: these
+        rows when they can, else rows rebuilt from the events with the spec's times as
+        split points (re-reads the source; only for a spec whose default times are not at
+        midnight, e.g. 'ever' labels with an observation window)."""
+        from sparkify.features import resolve_spec, spec_boundaries
+
+        resolved = resolve_spec(self.days, spec)
+        needed = spec_boundaries(resolved)
+        if all(self.days.exact_at(b, resolved.mode) for b in needed):
+            return self.days
+        from sparkify.features import session_day_partials
+
+        if self._events is None:
+            self._events = load_events(self.days.df.sparkSession, self.source)
+        days = session_day_partials(self._events.events, needed)
+        days.df = days.df.persist(StorageLevel.MEMORY_AND_DISK)
+        self._frames.append(days.df)
+        return days
+
+    def write_quarantine(self, path: str | Path) -> int:
+        """Write the malformed lines (JSON Lines: ``reason``, ``line``) to directory ``path``.
+        Returns the number of lines written (0 writes nothing)."""
+        bad = self._bad_rows()
+        if bad is None or not self.quality.quarantined:
+            return 0
+        # one row per distinct bad line with its count: write it that many times
+        copies = F.explode(F.sequence(F.lit(1), F.col("p_events"))).alias("_copy")
+        lines = bad.select(F.col("_reason").alias("reason"), F.col("_line").alias("line"), copies)
+        lines.drop("_copy").coalesce(1).write.mode("overwrite").json(str(path))
+        self.quality.quarantine_path = str(path)
+        return self.quality.quarantined
+
+    def _bad_rows(self) -> DataFrame | None:
+        for df in self._frames:
+            if "_kind" in df.columns:
+                return df.filter(F.col("_kind") == "bad")
+        return None
+
+    def unpersist(self) -> None:
+        for df in self._frames:
+            df.unpersist()
+        self._frames = []
+        if self._events is not None:
+            self._events.unpersist()
+            self._events = None
+
+    def __enter__(self) -> "LoadedLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unpersist()
+
+
+def _quality_from_partials(parts: DataFrame, source: str) -> DataQuality:
+    """Counts from the one-pass partial rows (one small job, which materialises them)."""
+    c = F.col
+    user = c("_kind") == "user"
+    row = parts.agg(
+        F.sum("p_events"),
+        F.sum(F.when(c("_kind") == "bad", c("p_events")).otherwise(0)),
+        F.sum(F.when(c("_kind") == "hidden", c("p_events")).otherwise(0)),
+        F.sum(F.when(user, c("p_events")).otherwise(0)),
+        F.sum(F.when(user, c("p_dups")).otherwise(0)),
+        F.count_distinct(F.when(user, c("userId"))),
+        F.count_distinct(F.when(user & c("p_churn_ms").isNotNull(), c("userId"))),
+        F.min(F.when(user, c("p_start"))),
+        F.max(F.when(user, c("p_end"))),
+    ).first()
+    rows_read, bad, hidden, user_rows, dups, users, churners = (int(v or 0) for v in row[:7])
+
+    def as_dt(ms):
+        return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms is not None else None
+
+    return DataQuality(rows_read=rows_read, quarantined=bad, hidden_rows=hidden,
+                       user_rows=user_rows - dups, duplicates=dups, users=users, churners=churners,
+                       first_ts=as_dt(row[7]), last_ts=as_dt(row[8]), source=source)
+
+
+def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...], exact_duplicates: bool) -> DataFrame:
+    """Session-day partial rows straight from the parsed rows, with what the quality
+    summary and the quarantine need: ``_kind`` (user / hidden / bad), ``_reason`` and
+    ``_line`` (bad rows, grouped by their text) and ``p_dups`` (user rows in the group
+    that repeat another's (ts, itemInSession): 0 in a log without duplicates; null if not
+    counted).
+
+    Every key and aggregate reads the parsed columns directly (no per-column staging).
+    The two sets (artists, event ids) make this Spark's object hash aggregation, which
+    is not code-generated: it costs about twice the parse (see benchmarks/RESULTS.md)."""
+    from sparkify.features import partial_aggregates, partial_key_columns
+
+    c = F.col
+    corrupt = c(CORRUPT_COLUMN).isNotNull()
+    is_user = c("auth").isin(*USER_AUTHS)
+    missing = c("ts").isNull() | c("auth").isNull() | (is_user & (
+        c("userId").isNull() | (c("userId") == "") | c("sessionId").isNull() | c("page").isNull()))
+    kind = (F.when(corrupt | missing, F.lit("bad")).when(is_user, F.lit("user")).otherwise(F.lit("hidden")))
+    reason = (F.when(corrupt, F.lit("malformed JSON or wrong field type"))
+              .when(missing, F.lit("missing required field (ts, auth, userId, sessionId or page)")))
+    line = F.when(corrupt, c(CORRUPT_COLUMN)).when(
+        missing, F.to_json(F.struct(*[c(n) for n in RAW_COLUMNS])))
+    aggs = partial_aggregates()
+    if exact_duplicates:
+        # An exact duplicate repeats its line, so its (ts, itemInSession) too: a group whose
+        # event ids are all distinct has no duplicate. A repeated id only makes the loader
+        # fall back to the exact, fingerprint-based de-duplication of load_events.
+        event_id = F.shiftleft(c("ts"), 20) + F.coalesce(c("itemInSession"), F.lit(-1))
+        aggs.append(F.collect_set(F.when(is_user & ~corrupt & ~missing, event_id)).alias("_fps"))
+    parts = raw.groupBy(kind.alias("_kind"), *partial_key_columns(splits),
+                        reason.alias("_reason"), line.alias("_line")).agg(*aggs)
+    if exact_duplicates:
+        dups = F.when(c("_kind") == "user", c("p_events") - F.size("_fps")).otherwise(F.lit(0))
+        return parts.withColumn("p_dups", dups).drop("_fps")
+    return parts.withColumn("p_dups", F.lit(None).cast("long"))
+
+
+def load_log(
+    spark: SparkSession,
+    path: str | Path,
+    quarantine_path: str | Path | None = None,
+    *,
+    splits: tuple[int, ...] = (),
+    exact_duplicates: bool = True,
+    storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
+) -> LoadedLog:
+    """Load an event log straight into session-day partial rows: one JSON parse, no cache
+    of events.
+
+    In:  ``path`` and ``quarantine_path`` as for :func:`load_events`; ``splits``: times
+         (epoch ms) besides midnights UTC where features may be cut (e.g. an explicit
+         cutoff that is not at 00:00).
+    Out: :class:`LoadedLog`: ``days`` (:class:`sparkify.features.SessionDays`, persisted)
+         and ``quality`` (:class:`DataQuality`, the same counts as :func:`load_events`).
+
+    From raw JSON, the parse, the row classification, the quality counts, the duplicate
+    check and the per-(user, session, day) aggregation are one job: rows are partially
+    aggregated on each partition, so what moves is one row per session-day (with its
+    artist hashes and event ids). Malformed lines are kept (grouped by their text, with
+    a count) for the quarantine. If any user event repeats another's (ts,
+    itemInSession), the rows are rebuilt from exactly de-duplicated events
+    (:func:`load_events`), so a duplicate never counts twice. A Parquet directory from
+    :func:`ingest` is aggregated from its events. ``exact_duplicates=False`` skips the
+    check (for measurements; duplicates then count twice and are reported as 0).
+    Raises as :func:`load_events` does.
+    """
+    from sparkify.features import PARTIAL_KEYS, PARTIAL_VALUES, session_day_partials
+
+    source = str(path)
+    if not _glob(spark, source):
+        raise FileNotFoundError(f"no event log at {source}")
+    splits = tuple(sorted({int(s) for s in splits}))
+    if _is_parquet(spark, source):
+        ingested = _load_ingested(spark, source)
+        days = session_day_partials(ingested.events, splits)
+        days.df = days.df.persist(storage_level)
+        return LoadedLog(days=days, quality=ingested.quality, source=source, _frames=[days.df])
+
+    parts = _one_pass_partials(read_raw(spark, source), splits, exact_duplicates).persist(storage_level)
+    try:
+        quality = _quality_from_partials(parts, source)   # the single parse pass happens here
+    except BaseException:
+        parts.unpersist()
+        raise
+    if quality.duplicates:
+        parts.unpersist()
+        events = load_events(spark, source, quarantine_path, storage_level=storage_level)
+        days = session_day_partials(events.events, splits)
+        days.df = days.df.persist(storage_level)
+        return LoadedLog(days=days, quality=events.quality, source=source, _frames=[days.df],
+                         _events=events)
+    from sparkify.features import SessionDays
+
+    days = SessionDays(df=parts.filter(F.col("_kind") == "user").select(*PARTIAL_KEYS, *PARTIAL_VALUES),
+                       splits=splits)
+    loaded = LoadedLog(days=days, quality=quality, source=source, _frames=[parts])
+    if quality.quarantined:
+        quality.quarantine_sample = [
+            r[0] for r in parts.filter(F.col("_kind") == "bad").select("_line").limit(5).collect()]
+        if quarantine_path is not None:
+            loaded.write_quarantine(quarantine_path)
+    if quality.user_rows == 0:
+        loaded.unpersist()
+        where = f"; malformed lines are in {quality.quarantine_path}" if quality.quarantine_path else ""
+        raise ValueError(
+            f"no valid user events in {source} ({quality.rows_read:,} lines read, "
+            f"{quality.quarantined:,} malformed, {quality.hidden_rows:,} logged-out/guest){where}. "
+            "Expected Sparkify JSON Lines (one event object per line).")
+    return loaded

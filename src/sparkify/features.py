@@ -21,15 +21,18 @@ Label designs (:class:`LabelSpec`):
   "Days since registration" is measured at the log's end (the same instant for every
   user, independent of when a churner left).
 
-The aggregation is one pipeline: a ``groupBy(userId, sessionId)`` over the events, then a
-``groupBy(userId)`` over the sessions. The first is partially aggregated on each partition
-of events, so only one row per session and partition is shuffled, never the events. Label
-and "gone" times come from the few churn events (one tiny aggregate, joined by user).
+The aggregation goes through :class:`SessionDays`: one ``groupBy(userId, sessionId, day,
+cancellation flag, period)`` over the events, partially aggregated on each partition so only
+partial rows are shuffled, never the events. Features and labels for any cutoff that falls
+between partial rows (any midnight UTC, or a time given in advance as a split point) are
+then sums, mins, maxes and set unions over those rows: per session, then per user. The
+raw-JSON loader :func:`sparkify.dataset.load_log` builds the same rows straight from the
+parse, so features from a 12 GB log cost about one JSON parse.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from pyspark.sql import Column, DataFrame
@@ -292,6 +295,122 @@ def _is_cancel_related() -> Column:
     return F.col("page").isin(CANCEL_PAGE, CHURN_PAGE) | (F.col("auth") == CANCELLED_AUTH)
 
 
+# ------------------------------------------------------------------ session-day partial rows
+#: Keys of a partial row: one per user, session, UTC day, cancellation flag and period, and
+#: per value of the user's attributes (constant within a session almost always, so they
+#: seldom split a row; as keys they keep every aggregate numeric and fast).
+PARTIAL_KEYS: list[str] = ["userId", "sessionId", "day", "cancel_rel", "period",
+                           "level", "gender", "userAgent", "location", "registration"]
+ATTRIBUTES: list[str] = ["level", "gender", "userAgent", "location", "registration"]
+#: Aggregated columns of a partial row (see :func:`partial_aggregates`).
+PARTIAL_VALUES: list[str] = (["p_events", "p_start", "p_end"]
+                             + [f"p_{stem}" for _, stem, _ in PAGE_FEATURES]
+                             + ["p_level_changes", "p_order", "p_churn_ms", "p_artists"])
+_ITEM_BITS = 20
+
+
+def partial_key_columns(splits: tuple[int, ...] = ()) -> list[Column]:
+    """The grouping keys of :data:`PARTIAL_KEYS` as expressions over event rows.
+
+    ``day`` = floor(ts / 1 day) (UTC); ``cancel_rel`` = a Cancel / Cancellation Confirmation
+    page or auth Cancelled; ``period`` = how many of ``splits`` (epoch ms) are <= ts, so
+    that no partial row spans a split point; then the attributes as they are."""
+    c = F.col
+    period = F.lit(0)
+    for point in sorted(set(splits)):
+        period = period + (c("ts") >= F.lit(int(point))).cast("int")
+    return [c("userId"), c("sessionId"), F.floor(c("ts") / DAY_MS).alias("day"),
+            _is_cancel_related().alias("cancel_rel"), period.alias("period"),
+            *[c(a) for a in ATTRIBUTES]]
+
+
+def partial_aggregates(artists: bool = True) -> list[Column]:
+    """The aggregates of :data:`PARTIAL_VALUES` over the event rows of one key group:
+    event count, first/last ts, page counts, level changes, the order of the group's last
+    event (``p_order`` = ts * 2^20 + itemInSession, to find the latest attributes), the
+    first churn-event time (null if none) and the set of artist hashes played."""
+    c = F.col
+    item = F.least(F.greatest(F.coalesce(c("itemInSession"), F.lit(0)), F.lit(0)), F.lit((1 << _ITEM_BITS) - 1))
+
+    def count(cond: Column) -> Column:
+        return F.sum(F.when(cond, 1).otherwise(0))
+
+    out = [
+        F.count(F.lit(1)).alias("p_events"),
+        F.min("ts").alias("p_start"),
+        F.max("ts").alias("p_end"),
+        *[count(c("page") == page).alias(f"p_{stem}") for page, stem, _ in PAGE_FEATURES],
+        count(c("page").isin("Submit Upgrade", "Submit Downgrade")).alias("p_level_changes"),
+        F.max(F.shiftleft(c("ts"), _ITEM_BITS) + item).alias("p_order"),
+        F.min(F.when(_is_churn_event(), c("ts"))).alias("p_churn_ms"),
+    ]
+    if artists:
+        out.append(F.collect_set(F.when((c("page") == "NextSong") & c("artist").isNotNull(),
+                                        F.xxhash64(c("artist")))).alias("p_artists"))
+    return out
+
+
+@dataclass
+class SessionDays:
+    """The event log reduced to partial rows: one per (user, session, UTC day, cancellation
+    flag, period), with the columns :data:`PARTIAL_KEYS` + :data:`PARTIAL_VALUES`.
+
+    Every feature and label is a sum, min, max or set union over these rows, so a cutoff
+    that falls between rows can be applied to them exactly: any midnight (UTC), any of
+    ``splits``, or any time after the last event. About one row per session and day:
+    a full 2-month log of 26 M events gives about a million rows.
+    """
+
+    df: DataFrame
+    splits: tuple[int, ...] = ()
+    _end_ms: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def log_end_ms(self, mode: str = "window") -> int:
+        """Last event time (epoch ms); in 'ever' mode of non-cancellation events only."""
+        if mode not in self._end_ms:
+            df = self.df.filter(~F.col("cancel_rel")) if mode == "ever" else self.df
+            value = df.agg(F.max("p_end")).first()[0]
+            if value is None:
+                raise ValueError("no events to build features from (empty event table)")
+            self._end_ms[mode] = int(value)
+        return self._end_ms[mode]
+
+    def exact_at(self, ms: int, mode: str = "window") -> bool:
+        """True when no partial row spans time ``ms``, so a cut there is exact ('ever'
+        mode: among the rows it reads, those without cancellation events)."""
+        return ms % DAY_MS == 0 or ms in self.splits or ms > self.log_end_ms(mode)
+
+
+def session_day_partials(events: DataFrame, splits: tuple[int, ...] = ()) -> SessionDays:
+    """Partial rows of cleaned events (lazy: one aggregation, partially aggregated on each
+    partition, so only partial rows are shuffled). ``splits``: extra cut points (epoch
+    ms) besides midnights, e.g. a cutoff that is not at 00:00 UTC."""
+    splits = tuple(sorted({int(s) for s in splits}))
+    df = events.groupBy(*partial_key_columns(splits)).agg(*partial_aggregates())
+    return SessionDays(df=df, splits=splits)
+
+
+def spec_boundaries(spec: "LabelSpec") -> tuple[int, ...]:
+    """The times (epoch ms) at which a resolved spec cuts the events: cutoff, the start of
+    the observation window and of the recent-activity window."""
+    cutoff_ms = _ms(spec.cutoff)
+    out = {cutoff_ms}
+    if spec.mode != "ever":           # 'ever' features have no recent window
+        out.add(cutoff_ms - RECENT_DAYS * DAY_MS)
+    if spec.observation_days is not None:
+        out.add(cutoff_ms - spec.observation_days * DAY_MS)
+    return tuple(sorted(out))
+
+
+def _require_exact(days: SessionDays, boundaries: tuple[int, ...], mode: str) -> None:
+    bad = [b for b in boundaries if not days.exact_at(b, mode)]
+    if bad:
+        raise ValueError(
+            f"the session-day rows cannot be cut exactly at {', '.join(_iso(_from_ms(b)) for b in bad)}: "
+            f"build them with session_day_partials(events, splits={tuple(bad)}) "
+            "(or sparkify.dataset.load_log(..., splits=...))")
+
+
 def log_end_ms(events: DataFrame, mode: str = "window") -> int:
     """Last event time (epoch ms); in 'ever' mode, of non-cancellation events only, so the
     reference does not move when a user's Cancel events are added or removed."""
@@ -302,12 +421,14 @@ def log_end_ms(events: DataFrame, mode: str = "window") -> int:
     return int(value)
 
 
-def resolve_spec(events: DataFrame, spec: LabelSpec) -> LabelSpec:
-    """The spec with ``cutoff`` filled in (one small aggregate when it is None)."""
+def resolve_spec(source: DataFrame | SessionDays, spec: LabelSpec) -> LabelSpec:
+    """The spec with ``cutoff`` filled in (one small aggregate when it is None).
+    ``source``: cleaned events or their :class:`SessionDays`."""
     spec.validate()
     if spec.cutoff is not None:
         return replace(spec, cutoff=_utc(spec.cutoff))
-    end = log_end_ms(events, spec.mode)
+    end = (source.log_end_ms(spec.mode) if isinstance(source, SessionDays)
+           else log_end_ms(source, spec.mode))
     if spec.mode == "ever":
         return replace(spec, cutoff=_from_ms(end + 1000))
     last_day = _from_ms(end).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -315,31 +436,33 @@ def resolve_spec(events: DataFrame, spec: LabelSpec) -> LabelSpec:
 
 
 # ------------------------------------------------------------------ aggregation
-def _user_features(events: DataFrame, cutoff_ms: int, start_ms: int | None, neutral_time: bool) -> DataFrame:
-    """Per-user features from ``events`` with start_ms <= ts < cutoff_ms (the caller has
-    already removed any rows it must not see). One row per user with at least one event."""
+def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neutral_time: bool,
+                   drop_cancel: bool = False) -> DataFrame:
+    """Per-user features from the partial rows with start_ms <= time < cutoff_ms (the
+    caller has checked that no row spans a boundary). One row per user with at least one
+    event there. ``drop_cancel`` leaves out the cancellation rows ('ever' mode)."""
     c = F.col
-    ev = events.filter(c("ts") < F.lit(cutoff_ms))
-    if start_ms is not None:
-        ev = ev.filter(c("ts") >= F.lit(start_ms))
     recent_ms = cutoff_ms - RECENT_DAYS * DAY_MS
-
-    def count_page(page: str) -> Column:
-        return F.sum(F.when(c("page") == page, 1).otherwise(0))
-
-    page_aggs = [count_page(page).alias(f"s_{stem}") for page, stem, _ in PAGE_FEATURES]
-    order_key = F.struct(c("ts"), c("itemInSession"), c("page"))
-    sessions = ev.groupBy("userId", "sessionId").agg(
-        F.min("ts").alias("s_start"),
-        F.max("ts").alias("s_end"),
-        F.count(F.lit(1)).alias("s_events"),
-        *page_aggs,
-        F.sum(F.when((c("page") == "NextSong") & (c("ts") >= F.lit(recent_ms)), 1).otherwise(0)).alias("s_recent_songs"),
-        F.sum(F.when((c("page") == "NextSong") & (c("level") == "paid"), 1).otherwise(0)).alias("s_paid_songs"),
-        F.sum(F.when(c("page").isin("Submit Upgrade", "Submit Downgrade"), 1).otherwise(0)).alias("s_level_changes"),
-        F.collect_set(F.when((c("page") == "NextSong") & c("artist").isNotNull(), F.xxhash64(c("artist")))).alias("s_artists"),
-        F.collect_set(F.floor(c("ts") / DAY_MS)).alias("s_days"),
-        F.max_by(F.struct("level", "gender", "userAgent", "location", "registration"), order_key).alias("s_last"),
+    _require_exact(days, tuple(b for b in (cutoff_ms, start_ms, None if neutral_time else recent_ms)
+                               if b is not None), "ever" if drop_cancel else "window")
+    p = days.df.filter(c("p_end") < F.lit(cutoff_ms))
+    if start_ms is not None:
+        p = p.filter(c("p_start") >= F.lit(start_ms))
+    if drop_cancel:
+        p = p.filter(~c("cancel_rel"))
+    paid = c("level") == "paid"
+    sessions = p.groupBy("userId", "sessionId").agg(
+        F.min("p_start").alias("s_start"),
+        F.max("p_end").alias("s_end"),
+        F.sum("p_events").alias("s_events"),
+        *[F.sum(f"p_{stem}").alias(f"s_{stem}") for _, stem, _ in PAGE_FEATURES],
+        F.sum(F.when(c("p_start") >= F.lit(recent_ms), c("p_songs")).otherwise(0)).alias("s_recent_songs"),
+        F.sum(F.when(paid, c("p_songs")).otherwise(0)).alias("s_paid_songs"),
+        F.sum("p_level_changes").alias("s_level_changes"),
+        F.array_distinct(F.flatten(F.collect_list("p_artists"))).alias("s_artists"),
+        F.collect_set("day").alias("s_days"),
+        F.max("p_order").alias("s_order"),
+        F.max_by(F.struct(*ATTRIBUTES), c("p_order")).alias("s_last"),
     )
     users = sessions.groupBy("userId").agg(
         F.count(F.lit(1)).alias("n_sessions"),
@@ -353,7 +476,7 @@ def _user_features(events: DataFrame, cutoff_ms: int, start_ms: int | None, neut
         F.sum("s_level_changes").alias("n_level_changes"),
         F.size(F.array_distinct(F.flatten(F.collect_list("s_artists")))).alias("distinct_artists"),
         F.size(F.array_distinct(F.flatten(F.collect_list("s_days")))).alias("active_days"),
-        F.max_by("s_last", F.struct("s_end", "sessionId")).alias("last"),
+        F.max_by("s_last", c("s_order")).alias("last"),
     )
 
     def ratio(num: Column, den: Column) -> Column:
@@ -395,32 +518,44 @@ def _user_features(events: DataFrame, cutoff_ms: int, start_ms: int | None, neut
     return users.select(*out)
 
 
-def _churn_times(events: DataFrame) -> DataFrame:
+def _churn_times(days: SessionDays) -> DataFrame:
     """userId, churn_ms = first Cancellation Confirmation (or auth Cancelled) time. Tiny."""
-    return (events.filter(_is_churn_event())
-            .groupBy("userId").agg(F.min("ts").alias("churn_ms")))
+    return (days.df.filter(F.col("p_churn_ms").isNotNull())
+            .groupBy("userId").agg(F.min("p_churn_ms").alias("churn_ms")))
 
 
-def build_user_table(events: DataFrame, spec: LabelSpec | None = None) -> tuple[DataFrame, LabelSpec]:
+def _session_days_for(source: DataFrame | SessionDays, spec: LabelSpec) -> tuple[SessionDays, LabelSpec]:
+    """(partial rows that can be cut exactly where ``spec`` cuts, the resolved spec)."""
+    spec = resolve_spec(source, spec)
+    if isinstance(source, SessionDays):
+        return source, spec
+    return session_day_partials(source, spec_boundaries(spec)), spec
+
+
+def build_user_table(source: DataFrame | SessionDays, spec: LabelSpec | None = None
+                     ) -> tuple[DataFrame, LabelSpec]:
     """Training table: one row per user with every feature of :data:`FEATURES` and ``churn``.
 
-    In:  cleaned user events (``LoadedEvents.events``), a :class:`LabelSpec`.
+    In:  cleaned user events (``LoadedEvents.events``) or their :class:`SessionDays`
+         (``sparkify.dataset.load_log``), a :class:`LabelSpec`.
     Out: (DataFrame[userId, *FEATURE_NAMES, churn (int 0/1)], the spec with its cutoff
          resolved). Lazy: nothing is computed until the caller acts (except one small
          aggregate to find the log's end when ``spec.cutoff`` is None).
+    Raises ValueError when ``source`` is SessionDays that cannot be cut exactly at the
+    spec's times (see :meth:`SessionDays.exact_at`).
     See the module docstring for the two label designs.
     """
-    spec = resolve_spec(events, spec or LabelSpec())
+    days, spec = _session_days_for(source, spec or LabelSpec())
     cutoff_ms = _ms(spec.cutoff)
-    churn = _churn_times(events)
+    churn = _churn_times(days)
+    start_ms = None if spec.observation_days is None else cutoff_ms - spec.observation_days * DAY_MS
     if spec.mode == "ever":
-        feats = _user_features(events.filter(~_is_cancel_related()), cutoff_ms, None, neutral_time=True)
+        feats = _user_features(days, cutoff_ms, start_ms, neutral_time=True, drop_cancel=True)
         table = (feats.join(F.broadcast(churn), "userId", "left")
                  .withColumn("churn", F.col("churn_ms").isNotNull().cast("int")))
     else:
-        start_ms = None if spec.observation_days is None else cutoff_ms - spec.observation_days * DAY_MS
         horizon_ms = cutoff_ms + spec.horizon_days * DAY_MS
-        feats = _user_features(events, cutoff_ms, start_ms, neutral_time=False)
+        feats = _user_features(days, cutoff_ms, start_ms, neutral_time=False)
         table = (feats.join(F.broadcast(churn), "userId", "left")
                  .filter(F.col("churn_ms").isNull() | (F.col("churn_ms") >= F.lit(cutoff_ms)))
                  .withColumn("churn", (F.col("churn_ms").isNotNull()
@@ -440,7 +575,9 @@ def build_scoring_table(events: DataFrame, as_of: datetime | None = None,
          in 'window' mode with cutoff = ``as_of``.
     """
     as_of_ms = _ms(as_of) if as_of is not None else log_end_ms(events) + 1000
+    spec = LabelSpec(cutoff=_from_ms(as_of_ms), observation_days=observation_days)
+    days = session_day_partials(events, spec_boundaries(spec))
     start_ms = None if observation_days is None else as_of_ms - observation_days * DAY_MS
-    feats = _user_features(events, as_of_ms, start_ms, neutral_time=False)
-    gone = _churn_times(events).filter(F.col("churn_ms") < F.lit(as_of_ms))
+    feats = _user_features(days, as_of_ms, start_ms, neutral_time=False)
+    gone = _churn_times(days).filter(F.col("churn_ms") < F.lit(as_of_ms))
     return feats.join(F.broadcast(gone), "userId", "left_anti").select("userId", *FEATURE_NAMES)

@@ -107,6 +107,10 @@ def get_spark(
         "spark.sql.shuffle.partitions": str(shuffle_partitions or max(2, 2 * cores)),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.adaptive.enabled": "true",
+        # per-task groups before a hash aggregation with set-valued buffers (the loader's
+        # session-day rows) falls back to sorting its input; Spark's 128 sorts almost every
+        # partition of a log. Memory stays bounded by the rows of one task.
+        "spark.sql.objectHashAggregate.sortBased.fallbackThreshold": "65536",
         "spark.ui.showConsoleProgress": "true",
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",

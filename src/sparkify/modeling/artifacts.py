@@ -104,22 +104,23 @@ def read_json(path: Path) -> Any:
 
 
 # --------------------------------------------------------------------------- contents
-def activity_table(events, labels):
+def activity_table(days, labels):
     """Daily active users, events and songs per group (churner / stayer) as pandas.
 
-    In: cleaned events (``ts`` in epoch ms), a small DataFrame [userId, churn] (the
-    labelled users). Out: pandas [date, group, active_users, events, songs] (a few
-    hundred rows: days x 2). Users outside ``labels`` are left out."""
+    In: the session-day rows of the log (``SessionDays.df``: userId, day, p_events,
+    p_songs), a small DataFrame [userId, churn] (the labelled users). Out: pandas [date,
+    group, active_users, events, songs] (a few hundred rows: days x 2). Users outside
+    ``labels`` are left out."""
     from pyspark.sql import functions as F
 
     groups = labels.select("userId", F.when(F.col("churn") == 1, F.lit("churner"))
                            .otherwise(F.lit("stayer")).alias("group"))
-    daily = (events.join(F.broadcast(groups), "userId", "inner")
-             .withColumn("date", F.to_date(F.from_unixtime(F.col("ts") / 1000)))
+    daily = (days.join(F.broadcast(groups), "userId", "inner")
+             .withColumn("date", F.to_date(F.timestamp_millis(F.col("day") * 86_400_000)))
              .groupBy("date", "group")
-             .agg(F.countDistinct("userId").alias("active_users"),
-                  F.count(F.lit(1)).alias("events"),
-                  F.sum(F.when(F.col("page") == "NextSong", 1).otherwise(0)).alias("songs"))
+             .agg(F.count_distinct("userId").alias("active_users"),
+                  F.sum("p_events").alias("events"),
+                  F.sum("p_songs").alias("songs"))
              .orderBy("date", "group"))
     pdf = daily.toPandas()
     for c in ("active_users", "events", "songs"):

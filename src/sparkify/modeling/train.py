@@ -7,7 +7,7 @@ Out: a model directory (see ``docs/model-directory.md``) written atomically, and
 
 The steps (each printed with its elapsed time):
 
-1. load + clean the log (``load_events``), build the per-user table
+1. load + clean the log in one pass into session-day rows (``load_log``), build the per-user table
    (``build_user_table``: prediction-time labels by default), repartition it to about
    the core count and cache it (a user table is small; at Spark's default 200
    partitions every optimiser iteration pays 200 tasks);
@@ -415,12 +415,13 @@ def _split_counts(df) -> dict[str, int]:
     return out
 
 
-def _user_base(events, spec, numeric, categorical, partitions: int):
-    """The prepared user table (features + churn), repartitioned to ``partitions`` and
-    cached (computed once: one aggregation pass over the events). Returns (table, spec)."""
+def _user_base(loaded, spec, numeric, categorical, partitions: int):
+    """The prepared user table (features + churn) of a :class:`sparkify.dataset.LoadedLog`,
+    repartitioned to ``partitions`` and cached (computed once from the session-day rows).
+    Returns (table, spec)."""
     from sparkify.features import build_user_table
 
-    table, resolved = build_user_table(events, spec)
+    table, resolved = build_user_table(loaded.days_for(spec), spec)
     base = prepare_table(table, numeric, categorical).repartition(partitions).cache()
     base.count()
     return base, resolved
@@ -462,8 +463,8 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
     """
     from pyspark.sql import functions as F
 
-    from sparkify.dataset import load_events
-    from sparkify.features import LabelSpec
+    from sparkify.dataset import load_log
+    from sparkify.features import LabelSpec, spec_boundaries
     from sparkify.modeling import artifacts
 
     config = config or TrainConfig()
@@ -478,17 +479,18 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
 
     with artifacts.staging_dir(model_dir) as staging:
         with progress.stage("load") as st:
-            loaded = load_events(spark, events_path, quarantine_path=str(staging / "quarantine"))
+            # one pass over the log into session-day rows; a given cutoff is a split point
+            splits = spec_boundaries(spec) if spec.cutoff is not None else ()
+            loaded = load_log(spark, events_path, quarantine_path=str(staging / "quarantine"), splits=splits)
             q = loaded.quality
             st["note"] = (f"{q.user_rows:,} user events, {q.users:,} users, {q.churners:,} churners, "
                           f"{q.quarantined:,} quarantined")
         try:
             if config.verbose:
                 print(q.summary(), flush=True)
-            events = loaded.events
             partitions = config.partitions or _cores(spark)
             with progress.stage("features") as st:
-                base, spec = _user_base(events, spec, numeric, categorical, partitions)
+                base, spec = _user_base(loaded, spec, numeric, categorical, partitions)
                 table, counts, weights = _split_weighted(base, config, config.seed, partitions)
                 st["note"] = (f"{counts['users']:,} users ({counts['churners']:,} churners, "
                               f"cutoff {spec.to_dict()['cutoff']}); train {counts['train_users']}, "
@@ -563,7 +565,7 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
             if config.label_comparison and spec.mode == "window":
                 with progress.stage("label comparison") as st:
                     metrics["label_comparison"] = _label_comparison(
-                        spark, events, best_family, tuned.params, config, partitions, best_fig, spec)
+                        spark, loaded, best_family, tuned.params, config, partitions, best_fig, spec)
                     st["note"] = _label_note(metrics["label_comparison"])
             metrics["ceiling"] = None
             truth = truth_path_for(events_path) if config.ceiling else None
@@ -595,7 +597,7 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
                 oof.update(zip(test_users, test_s))
                 pdf[LABEL_COL] = pdf[LABEL_COL].astype(int)
                 pdf[SCORE_COL] = pdf["userId"].map(oof).astype(float)
-                activity = artifacts.activity_table(events, table.select("userId", LABEL_COL))
+                activity = artifacts.activity_table(loaded.days.df, table.select("userId", LABEL_COL))
                 model_json = artifacts.model_json(
                     family=best_family, threshold=threshold, calibration=calibration, spec=spec,
                     specs=specs, train_pdf=pdf[pdf[SPLIT_COL] == "train"], pipeline_model=tuned.model,
@@ -630,13 +632,13 @@ def _label_note(lc: dict) -> str:
     return (f"'ever' F1 {lc['ever']['f1']:.3f} vs prediction-time F1 {lc['window']['f1']:.3f}")
 
 
-def _label_comparison(spark, events, family, params, config, partitions, best_fig, spec) -> dict:
+def _label_comparison(spark, loaded, family, params, config, partitions, best_fig, spec) -> dict:
     """The best family with its tuned parameters under the seed-compatible 'ever' label
     (same seed, fresh out-of-fold threshold), beside the prediction-time figures."""
     from sparkify.features import LabelSpec
 
     _, numeric, categorical = feature_columns("ever")
-    base, ever_spec = _user_base(events, LabelSpec(mode="ever"), numeric, categorical, partitions)
+    base, ever_spec = _user_base(loaded, LabelSpec(mode="ever"), numeric, categorical, partitions)
     table, counts, _w = _split_weighted(base, config, config.seed, partitions)
     keys = ("f1", "precision", "recall", "pr_auc", "roc_auc", "accuracy", "weighted_f1")
     try:

@@ -1,0 +1,181 @@
+"""The one-pass loader (``load_log``) and the session-day rows it builds: the same quality
+counts and the same user tables as the event path (``load_events`` + events), for the
+default cutoff, 'ever' labels, a mid-day cutoff, an observation window; duplicates,
+malformed lines and the activity chart."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+UTC = timezone.utc
+BAD_LINES = [
+    '{"ts":"yesterday","userId":"30","sessionId":29,"page":"NextSong","auth":"Logged In"}',
+    "this is not json",
+    "this is not json",        # the same bad line twice: both kept
+]
+
+
+def _rows(table) -> dict[str, dict]:
+    return {r["userId"]: r.asDict() for r in table.collect()}
+
+
+def assert_same_tables(expected, actual) -> None:
+    exp, act = _rows(expected), _rows(actual)
+    assert set(exp) == set(act) and exp
+    for user, row in exp.items():
+        for col, value in row.items():
+            if isinstance(value, float):
+                assert act[user][col] == pytest.approx(value, rel=1e-12, abs=1e-12), (user, col)
+            else:
+                assert act[user][col] == value, (user, col)
+
+
+@pytest.fixture(scope="module")
+def messy_log(small_log, tmp_path_factory) -> Path:
+    """The small simulated log with malformed lines inside it (one of them twice)."""
+    lines = small_log.read_text(encoding="utf-8").splitlines()
+    out = tmp_path_factory.mktemp("messy") / "messy.json"
+    middle = len(lines) // 2
+    out.write_text("\n".join(lines[:middle] + BAD_LINES + lines[middle:]) + "\n", encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="module")
+def both(spark, messy_log, tmp_path_factory):
+    """(events path, one-pass path) of the messy log, each with its quarantine written."""
+    from sparkify.dataset import load_events, load_log
+
+    qdir = tmp_path_factory.mktemp("quarantine")
+    events = load_events(spark, messy_log, quarantine_path=qdir / "events")
+    log = load_log(spark, messy_log, quarantine_path=qdir / "log")
+    yield events, log, qdir
+    events.unpersist()
+    log.unpersist()
+
+
+def test_quality_equals_the_event_path(both):
+    events, log, _ = both
+    a, b = events.quality.to_dict(), log.quality.to_dict()
+    for key in ("quarantine_path", "quarantine_sample"):
+        a.pop(key), b.pop(key)
+    assert a == b
+    assert log.quality.quarantined == 3 and log.quality.duplicates == 0
+    assert log.quality.hidden_rows > 0 and log.quality.churners > 0
+
+
+def test_quarantine_keeps_every_bad_line(both):
+    _, log, qdir = both
+    written = [json.loads(line) for f in sorted((qdir / "log").glob("part-*"))
+               for line in f.read_text().splitlines()]
+    assert sorted(w["line"] for w in written) == sorted(BAD_LINES)
+    assert all(w["reason"] for w in written)
+    assert set(log.quality.quarantine_sample) == set(BAD_LINES)
+
+
+@pytest.mark.parametrize("spec_kwargs", [
+    {},                                                          # default cutoff (a midnight)
+    {"mode": "ever"},
+    {"cutoff": datetime(2018, 11, 10, 13, 30, tzinfo=UTC)},      # mid-day: a split point
+    {"cutoff": datetime(2018, 11, 10, tzinfo=UTC), "observation_days": 20},
+], ids=["window", "ever", "midday-cutoff", "observation-window"])
+def test_user_table_equals_the_event_path(spark, both, messy_log, spec_kwargs):
+    from sparkify.dataset import load_log
+    from sparkify.features import LabelSpec, build_user_table, spec_boundaries
+
+    events, log, _ = both
+    spec = LabelSpec(**spec_kwargs)
+    expected, exp_spec = build_user_table(events.events, spec)
+    if spec.cutoff is not None and spec.cutoff.hour:
+        # a cutoff inside a day needs its own split point, given before the pass
+        with pytest.raises(ValueError, match="cannot be cut exactly"):
+            build_user_table(log.days, spec)
+        with load_log(spark, messy_log, splits=spec_boundaries(spec)) as split_log:
+            actual, act_spec = build_user_table(split_log.days, spec)
+            assert_same_tables(expected, actual)
+    else:
+        actual, act_spec = build_user_table(log.days, spec)
+        assert_same_tables(expected, actual)
+    assert act_spec == exp_spec
+
+
+def test_days_for_rebuilds_when_a_cut_falls_inside_a_day(both):
+    """'ever' labels with an observation window start it at a time that is not a midnight:
+    days_for rebuilds the rows with that split point and the table stays exact."""
+    from sparkify.features import LabelSpec, build_user_table
+
+    events, log, _ = both
+    spec = LabelSpec(mode="ever", observation_days=15)
+    expected, _ = build_user_table(events.events, spec)
+    days = log.days_for(spec)
+    assert days is not log.days and days.splits
+    actual, _ = build_user_table(days, spec)
+    assert_same_tables(expected, actual)
+    assert log.days_for(LabelSpec()) is log.days
+
+
+def test_duplicates_are_counted_once(spark, small_log, tmp_path):
+    from sparkify.dataset import load_events, load_log
+    from sparkify.features import LabelSpec, build_user_table
+
+    lines = small_log.read_text(encoding="utf-8").splitlines()
+    songs = [line for line in lines if '"page":"NextSong"' in line]
+    path = tmp_path / "dups.json"
+    path.write_text("\n".join(lines + songs[:5] + songs[:1]) + "\n", encoding="utf-8")
+    with load_events(spark, small_log) as clean, load_log(spark, path) as log:
+        assert log.quality.duplicates == 6
+        assert log.quality.user_rows == clean.quality.user_rows
+        expected, _ = build_user_table(clean.events, LabelSpec())
+        actual, _ = build_user_table(log.days, LabelSpec())
+        assert_same_tables(expected, actual)
+
+
+def test_parquet_input_gives_the_same_rows(spark, both, tmp_path):
+    from sparkify.dataset import ingest, load_log
+    from sparkify.features import LabelSpec, build_user_table
+
+    events, log, _ = both
+    out = tmp_path / "events.parquet"
+    ingest(spark, log.source, out)
+    with load_log(spark, out) as from_parquet:
+        assert from_parquet.quality.user_rows == log.quality.user_rows
+        expected, _ = build_user_table(log.days, LabelSpec())
+        actual, _ = build_user_table(from_parquet.days, LabelSpec())
+        assert_same_tables(expected, actual)
+
+
+def test_activity_table_from_session_days(both):
+    """Daily active users, events and songs per group, checked against the events."""
+    from pyspark.sql import functions as F
+
+    from sparkify.features import LabelSpec, build_user_table
+    from sparkify.modeling.artifacts import activity_table
+
+    events, log, _ = both
+    table, _ = build_user_table(log.days, LabelSpec())
+    labels = table.select("userId", "churn")
+    got = activity_table(log.days.df, labels)
+    ev = events.events.join(labels, "userId").withColumn("date", F.to_date("time"))
+    want = (ev.groupBy("date", "churn")
+            .agg(F.count_distinct("userId").alias("active_users"), F.count(F.lit(1)).alias("events"),
+                 F.sum(F.when(F.col("page") == "NextSong", 1).otherwise(0)).alias("songs"))
+            .collect())
+    want_map = {(str(r["date"]), "churner" if r["churn"] else "stayer"):
+                (r["active_users"], r["events"], r["songs"]) for r in want}
+    got_map = {(str(r.date.date() if hasattr(r.date, "date") else r.date), r.group):
+               (r.active_users, r.events, r.songs) for r in got.itertuples()}
+    assert got_map == want_map and len(got_map) > 60
+
+
+def test_missing_file_and_empty_log(spark, tmp_path):
+    from sparkify.dataset import load_log
+
+    with pytest.raises(FileNotFoundError):
+        load_log(spark, tmp_path / "nope.json")
+    path = tmp_path / "junk.json"
+    path.write_text("not json\nstill not json\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no valid user events"):
+        load_log(spark, path)
