@@ -150,6 +150,11 @@ class ChurnModel:
         self.background_source: str | None = None
         if isinstance(clf, (RandomForest, GBT)):
             self._paths = self._leaf_paths()
+        #: raw feature of each vector slot (one-hot slots share their source), for summing
+        #: a slot's contribution into its feature with one bincount
+        self._sources = list(dict.fromkeys(s.source for s in scorer.feature_slots))
+        index = {name: i for i, name in enumerate(self._sources)}
+        self._slot_source = np.array([index[s.source] for s in scorer.feature_slots], dtype=np.intp)
 
     # ------------------------------------------------------------------ inputs
     def _columns(self, records) -> tuple[dict[str, np.ndarray], list[dict[str, Any]] | None]:
@@ -359,9 +364,8 @@ class ChurnModel:
             base = self._paths.expected_value
             output = float(out["probability"][i, 1]) if isinstance(clf, RandomForest) else \
                 float(out["rawPrediction"][i, 1])
-        per_feature: dict[str, float] = {}
-        for s, v in zip(self.scorer.feature_slots, slot_phi.tolist()):
-            per_feature[s.source] = per_feature.get(s.source, 0.0) + v
+        sums = np.bincount(self._slot_source, weights=slot_phi, minlength=len(self._sources))
+        per_feature = dict(zip(self._sources, sums.tolist()))
         return Explanation(base_value=base, output=output, contributions=per_feature,
                            scale=self.explanation_scale)
 
