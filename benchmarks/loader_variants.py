@@ -1,0 +1,71 @@
+"""What the exact set-valued aggregates cost in the one-pass loader.
+
+    .venv/bin/python benchmarks/loader_variants.py LOG [--variants scan,numeric,exact]
+
+Runs variants of the loader's single aggregation over the raw JSON ``LOG`` and prints wall
+and JVM CPU seconds for each (every result ends in ``write.format("noop")``):
+
+* ``scan``: the bare parse (18 columns, explicit schema);
+* ``numeric``: the pass's keys and numeric aggregates only (no artist set, no duplicate
+  check): Spark's code-generated hash aggregation;
+* ``exact``: the pass as ``sparkify.dataset.load_log`` runs it (artist set and event-id
+  set: Spark's object hash aggregation), without the quality job and the features.
+
+Each variant runs once, in the order given; put ``scan`` first and again last to see how
+much the machine's speed drifted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import psutil
+
+
+def jvm_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's children (the local JVM)."""
+    return sum(sum(c.cpu_times()[:2]) for c in psutil.Process().children(recursive=True))
+
+
+def variant_frame(spark, path: str, name: str):
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructType
+
+    from sparkify.dataset import RAW_FIELDS, _one_pass_partials, read_raw
+    from sparkify.features import partial_aggregates, partial_key_columns
+
+    if name == "scan":
+        return spark.read.schema(StructType(RAW_FIELDS)).json(path)
+    raw = read_raw(spark, path)
+    if name == "numeric":
+        return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
+            *partial_aggregates(artists=False))
+    if name == "exact":
+        return _one_pass_partials(raw, (), exact_duplicates=True)
+    raise SystemExit(f"unknown variant {name!r}: use scan, numeric or exact")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("log", help="a raw JSON event log")
+    parser.add_argument("--variants", default="scan,numeric,exact,scan")
+    args = parser.parse_args(argv)
+
+    from sparkify.spark import get_spark
+
+    spark = get_spark(app_name="sparkify-loader-variants")
+    try:
+        for name in args.variants.split(","):
+            df = variant_frame(spark, args.log, name.strip())
+            t0, c0 = time.perf_counter(), jvm_cpu_seconds()
+            df.write.format("noop").mode("overwrite").save()
+            print(f"{name:10s} {time.perf_counter() - t0:8.1f} s  {jvm_cpu_seconds() - c0:8.1f} CPU s",
+                  flush=True)
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
