@@ -42,7 +42,7 @@ def variant_frame(spark, path: str, name: str):
         return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
             *partial_aggregates(artists=False))
     if name == "exact":
-        return _one_pass_partials(raw, (), exact_duplicates=True)
+        return _one_pass_partials(raw, ())
     raise SystemExit(f"unknown variant {name!r}: use scan, numeric or exact")
 
 

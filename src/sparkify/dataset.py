@@ -548,12 +548,11 @@ def _quality_from_partials(parts: DataFrame, source: str) -> DataQuality:
                        first_ts=as_dt(row[7]), last_ts=as_dt(row[8]), source=source)
 
 
-def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...], exact_duplicates: bool) -> DataFrame:
+def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...]) -> DataFrame:
     """Session-day partial rows straight from the parsed rows, with what the quality
     summary and the quarantine need: ``_kind`` (user / hidden / bad), ``_reason`` and
     ``_line`` (bad rows, grouped by their text) and ``p_dups`` (user rows in the group
-    that repeat another's (ts, itemInSession): 0 in a log without duplicates; null if not
-    counted).
+    that repeat another's (ts, itemInSession): 0 in a log without duplicates).
 
     Every key and aggregate reads the parsed columns directly (no per-column staging).
     The two sets (artists, event ids) make this Spark's object hash aggregation, which
@@ -570,19 +569,15 @@ def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...], exact_duplicates
               .when(missing, F.lit("missing required field (ts, auth, userId, sessionId or page)")))
     line = F.when(corrupt, c(CORRUPT_COLUMN)).when(
         missing, F.to_json(F.struct(*[c(n) for n in RAW_COLUMNS])))
-    aggs = partial_aggregates()
-    if exact_duplicates:
-        # An exact duplicate repeats its line, so its (ts, itemInSession) too: a group whose
-        # event ids are all distinct has no duplicate. A repeated id only makes the loader
-        # fall back to the exact, fingerprint-based de-duplication of load_events.
-        event_id = F.shiftleft(c("ts"), 20) + F.coalesce(c("itemInSession"), F.lit(-1))
-        aggs.append(F.collect_set(F.when(is_user & ~corrupt & ~missing, event_id)).alias("_fps"))
+    # An exact duplicate repeats its line, so its (ts, itemInSession) too: a group whose
+    # event ids are all distinct has no duplicate. A repeated id only makes the loader
+    # fall back to the exact, fingerprint-based de-duplication of load_events.
+    event_id = F.shiftleft(c("ts"), 20) + F.coalesce(c("itemInSession"), F.lit(-1))
+    ids = F.collect_set(F.when(is_user & ~corrupt & ~missing, event_id)).alias("_ids")
     parts = raw.groupBy(kind.alias("_kind"), *partial_key_columns(splits),
-                        reason.alias("_reason"), line.alias("_line")).agg(*aggs)
-    if exact_duplicates:
-        dups = F.when(c("_kind") == "user", c("p_events") - F.size("_fps")).otherwise(F.lit(0))
-        return parts.withColumn("p_dups", dups).drop("_fps")
-    return parts.withColumn("p_dups", F.lit(None).cast("long"))
+                        reason.alias("_reason"), line.alias("_line")).agg(*partial_aggregates(), ids)
+    dups = F.when(c("_kind") == "user", c("p_events") - F.size("_ids")).otherwise(F.lit(0))
+    return parts.withColumn("p_dups", dups).drop("_ids")
 
 
 def load_log(
@@ -591,7 +586,6 @@ def load_log(
     quarantine_path: str | Path | None = None,
     *,
     splits: tuple[int, ...] = (),
-    exact_duplicates: bool = True,
     storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
 ) -> LoadedLog:
     """Load an event log straight into session-day partial rows: one JSON parse, no cache
@@ -610,8 +604,7 @@ def load_log(
     a count) for the quarantine. If any user event repeats another's (ts,
     itemInSession), the rows are rebuilt from exactly de-duplicated events
     (:func:`load_events`), so a duplicate never counts twice. A Parquet directory from
-    :func:`ingest` is aggregated from its events. ``exact_duplicates=False`` skips the
-    check (for measurements; duplicates then count twice and are reported as 0).
+    :func:`ingest` is aggregated from its events.
     Raises as :func:`load_events` does.
     """
     from sparkify.features import PARTIAL_KEYS, PARTIAL_VALUES, session_day_partials
@@ -626,7 +619,7 @@ def load_log(
         days.df = days.df.persist(storage_level)
         return LoadedLog(days=days, quality=ingested.quality, source=source, _frames=[days.df])
 
-    parts = _one_pass_partials(read_raw(spark, source), splits, exact_duplicates).persist(storage_level)
+    parts = _one_pass_partials(read_raw(spark, source), splits).persist(storage_level)
     try:
         quality = _quality_from_partials(parts, source)   # the single parse pass happens here
     except BaseException:
