@@ -2,20 +2,20 @@
 
     python benchmarks/explain.py --model /tmp/work/variants/rf [--calls 2000]
 
-Prints p50/p90 of ``predict_records([record])`` with and without reasons and of the bare
+Prints p50/p99 of ``predict_records([record])`` with and without reasons and of the bare
 ``tree_shap`` call (one feature vector), over real customers of the model's features.parquet.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from serve import time_calls  # benchmarks/serve.py: p50/p99/mean of timed calls
 
 
 def records_of(model_dir: Path, model, n: int = 200) -> list[dict]:
@@ -24,20 +24,6 @@ def records_of(model_dir: Path, model, n: int = 200) -> list[dict]:
     kinds = {f["name"]: f.get("kind", "numeric") for f in model.features}
     return [{k: (float(v) if kinds[k] == "numeric" else str(v)) for k, v in row.items()}
             for row in frame.to_dict("records")]
-
-
-def timed(fn, args: list, calls: int, warmup: int = 100) -> dict[str, float]:
-    for i in range(warmup):
-        fn(args[i % len(args)])
-    samples = []
-    clock = time.perf_counter
-    for i in range(calls):
-        a = args[i % len(args)]
-        t0 = clock()
-        fn(a)
-        samples.append(clock() - t0)
-    samples.sort()
-    return {"p50_ms": 1e3 * statistics.median(samples), "p90_ms": 1e3 * samples[int(0.9 * len(samples))]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,15 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load {time.perf_counter() - t0:.2f} s ({model.model_type})")
     recs = records_of(args.model, model)
     one = [[r] for r in recs]
-    print("predict_records           ", timed(lambda r: model.predict_records(r), one, args.calls))
-    print("predict_records reasons   ", timed(lambda r: model.predict_records(r, reasons=True, top=5),
+    print("predict_records           ", time_calls(lambda r: model.predict_records(r), one, args.calls))
+    print("predict_records reasons   ", time_calls(lambda r: model.predict_records(r, reasons=True, top=5),
                                               one, args.calls))
     paths = getattr(model, "_paths", None)
     if paths is not None:
         forest = model.scorer.classifier.forest
         X = model.scorer.features(model._columns(recs)[0])
         print(f"leaves {paths.z.shape[0]}, slots {paths.z.shape[1]}, depth {paths.node.shape[1]}")
-        print("tree_shap (one vector)    ", timed(lambda x: tree_shap(forest, paths, x), list(X), args.calls))
+        print("tree_shap (one vector)    ", time_calls(lambda x: tree_shap(forest, paths, x), list(X), args.calls))
     return 0
 
 

@@ -374,6 +374,18 @@ def _load_ingested(spark: SparkSession, path: str) -> LoadedEvents:
     return LoadedEvents(events=events, quality=quality)
 
 
+def _require_user_rows(loaded: "LoadedEvents | LoadedLog", quality: DataQuality, source: str) -> None:
+    """Free ``loaded`` and raise ValueError when the log had no valid user event."""
+    if quality.user_rows:
+        return
+    loaded.unpersist()
+    where = f"; malformed lines are in {quality.quarantine_path}" if quality.quarantine_path else ""
+    raise ValueError(
+        f"no valid user events in {source} ({quality.rows_read:,} lines read, "
+        f"{quality.quarantined:,} malformed, {quality.hidden_rows:,} logged-out/guest){where}. "
+        "Expected Sparkify JSON Lines (one event object per line).")
+
+
 def load_events(
     spark: SparkSession,
     path: str | Path,
@@ -425,13 +437,7 @@ def load_events(
         if extra is not None:
             extra.unpersist()
         raise
-    if quality.user_rows == 0:
-        loaded.unpersist()
-        where = f"; malformed lines are in {quality.quarantine_path}" if quality.quarantine_path else ""
-        raise ValueError(
-            f"no valid user events in {source} ({quality.rows_read:,} lines read, "
-            f"{quality.quarantined:,} malformed, {quality.hidden_rows:,} logged-out/guest){where}. "
-            "Expected Sparkify JSON Lines (one event object per line).")
+    _require_user_rows(loaded, quality, source)
     return loaded
 
 
@@ -468,6 +474,7 @@ class LoadedLog:
     source: str
     _frames: list[DataFrame] = field(default_factory=list, repr=False)
     _events: LoadedEvents | None = field(default=None, repr=False)
+    _bad: DataFrame | None = field(default=None, repr=False)   # malformed lines, grouped
 
     def days_for(self, spec: Any) -> Any:
         """SessionDays that can be cut exactly where ``spec`` (a LabelSpec) cuts: these
@@ -492,7 +499,7 @@ class LoadedLog:
     def write_quarantine(self, path: str | Path) -> int:
         """Write the malformed lines (JSON Lines: ``reason``, ``line``) to directory ``path``.
         Returns the number of lines written (0 writes nothing)."""
-        bad = self._bad_rows()
+        bad = self._bad
         if bad is None or not self.quality.quarantined:
             return 0
         # one row per distinct bad line with its count: write it that many times
@@ -501,12 +508,6 @@ class LoadedLog:
         lines.drop("_copy").coalesce(1).write.mode("overwrite").json(str(path))
         self.quality.quarantine_path = str(path)
         return self.quality.quarantined
-
-    def _bad_rows(self) -> DataFrame | None:
-        for df in self._frames:
-            if "_kind" in df.columns:
-                return df.filter(F.col("_kind") == "bad")
-        return None
 
     def unpersist(self) -> None:
         for df in self._frames:
@@ -636,17 +637,11 @@ def load_log(
 
     days = SessionDays(df=parts.filter(F.col("_kind") == "user").select(*PARTIAL_KEYS, *PARTIAL_VALUES),
                        splits=splits)
-    loaded = LoadedLog(days=days, quality=quality, source=source, _frames=[parts])
+    bad = parts.filter(F.col("_kind") == "bad")
+    loaded = LoadedLog(days=days, quality=quality, source=source, _frames=[parts], _bad=bad)
     if quality.quarantined:
-        quality.quarantine_sample = [
-            r[0] for r in parts.filter(F.col("_kind") == "bad").select("_line").limit(5).collect()]
+        quality.quarantine_sample = [r[0] for r in bad.select("_line").limit(5).collect()]
         if quarantine_path is not None:
             loaded.write_quarantine(quarantine_path)
-    if quality.user_rows == 0:
-        loaded.unpersist()
-        where = f"; malformed lines are in {quality.quarantine_path}" if quality.quarantine_path else ""
-        raise ValueError(
-            f"no valid user events in {source} ({quality.rows_read:,} lines read, "
-            f"{quality.quarantined:,} malformed, {quality.hidden_rows:,} logged-out/guest){where}. "
-            "Expected Sparkify JSON Lines (one event object per line).")
+    _require_user_rows(loaded, quality, source)
     return loaded
