@@ -43,7 +43,20 @@ def variant_frame(spark, path: str, name: str):
             *partial_aggregates(artists=False))
     if name == "exact":
         return _one_pass_partials(raw, ())
-    raise SystemExit(f"unknown variant {name!r}: use scan, numeric or exact")
+    if name == "artists":
+        return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
+            *partial_aggregates(artists=True))
+    if name in ("bitmap", "numeric_bitmap"):
+        item = F.coalesce(F.col("itemInSession"), F.lit(-1)).cast("long")
+        slot = F.pmod(item, F.lit(512))
+        slot = F.expr("pmod(coalesce(cast(itemInSession as bigint), -1L), 512)")
+        bit = F.expr("shiftleft(1L, cast(pmod(coalesce(cast(itemInSession as bigint), -1L), 64) as int))")
+        words = [F.bit_or(F.when(F.shiftright(slot, 6) == k, bit).otherwise(F.lit(0).cast("long"))).alias(f"_w{k}")
+                 for k in range(8)]
+        return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
+            *partial_aggregates(artists=name == "bitmap"), F.min(item).alias("_imin"), F.max(item).alias("_imax"),
+            *words)
+    raise SystemExit(f"unknown variant {name!r}: use scan, numeric, artists, bitmap, numeric_bitmap or exact")
 
 
 def main(argv: list[str] | None = None) -> int:

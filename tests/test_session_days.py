@@ -64,6 +64,7 @@ def test_quality_equals_the_event_path(both):
         a.pop(key), b.pop(key)
     assert a == b
     assert log.quality.quarantined == 3 and log.quality.duplicates == 0
+    assert not log.rebuilt_from_events  # the one pass vouched for every row
     assert log.quality.hidden_rows > 0 and log.quality.churners > 0
 
 
@@ -126,7 +127,7 @@ def test_duplicates_are_counted_once(spark, small_log, tmp_path):
     path = tmp_path / "dups.json"
     path.write_text("\n".join(lines + songs[:5] + songs[:1]) + "\n", encoding="utf-8")
     with load_events(spark, small_log) as clean, load_log(spark, path) as log:
-        assert log.quality.duplicates == 6
+        assert log.quality.duplicates == 6 and log.rebuilt_from_events
         assert log.quality.user_rows == clean.quality.user_rows
         expected, _ = build_user_table(clean.events, LabelSpec())
         actual, _ = build_user_table(log.days, LabelSpec())
@@ -179,3 +180,48 @@ def test_missing_file_and_empty_log(spark, tmp_path):
     path.write_text("not json\nstill not json\n", encoding="utf-8")
     with pytest.raises(ValueError, match="no valid user events"):
         load_log(spark, path)
+
+
+def _shift_items(line: str, shift: int) -> str:
+    event = json.loads(line)
+    event["itemInSession"] += shift
+    return json.dumps(event)
+
+
+def test_a_repeated_item_that_is_no_duplicate_falls_back_and_counts_none(spark, small_log, tmp_path):
+    """Two different events with one item number: the pass cannot vouch for them, so the
+    rows are rebuilt from exactly de-duplicated events, which find no duplicate."""
+    from sparkify.dataset import load_events, load_log
+    from sparkify.features import LabelSpec, build_user_table
+
+    lines = small_log.read_text(encoding="utf-8").splitlines()
+    first = json.loads(next(line for line in lines if '"page":"NextSong"' in line))
+    twin = dict(first, ts=first["ts"] + 1, song="Another song")   # same session, same item
+    path = tmp_path / "twin.json"
+    path.write_text("\n".join(lines + [json.dumps(twin)]) + "\n", encoding="utf-8")
+    with load_events(spark, path) as clean, load_log(spark, path) as log:
+        assert log.rebuilt_from_events
+        assert log.quality.duplicates == 0 and log.quality.user_rows == clean.quality.user_rows
+        assert log.quality.user_rows == len(lines) - clean.quality.hidden_rows - clean.quality.quarantined + 1
+        expected, _ = build_user_table(clean.events, LabelSpec())
+        actual, _ = build_user_table(log.days, LabelSpec())
+        assert_same_tables(expected, actual)
+
+
+def test_items_spanning_the_bitmap_window_fall_back(spark, small_log, tmp_path):
+    """Item numbers further apart than the bitmap covers (k and k + ITEM_WINDOW would share
+    a bit): checked exactly on the event path instead; with no wrap, no fallback."""
+    from sparkify.dataset import ITEM_WINDOW, load_log
+
+    lines = small_log.read_text(encoding="utf-8").splitlines()
+    with load_log(spark, small_log) as plain:
+        assert not plain.rebuilt_from_events and plain.quality.duplicates == 0
+    index = next(i for i, line in enumerate(lines) if '"itemInSession":1,' in line and '"auth":"Logged In"' in line)
+    session = json.loads(lines[index])["sessionId"], json.loads(lines[index])["userId"]
+    shifted = [_shift_items(line, ITEM_WINDOW) if (json.loads(line).get("sessionId"), json.loads(line).get("userId"))
+               == session and json.loads(line)["itemInSession"] >= 1 else line for line in lines]
+    path = tmp_path / "wide.json"
+    path.write_text("\n".join(shifted) + "\n", encoding="utf-8")
+    with load_log(spark, path) as log:
+        assert log.rebuilt_from_events
+        assert log.quality.duplicates == 0 and log.quality.user_rows == plain.quality.user_rows

@@ -501,7 +501,7 @@ def _start_server(*args: str) -> tuple[subprocess.Popen, str, str]:
     raise AssertionError(f"server exited with {proc.returncode} before listening")
 
 
-@pytest.mark.parametrize("workers, server", [("2", "gunicorn, 2 processes"), ("1", "waitress, 1 process")])
+@pytest.mark.parametrize("workers, server", [("2", "granian, 2 processes"), ("1", "waitress, 1 process")])
 def test_served_over_http_by_worker_processes_and_stopped_cleanly(model_dir, workers, server):
     """The real server: the same answers as the test client from each worker; SIGTERM stops
     every process with exit code 0."""
@@ -512,17 +512,17 @@ def test_served_over_http_by_worker_processes_and_stopped_cleanly(model_dir, wor
 
     import psutil
 
-    from sparkify.webapp.server import gunicorn_available
+    from sparkify.webapp.server import granian_available
 
-    if workers != "1" and not gunicorn_available():
-        pytest.skip("gunicorn runs on POSIX only")
+    if workers != "1" and not granian_available():
+        pytest.skip("granian's worker processes run on POSIX only")
     proc, base, banner = _start_server("--model", str(model_dir), "--workers", workers, "--threads", "2")
     assert server in banner
     try:
         import time
 
         expected_children = int(workers) if workers != "1" else 0
-        deadline = time.time() + 30  # gunicorn forks its workers just after it starts listening
+        deadline = time.time() + 30  # the workers start just after the banner
         while len(children := psutil.Process(proc.pid).children(recursive=True)) < expected_children \
                 and time.time() < deadline:
             time.sleep(0.1)

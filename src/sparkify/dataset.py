@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DoubleType,
@@ -475,6 +475,9 @@ class LoadedLog:
     _frames: list[DataFrame] = field(default_factory=list, repr=False)
     _events: LoadedEvents | None = field(default=None, repr=False)
     _bad: DataFrame | None = field(default=None, repr=False)   # malformed lines, grouped
+    #: True when the one pass saw a repeated item number (a possible duplicate) and the
+    #: rows were rebuilt from exactly de-duplicated events (:func:`load_events`).
+    rebuilt_from_events: bool = False
 
     def days_for(self, spec: Any) -> Any:
         """SessionDays that can be cut exactly where ``spec`` (a LabelSpec) cuts: these
@@ -524,8 +527,9 @@ class LoadedLog:
         self.unpersist()
 
 
-def _quality_from_partials(parts: DataFrame, source: str) -> DataQuality:
-    """Counts from the one-pass partial rows (one small job, which materialises them)."""
+def _quality_from_partials(parts: DataFrame, source: str) -> tuple[DataQuality, int]:
+    """Counts from the one-pass partial rows (one small job, which materialises them), and
+    how many user rows the pass could not vouch for as distinct (``p_repeats``)."""
     c = F.col
     user = c("_kind") == "user"
     row = parts.agg(
@@ -533,31 +537,65 @@ def _quality_from_partials(parts: DataFrame, source: str) -> DataQuality:
         F.sum(F.when(c("_kind") == "bad", c("p_events")).otherwise(0)),
         F.sum(F.when(c("_kind") == "hidden", c("p_events")).otherwise(0)),
         F.sum(F.when(user, c("p_events")).otherwise(0)),
-        F.sum(F.when(user, c("p_dups")).otherwise(0)),
+        F.sum(F.when(user, c("p_repeats")).otherwise(0)),
         F.count_distinct(F.when(user, c("userId"))),
         F.count_distinct(F.when(user & c("p_churn_ms").isNotNull(), c("userId"))),
         F.min(F.when(user, c("p_start"))),
         F.max(F.when(user, c("p_end"))),
     ).first()
-    rows_read, bad, hidden, user_rows, dups, users, churners = (int(v or 0) for v in row[:7])
+    rows_read, bad, hidden, user_rows, repeats, users, churners = (int(v or 0) for v in row[:7])
 
     def as_dt(ms):
         return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms is not None else None
 
-    return DataQuality(rows_read=rows_read, quarantined=bad, hidden_rows=hidden,
-                       user_rows=user_rows - dups, duplicates=dups, users=users, churners=churners,
-                       first_ts=as_dt(row[7]), last_ts=as_dt(row[8]), source=source)
+    quality = DataQuality(rows_read=rows_read, quarantined=bad, hidden_rows=hidden,
+                          user_rows=user_rows, duplicates=0, users=users, churners=churners,
+                          first_ts=as_dt(row[7]), last_ts=as_dt(row[8]), source=source)
+    return quality, repeats
+
+
+#: Width of the per-group bitmap of item numbers (itemInSession mod ITEM_WINDOW), in bits.
+ITEM_WINDOW = 512
+
+
+def _item_repeat_aggregates(valid: Column) -> list[Column]:
+    """Aggregates that show whether a group's ``itemInSession`` values are all distinct,
+    with fixed-width numeric state (so the pass stays in Spark's code-generated hash
+    aggregation): their min and max and a bitmap of (item mod :data:`ITEM_WINDOW`) as
+    ITEM_WINDOW / 64 bit-ORed words. See :func:`_repeated_rows`."""
+    item = F.coalesce(F.col("itemInSession").cast("long"), F.lit(-1).cast("long"))
+    slot = F.pmod(item, F.lit(ITEM_WINDOW).cast("long"))
+    bit = F.expr("shiftleft(1L, cast(pmod(coalesce(cast(itemInSession as bigint), -1L), 64) as int))")
+    word = F.shiftright(slot, 6)
+    return [F.min(F.when(valid, item)).alias("_item_min"),
+            F.max(F.when(valid, item)).alias("_item_max"),
+            *[F.bit_or(F.when(valid & (word == k), bit)).alias(f"_item_bits{k}")
+              for k in range(ITEM_WINDOW // 64)]]
+
+
+def _repeated_rows() -> Column:
+    """User rows of a group that the bitmap cannot vouch for: those that repeat another's
+    item number (events minus distinct items), or all of them when the items span
+    ITEM_WINDOW or more (the bitmap would wrap). 0 means every item is distinct."""
+    c = F.col
+    distinct = sum((F.bit_count(F.coalesce(c(f"_item_bits{k}"), F.lit(0).cast("long")))
+                    for k in range(ITEM_WINDOW // 64)), F.lit(0))
+    span = c("_item_max") - c("_item_min")
+    return (F.when(c("_kind") != "user", F.lit(0))
+            .when(span >= ITEM_WINDOW, c("p_events"))
+            .otherwise(c("p_events") - distinct))
 
 
 def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...]) -> DataFrame:
     """Session-day partial rows straight from the parsed rows, with what the quality
     summary and the quarantine need: ``_kind`` (user / hidden / bad), ``_reason`` and
-    ``_line`` (bad rows, grouped by their text) and ``p_dups`` (user rows in the group
-    that repeat another's (ts, itemInSession): 0 in a log without duplicates).
+    ``_line`` (bad rows, grouped by their text) and ``p_repeats`` (user rows the pass
+    cannot vouch for as distinct: 0 in a log without duplicates).
 
     Every key and aggregate reads the parsed columns directly (no per-column staging).
-    The two sets (artists, event ids) make this Spark's object hash aggregation, which
-    is not code-generated: it costs about twice the parse (see benchmarks/RESULTS.md)."""
+    The duplicate check is fixed-width numeric state (:func:`_item_repeat_aggregates`);
+    the artist set is the one set-valued aggregate, which makes this Spark's object hash
+    aggregation (not code-generated; see benchmarks/RESULTS.md)."""
     from sparkify.features import partial_aggregates, partial_key_columns
 
     c = F.col
@@ -570,15 +608,16 @@ def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...]) -> DataFrame:
               .when(missing, F.lit("missing required field (ts, auth, userId, sessionId or page)")))
     line = F.when(corrupt, c(CORRUPT_COLUMN)).when(
         missing, F.to_json(F.struct(*[c(n) for n in RAW_COLUMNS])))
-    # An exact duplicate repeats its line, so its (ts, itemInSession) too: a group whose
-    # event ids are all distinct has no duplicate. A repeated id only makes the loader
-    # fall back to the exact, fingerprint-based de-duplication of load_events.
-    event_id = F.shiftleft(c("ts"), 20) + F.coalesce(c("itemInSession"), F.lit(-1))
-    ids = F.collect_set(F.when(is_user & ~corrupt & ~missing, event_id)).alias("_ids")
+    # An exact duplicate repeats its line, so its session and itemInSession too, and lands
+    # in the same group. eventsim numbers a session's events 0, 1, 2, ...: a group whose
+    # item numbers are all distinct has no duplicate. A repeated (or unverifiable) item
+    # only makes the loader fall back to the exact, fingerprint-based de-duplication of
+    # load_events; it is never counted as a duplicate on this evidence.
+    checks = _item_repeat_aggregates(is_user & ~corrupt & ~missing)
     parts = raw.groupBy(kind.alias("_kind"), *partial_key_columns(splits),
-                        reason.alias("_reason"), line.alias("_line")).agg(*partial_aggregates(), ids)
-    dups = F.when(c("_kind") == "user", c("p_events") - F.size("_ids")).otherwise(F.lit(0))
-    return parts.withColumn("p_dups", dups).drop("_ids")
+                        reason.alias("_reason"), line.alias("_line")).agg(*partial_aggregates(), *checks)
+    return parts.withColumn("p_repeats", _repeated_rows()).drop(
+        *[name for name in parts.columns if name.startswith("_item_")])
 
 
 def load_log(
@@ -601,10 +640,11 @@ def load_log(
     From raw JSON, the parse, the row classification, the quality counts, the duplicate
     check and the per-(user, session, day) aggregation are one job: rows are partially
     aggregated on each partition, so what moves is one row per session-day (with its
-    artist hashes and event ids). Malformed lines are kept (grouped by their text, with
-    a count) for the quarantine. If any user event repeats another's (ts,
-    itemInSession), the rows are rebuilt from exactly de-duplicated events
-    (:func:`load_events`), so a duplicate never counts twice. A Parquet directory from
+    artist hashes). Malformed lines are kept (grouped by their text, with a count) for
+    the quarantine. If any user event repeats another's itemInSession within a
+    session-day (or a group's items span too far to check), the rows are rebuilt from
+    exactly de-duplicated events (:func:`load_events`; ``rebuilt_from_events`` is then
+    True), so a duplicate never counts twice. A Parquet directory from
     :func:`ingest` is aggregated from its events.
     Raises as :func:`load_events` does.
     """
@@ -622,17 +662,17 @@ def load_log(
 
     parts = _one_pass_partials(read_raw(spark, source), splits).persist(storage_level)
     try:
-        quality = _quality_from_partials(parts, source)   # the single parse pass happens here
+        quality, repeats = _quality_from_partials(parts, source)   # the single parse pass
     except BaseException:
         parts.unpersist()
         raise
-    if quality.duplicates:
+    if repeats:
         parts.unpersist()
         events = load_events(spark, source, quarantine_path, storage_level=storage_level)
         days = session_day_partials(events.events, splits)
         days.df = days.df.persist(storage_level)
         return LoadedLog(days=days, quality=events.quality, source=source, _frames=[days.df],
-                         _events=events)
+                         _events=events, rebuilt_from_events=True)
     from sparkify.features import SessionDays
 
     days = SessionDays(df=parts.filter(F.col("_kind") == "user").select(*PARTIAL_KEYS, *PARTIAL_VALUES),

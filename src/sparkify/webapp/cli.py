@@ -2,7 +2,7 @@
 
 ``sparkify serve --model DIR [--scores FILE] [--host 127.0.0.1] [--port 8001] [--workers N] [--threads N]``
 
-Runs under gunicorn (pre-fork, one worker per core) or waitress; see :mod:`sparkify.webapp.server`.
+Runs under granian (one worker process per core) or waitress; see :mod:`sparkify.webapp.server`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from pathlib import Path
 
 from sparkify.config import DEFAULT_HOST, DEFAULT_MODEL_DIR, DEFAULT_PORT
 
+DEFAULT_THREADS = 2
+
 
 def configure_serve(parser: argparse.ArgumentParser) -> None:
     """Add the ``serve`` options to ``parser``."""
@@ -24,10 +26,11 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
                              "(default: <model>/scores.csv when present; re-read when it changes)")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
-    parser.add_argument("--threads", type=int, default=8,
-                        help="threads per worker process (default: 8)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help=f"Python threads per worker process (default: {DEFAULT_THREADS}; "
+                             "connections are handled natively, so a few threads keep a core busy)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes (default: one per core, at most 4, under gunicorn; "
+                        help="worker processes (default: one per core, at most 4, under granian; "
                              "1 = a single waitress process, the only choice on Windows)")
 
 

@@ -1,17 +1,21 @@
 """Run the WSGI app under a production server.
 
-* ``workers > 1`` (the default on Linux/macOS: one per core, at most 4): gunicorn, pre-fork.
-  The model is loaded once in the parent and the app is shared with every worker process
-  by fork, so the workers score in parallel (one Python process is bound to one core by
-  its GIL). Each worker runs ``threads`` threads and keeps connections alive.
-* ``workers == 1``, or where gunicorn is not available (Windows): waitress, one process
-  with ``threads`` threads.
+* ``workers > 1`` (the default on Linux/macOS: one per core, at most 4): granian, whose
+  HTTP handling is native (Rust) code, so a worker's CPU goes to the app rather than to
+  parsing requests. Each worker process runs ``threads`` Python threads (one Python
+  process is bound to one core by its GIL, so the workers score in parallel). Where
+  processes start by fork (Linux), the model loaded in the parent is shared with every
+  worker; elsewhere each worker loads it again from the model directory.
+* ``workers == 1``, or where granian cannot run several workers (Windows): waitress, one
+  process with ``threads`` threads.
 
 :func:`serve` blocks until Ctrl+C / SIGTERM and returns a process exit code.
 """
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -20,24 +24,27 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-KEEPALIVE_SECONDS = 5
-REQUEST_TIMEOUT_SECONDS = 60
 MAX_DEFAULT_WORKERS = 4
+HEADER_READ_TIMEOUT_MS = 30_000
+
+#: The app the parent process built, inherited by forked workers (see :func:`_load_app`).
+_PRELOADED: Callable | None = None
 
 
-def gunicorn_available() -> bool:
+def granian_available() -> bool:
+    """True where granian can run several worker processes (not on Windows)."""
     if os.name != "posix":
         return False
     try:
-        import gunicorn  # noqa: F401
+        import granian  # noqa: F401
     except ImportError:
         return False
     return True
 
 
 def default_workers() -> int:
-    """One worker process per core (at most 4) where gunicorn runs, else 1."""
-    if not gunicorn_available():
+    """One worker process per core (at most 4) where granian runs, else 1."""
+    if not granian_available():
         return 1
     return max(1, min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1))
 
@@ -69,8 +76,8 @@ def serve(app: Callable, host: str, port: int, *, workers: int, threads: int,
     if problem:
         print(f"sparkify serve: error: cannot listen on {host}:{port}: {problem}", file=sys.stderr)
         return 2
-    if workers > 1 and gunicorn_available():
-        return _serve_gunicorn(app, host, port, workers, threads, banner)
+    if workers > 1 and granian_available():
+        return _serve_granian(app, host, port, workers, threads, banner)
     return _serve_waitress(app, host, port, threads, banner)
 
 
@@ -101,41 +108,50 @@ def _serve_waitress(app: Callable, host: str, port: int, threads: int, banner: s
     return 0
 
 
-def _serve_gunicorn(app: Callable, host: str, port: int, workers: int, threads: int,
-                    banner: str) -> int:
-    from gunicorn.app.base import BaseApplication
+def _load_app(target: str) -> Callable:
+    """Granian's loader, called in each worker: the parent's app when the worker was
+    forked from it, else the app rebuilt from ``target`` (JSON: model dir, scores path)."""
+    if _PRELOADED is not None:
+        return _PRELOADED
+    from sparkify.webapp import create_app
 
-    def when_ready(server: Any) -> None:
-        bound = server.LISTENERS[0].sock.getsockname()[1] if server.LISTENERS else port
-        print(f"Sparkify churn app: {_url(host, bound)}  ({banner}gunicorn, {workers} processes x "
-              f"{threads} threads; Ctrl+C to stop)", flush=True)
+    where = json.loads(target)
+    return create_app(where["model"], scores_path=where["scores"])
 
-    options = {
-        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-        "workers": workers,
-        "worker_class": "gthread",
-        "threads": threads,
-        "keepalive": KEEPALIVE_SECONDS,
-        "timeout": REQUEST_TIMEOUT_SECONDS,
-        "graceful_timeout": 10,
-        "preload_app": True,
-        "accesslog": None,
-        "errorlog": "-",
-        "loglevel": "warning",
-        "proc_name": "sparkify-serve",
-        "when_ready": when_ready,
-    }
 
-    class _Gunicorn(BaseApplication):
-        def load_config(self) -> None:
-            for key, value in options.items():
-                self.cfg.set(key, value)
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
-        def load(self) -> Callable:
-            return app
 
+def _serve_granian(app: Callable, host: str, port: int, workers: int, threads: int,
+                   banner: str) -> int:
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+
+    global _PRELOADED
+    _PRELOADED = app
+    bundle = getattr(app, "extensions", {}).get("sparkify")
+    scores = getattr(app, "extensions", {}).get("sparkify_scores")
+    target = json.dumps({"model": str(getattr(bundle, "model_dir", "") or ""),
+                         "scores": str(getattr(scores, "path", "") or "") or None})
+    if port == 0:
+        port = _free_port(host)
+    server = Granian(
+        target, address=host, port=port, interface=Interfaces.WSGI, workers=workers,
+        blocking_threads=threads, http=HTTPModes.http1, websockets=False,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS, keep_alive=True),
+        log_enabled=True, log_level=LogLevels.warning, log_access=False,
+        respawn_failed_workers=True,
+    )
+    print(f"Sparkify churn app: {_url(host, port)}  ({banner}granian, {workers} processes x "
+          f"{threads} threads; Ctrl+C to stop)", flush=True)
     try:
-        _Gunicorn().run()  # exits the process itself on a fatal error (e.g. HaltServer)
+        server.serve(target_loader=_load_app)
     except KeyboardInterrupt:
         pass
     return 0
