@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sparkify.webapp.cli import DEFAULT_THREADS
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "benchmarks" / "out"
 
@@ -304,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=3000, help="in-process timed calls (default 3000)")
     parser.add_argument("--requests", type=int, default=5000, help="HTTP requests per run (default 5000)")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent keep-alive connections (default 16)")
-    parser.add_argument("--threads", type=int, default=8, help="server threads per worker (default 8)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help=f"server threads per worker (default {DEFAULT_THREADS}, as sparkify serve)")
     parser.add_argument("--workers", type=int, default=None,
                         help="server worker processes (default: sparkify serve's own, one per core)")
     parser.add_argument("--repeat", type=int, default=3,

@@ -653,3 +653,21 @@ def test_no_input_produces_a_500(client, bundle):
         assert client.get(url).status_code < 500, url
     assert client.post("/go", data=b"%s=%%FF\xff" % name.encode(),
                        content_type="application/x-www-form-urlencoded").status_code < 500
+
+
+@pytest.mark.parametrize("raw", [
+    0, 1, 2.5, -1, -0.5, 10**6, 1e300, 2**53, 2**53 + 1, 10**400, True, False,
+    float("nan"), float("inf"), float("-inf"), "3", " 4.5 ", "", "abc", None, [1], {"a": 1},
+])
+def test_numeric_fast_path_agrees_with_the_full_parse(bundle, raw):
+    """JSON numbers take a shortcut in validate_record; it must accept and reject exactly
+    what the full parse does, with the same value or message."""
+    from sparkify.webapp.validation import _parse_numeric, validate_record
+
+    spec = next(s for s in bundle.specs if s.numeric and s.lo == 0 and s.hi is not None)
+    record, errors = validate_record([spec], {spec.name: raw})
+    value, error = _parse_numeric(spec, raw)
+    assert errors.get(spec.name) == error
+    assert record.get(spec.name) == value
+    if value is not None:
+        assert type(record[spec.name]) is float

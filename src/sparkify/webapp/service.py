@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from sparkify.webapp.state import ModelBundle, _plain
-from sparkify.webapp.validation import OTHER_CATEGORY, is_unknown_category, out_of_training_range
+from sparkify.webapp.validation import OTHER_CATEGORY, range_notes
 
 DEFAULT_TOP_REASONS = 5
 
@@ -75,8 +75,7 @@ def predict(bundle: ModelBundle, records: Sequence[dict], reasons: bool = True,
             if found is None:
                 found = model.explain(record, top=top)
             item["reasons"] = [reason_dict(r) for r in found]
-        unknown = [s.name for s in specs if not s.numeric and is_unknown_category(s, record.get(s.name))]
-        outside = [s.name for s in specs if out_of_training_range(s, record.get(s.name))]
+        unknown, outside = range_notes(specs, record)
         if unknown:
             item["unknown_categories"] = unknown
         if outside:

@@ -16,6 +16,7 @@ text: an unseen category is accepted and the scorer handles it like Spark's
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,9 +47,22 @@ class FieldSpec:
     p99: float | None = None
     categories: tuple[str, ...] = field(default_factory=tuple)
     numeric: bool = field(init=False, repr=False, compare=False)  # kind == "numeric"
+    # The accepted and the training range with open ends as +-max float / +-inf, for
+    # comparisons without None checks on the per-request path.
+    accept_lo: float = field(init=False, repr=False, compare=False)
+    accept_hi: float = field(init=False, repr=False, compare=False)
+    seen_lo: float = field(init=False, repr=False, compare=False)
+    seen_hi: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "numeric", self.kind == "numeric")
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        put("numeric", self.kind == "numeric")
+        put("accept_lo", self.lo if self.lo is not None else -sys.float_info.max)
+        put("accept_hi", self.hi if self.hi is not None else sys.float_info.max)
+        put("seen_lo", self.train_min if self.train_min is not None else -math.inf)
+        put("seen_hi", self.train_max if self.train_max is not None else math.inf)
 
     def default_text(self) -> str:
         """The default rendered in the form (rounded medians, e.g. ``45.1``)."""
@@ -190,9 +204,16 @@ def validate_record(specs: Sequence[FieldSpec], raw: Mapping[str, Any]) -> tuple
     """
     record: dict[str, Any] = {}
     errors: dict[str, str] = {}
+    get = raw.get if isinstance(raw, Mapping) else _nothing
     for spec in specs:
-        raw_value = raw.get(spec.name) if isinstance(raw, Mapping) else None
+        raw_value = get(spec.name)
         if spec.numeric:
+            kind = type(raw_value)  # JSON numbers within the accepted range: no parsing
+            if kind is float or (kind is int and -_EXACT_INT <= raw_value <= _EXACT_INT):
+                value = float(raw_value)
+                if spec.accept_lo <= value <= spec.accept_hi:  # False for NaN and +-inf
+                    record[spec.name] = value
+                    continue
             value, error = _parse_numeric(spec, raw_value)
         else:
             value, error = _parse_categorical(spec, raw_value)
@@ -203,18 +224,21 @@ def validate_record(specs: Sequence[FieldSpec], raw: Mapping[str, Any]) -> tuple
     return record, errors
 
 
-def is_unknown_category(spec: FieldSpec, value: Any) -> bool:
-    """True when a categorical value was not seen in training."""
-    return (not spec.numeric) and bool(spec.categories) and str(value) not in spec.categories
+def _nothing(name: str) -> None:
+    return None
 
 
-def out_of_training_range(spec: FieldSpec, value: Any) -> bool:
-    """True when a numeric value is accepted but outside the training min..max."""
-    if not spec.numeric or value is None:
-        return False
-    low = spec.train_min if spec.train_min is not None else -math.inf
-    high = spec.train_max if spec.train_max is not None else math.inf
-    return not (low <= float(value) <= high)
+_EXACT_INT = 2**53
+
+
+def range_notes(specs: Sequence[FieldSpec], record: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """For a valid record: the categorical fields with a category not seen in training,
+    and the numeric fields outside the training min..max (both in spec order)."""
+    unknown = [s.name for s in specs if not s.numeric and s.categories
+               and str(record.get(s.name)) not in s.categories]
+    outside = [s.name for s in specs if s.numeric and (v := record.get(s.name)) is not None
+               and not s.seen_lo <= v <= s.seen_hi]
+    return unknown, outside
 
 
 def default_record(specs: Sequence[FieldSpec]) -> dict[str, Any]:
