@@ -37,6 +37,10 @@ def variant_frame(spark, path: str, name: str):
 
     if name == "scan":
         return spark.read.schema(StructType(RAW_FIELDS)).json(path)
+    if name == "scan12":
+        used = {"ts", "userId", "sessionId", "page", "auth", "level", "itemInSession", "location",
+                "userAgent", "registration", "gender", "artist"}
+        return spark.read.schema(StructType([f for f in RAW_FIELDS if f.name in used])).json(path)
     raw = read_raw(spark, path)
     if name == "numeric":
         return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
