@@ -41,6 +41,11 @@ def variant_frame(spark, path: str, name: str):
         used = {"ts", "userId", "sessionId", "page", "auth", "level", "itemInSession", "location",
                 "userAgent", "registration", "gender", "artist"}
         return spark.read.schema(StructType([f for f in RAW_FIELDS if f.name in used])).json(path)
+    if name == "text12":
+        used = {"ts", "userId", "sessionId", "page", "auth", "level", "itemInSession", "location",
+                "userAgent", "registration", "gender", "artist"}
+        schema = StructType([f for f in RAW_FIELDS if f.name in used])
+        return spark.read.text(path).select("value", F.from_json("value", schema).alias("e")).select("value", "e.*")
     raw = read_raw(spark, path)
     if name == "numeric":
         return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(

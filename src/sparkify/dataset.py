@@ -574,15 +574,18 @@ def _item_repeat_aggregates(valid: Column) -> list[Column]:
 
 
 def _repeated_rows() -> Column:
-    """User rows of a group that the bitmap cannot vouch for: those that repeat another's
+    """User rows of a group that the pass cannot vouch for: those that repeat another's
     item number (events minus distinct items), or all of them when the items span
-    ITEM_WINDOW or more (the bitmap would wrap). 0 means every item is distinct."""
+    ITEM_WINDOW or more (the bitmap would wrap) or the group has so many events that a
+    packed page counter could overflow (features.MAX_PACKED_EVENTS). 0: all is exact."""
+    from sparkify.features import MAX_PACKED_EVENTS
+
     c = F.col
     distinct = sum((F.bit_count(F.coalesce(c(f"_item_bits{k}"), F.lit(0).cast("long")))
                     for k in range(ITEM_WINDOW // 64)), F.lit(0))
     span = c("_item_max") - c("_item_min")
     return (F.when(c("_kind") != "user", F.lit(0))
-            .when(span >= ITEM_WINDOW, c("p_events"))
+            .when((span >= ITEM_WINDOW) | (c("p_events") >= MAX_PACKED_EVENTS), c("p_events"))
             .otherwise(c("p_events") - distinct))
 
 
@@ -596,7 +599,7 @@ def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...]) -> DataFrame:
     The duplicate check is fixed-width numeric state (:func:`_item_repeat_aggregates`);
     the artist set is the one set-valued aggregate, which makes this Spark's object hash
     aggregation (not code-generated; see benchmarks/RESULTS.md)."""
-    from sparkify.features import partial_aggregates, partial_key_columns
+    from sparkify.features import partial_aggregates, partial_key_columns, unpack_page_counts
 
     c = F.col
     corrupt = c(CORRUPT_COLUMN).isNotNull()
@@ -615,9 +618,10 @@ def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...]) -> DataFrame:
     # load_events; it is never counted as a duplicate on this evidence.
     checks = _item_repeat_aggregates(is_user & ~corrupt & ~missing)
     parts = raw.groupBy(kind.alias("_kind"), *partial_key_columns(splits),
-                        reason.alias("_reason"), line.alias("_line")).agg(*partial_aggregates(), *checks)
-    return parts.withColumn("p_repeats", _repeated_rows()).drop(
-        *[name for name in parts.columns if name.startswith("_item_")])
+                        reason.alias("_reason"), line.alias("_line")).agg(
+        *partial_aggregates(packed=True), *checks)
+    parts = unpack_page_counts(parts).withColumn("p_repeats", _repeated_rows())
+    return parts.drop(*[name for name in parts.columns if name.startswith("_item_")])
 
 
 def load_log(

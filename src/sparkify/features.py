@@ -324,23 +324,46 @@ def partial_key_columns(splits: tuple[int, ...] = ()) -> list[Column]:
             *[c(a) for a in ATTRIBUTES]]
 
 
-def partial_aggregates(artists: bool = True) -> list[Column]:
-    """The aggregates of :data:`PARTIAL_VALUES` over the event rows of one key group:
-    event count, first/last ts, page counts, level changes, the order of the group's last
-    event (``p_order`` = ts * 2^20 + itemInSession, to find the latest attributes), the
-    first churn-event time (null if none) and the set of artist hashes played."""
+#: Page counters of a partial row, packed COUNTER_BITS bits each, COUNTERS_PER_WORD to a
+#: 64-bit sum: an event has one page, so one sum per word counts several pages (fewer
+#: aggregation buffers per event row). A row with MAX_PACKED_EVENTS events or more could
+#: carry one counter into the next; the one-pass loader then rebuilds its rows the exact
+#: way. The top 16 bits stay free, so the sum itself cannot overflow.
+COUNTER_BITS = 16
+COUNTERS_PER_WORD = 3
+MAX_PACKED_EVENTS = 1 << COUNTER_BITS
+LEVEL_CHANGE_PAGES = ("Submit Upgrade", "Submit Downgrade")
+
+
+def _page_counters() -> list[tuple[str, tuple[str, ...]]]:
+    """(partial column, pages it counts), the pages disjoint."""
+    return ([(f"p_{stem}", (page,)) for page, stem, _ in PAGE_FEATURES]
+            + [("p_level_changes", LEVEL_CHANGE_PAGES)])
+
+
+def _packed_words() -> list[list[tuple[str, tuple[str, ...]]]]:
+    counters = _page_counters()
+    return [counters[i:i + COUNTERS_PER_WORD] for i in range(0, len(counters), COUNTERS_PER_WORD)]
+
+
+def partial_aggregates(artists: bool = True, packed: bool = False) -> list[Column]:
+    """The aggregates of a partial row over the event rows of one key group: event count,
+    first/last ts, the page counters (``packed``: in a few words ``_pages0``, ...; see
+    :func:`unpack_page_counts`), the order of the group's last event (``p_order`` =
+    ts * 2^20 + itemInSession, to find the latest attributes), the first churn-event time
+    (null if none) and the set of artist hashes played."""
     c = F.col
     item = F.least(F.greatest(F.coalesce(c("itemInSession"), F.lit(0)), F.lit(0)), F.lit((1 << _ITEM_BITS) - 1))
-
-    def count(cond: Column) -> Column:
-        return F.sum(F.when(cond, 1).otherwise(0))
-
+    if not packed:
+        counters = [F.sum(F.when(c("page").isin(*pages), 1).otherwise(0)).alias(name)
+                    for name, pages in _page_counters()]
+    else:
+        counters = _packed_counter_sums()
     out = [
         F.count(F.lit(1)).alias("p_events"),
         F.min("ts").alias("p_start"),
         F.max("ts").alias("p_end"),
-        *[count(c("page") == page).alias(f"p_{stem}") for page, stem, _ in PAGE_FEATURES],
-        count(c("page").isin("Submit Upgrade", "Submit Downgrade")).alias("p_level_changes"),
+        *counters,
         F.max(F.shiftleft(c("ts"), _ITEM_BITS) + item).alias("p_order"),
         F.min(F.when(_is_churn_event(), c("ts"))).alias("p_churn_ms"),
     ]
@@ -348,6 +371,30 @@ def partial_aggregates(artists: bool = True) -> list[Column]:
         out.append(F.collect_set(F.when((c("page") == "NextSong") & c("artist").isNotNull(),
                                         F.xxhash64(c("artist")))).alias("p_artists"))
     return out
+
+
+def _packed_counter_sums() -> list[Column]:
+    c = F.col
+    words = []
+    for w, counters in enumerate(_packed_words()):
+        increment = None
+        for j, (_name, pages) in enumerate(counters):
+            cond = c("page").isin(*pages) if len(pages) > 1 else c("page") == pages[0]
+            value = F.lit(1 << (COUNTER_BITS * j)).cast("long")
+            increment = F.when(cond, value) if increment is None else increment.when(cond, value)
+        words.append(F.sum(increment.otherwise(F.lit(0).cast("long"))).alias(f"_pages{w}"))
+    return words
+
+
+def unpack_page_counts(df: DataFrame) -> DataFrame:
+    """``df`` with the packed words of :func:`partial_aggregates` replaced by one count
+    column per page counter (``p_songs``, ..., ``p_level_changes``), exact while the row
+    has fewer than MAX_PACKED_EVENTS events."""
+    mask = F.lit((1 << COUNTER_BITS) - 1).cast("long")
+    counts = {name: F.shiftright(F.col(f"_pages{w}"), COUNTER_BITS * j).bitwiseAND(mask)
+              for w, counters in enumerate(_packed_words()) for j, (name, _) in enumerate(counters)}
+    words = [f"_pages{w}" for w in range(len(_packed_words()))]
+    return df.withColumns(counts).drop(*words)
 
 
 @dataclass
