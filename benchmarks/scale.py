@@ -215,12 +215,15 @@ def _noop(df) -> None:
 
 
 def stage_scan(spark, raw: str) -> dict:
+    """The columns the one-pass loader parses (``PASS_SCHEMA`` without the corrupt-record
+    column), nothing else: the denominator of the 1.5x target."""
     from pyspark.sql.types import StructType
 
-    from sparkify.dataset import RAW_FIELDS
+    from sparkify.dataset import CORRUPT_COLUMN, PASS_SCHEMA
 
-    _noop(spark.read.schema(StructType(RAW_FIELDS)).json(raw))
-    return {"columns": len(RAW_FIELDS)}
+    fields = [f for f in PASS_SCHEMA.fields if f.name != CORRUPT_COLUMN]
+    _noop(spark.read.schema(StructType(fields)).json(raw))
+    return {"columns": len(fields)}
 
 
 def stage_features(spark, path: str) -> dict:
@@ -403,7 +406,7 @@ def render(results: dict[str, StageResult], data: dict, mach: dict, quality: dic
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     labels = {
-        "scan": "bare Spark scan of the raw JSON (loader's 18 columns, explicit schema)",
+        "scan": "bare Spark scan of the raw JSON (the one-pass loader's 13 columns, explicit schema)",
         "features_raw": "load + clean + features from raw JSON (ours)",
         "ingest": "ingest: clean raw JSON -> Parquet",
         "features_parquet": "load + features from Parquet (ours)",

@@ -241,3 +241,33 @@ def test_a_row_too_big_for_the_packed_page_counters_falls_back(spark, small_log,
         expected, _ = build_user_table(clean.events, LabelSpec())
         actual, _ = build_user_table(log.days, LabelSpec())
         assert_same_tables(expected, actual)
+
+
+def test_unread_fields_never_make_a_line_bad_and_a_line_missing_a_field_is_kept_whole(spark, small_log, tmp_path):
+    """The one pass parses only the fields Sparkify reads. A wrong type in another field
+    (status, song, ...) is accepted on both paths; a line missing userId is quarantined
+    with every field it has, exactly as the event path writes it."""
+    from sparkify.dataset import load_events, load_log
+
+    lines = small_log.read_text(encoding="utf-8").splitlines()
+    index = next(i for i, line in enumerate(lines) if '"page":"NextSong"' in line)
+    odd = dict(json.loads(lines[index]), status="two hundred", song={"title": ["a", 1]})
+    lines[index] = json.dumps(odd)
+    missing = dict(json.loads(lines[index + 1]), song="Kept Song", firstName="Kept")
+    del missing["userId"]
+    path = tmp_path / "fields.json"
+    path.write_text("\n".join(lines + [json.dumps(missing)]) + "\n", encoding="utf-8")
+    with load_events(spark, path, quarantine_path=tmp_path / "q-events") as events, \
+            load_log(spark, path, quarantine_path=tmp_path / "q-log") as log:
+        a, b = events.quality.to_dict(), log.quality.to_dict()
+        for key in ("quarantine_path",):
+            a.pop(key), b.pop(key)
+        assert a == b and log.quality.quarantined == 1 and not log.rebuilt_from_events
+
+        def written(folder):
+            return [json.loads(line) for f in sorted(folder.glob("part-*")) for line in f.read_text().splitlines()]
+
+        from_log, from_events = written(tmp_path / "q-log"), written(tmp_path / "q-events")
+        assert from_log == from_events and len(from_log) == 1
+        kept = json.loads(from_log[0]["line"])
+        assert kept["song"] == "Kept Song" and kept["firstName"] == "Kept" and "userId" not in kept
