@@ -72,11 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log", help="a raw JSON event log")
     parser.add_argument("--variants", default="scan,numeric,exact,scan")
+    parser.add_argument("--java-options", default="", help="extra driver JVM options (e.g. a GC)")
     args = parser.parse_args(argv)
 
     from sparkify.spark import get_spark
 
-    spark = get_spark(app_name="sparkify-loader-variants")
+    extra = {"spark.driver.extraJavaOptions": f"-Duser.timezone=UTC {args.java_options}"} if args.java_options else None
+    spark = get_spark(app_name="sparkify-loader-variants", extra_conf=extra)
     try:
         for name in args.variants.split(","):
             df = variant_frame(spark, args.log, name.strip())
