@@ -5,12 +5,17 @@
 Runs variants of the loader's single aggregation over the raw JSON ``LOG`` and prints wall
 and JVM CPU seconds for each (every result ends in ``write.format("noop")``):
 
-* ``scan``: the bare parse (18 columns, explicit schema);
+* ``scan``: the bare parse (18 columns, explicit schema); ``scan12``: only the 12 columns
+  the features read; ``text12``: the lines read as text, then ``from_json`` on those 12;
 * ``numeric``: the pass's keys and numeric aggregates only (no artist set, no duplicate
-  check): Spark's code-generated hash aggregation;
-* ``exact``: the pass as ``sparkify.dataset.load_log`` runs it (artist set and event-id
-  set: Spark's object hash aggregation), without the quality job and the features.
+  check): Spark's code-generated hash aggregation; ``numeric_bitmap``: plus the item
+  bitmap of the duplicate check;
+* ``artists``: numeric plus the artist set (Spark's object hash aggregation);
+  ``bitmap``: artists plus the item bitmap;
+* ``exact``: the pass as ``sparkify.dataset.load_log`` runs it, without the quality job
+  and the features.
 
+``--java-options`` adds driver JVM options (e.g. ``-XX:+UseParallelGC``).
 Each variant runs once, in the order given; put ``scan`` first and again last to see how
 much the machine's speed drifted.
 """
@@ -47,11 +52,13 @@ def variant_frame(spark, path: str, name: str):
         schema = StructType([f for f in RAW_FIELDS if f.name in used])
         return spark.read.text(path).select("value", F.from_json("value", schema).alias("e")).select("value", "e.*")
     raw = read_raw(spark, path)
+    if name == "exact":
+        from sparkify.dataset import PASS_SCHEMA
+
+        return _one_pass_partials(read_raw(spark, path, PASS_SCHEMA), ())
     if name == "numeric":
         return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
             *partial_aggregates(artists=False))
-    if name == "exact":
-        return _one_pass_partials(raw, ())
     if name == "artists":
         return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
             *partial_aggregates(artists=True))
