@@ -63,16 +63,11 @@ def variant_frame(spark, path: str, name: str):
         return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
             *partial_aggregates(artists=True))
     if name in ("bitmap", "numeric_bitmap"):
-        item = F.coalesce(F.col("itemInSession"), F.lit(-1)).cast("long")
-        slot = F.pmod(item, F.lit(512))
-        slot = F.expr("pmod(coalesce(cast(itemInSession as bigint), -1L), 512)")
-        bit = F.expr("shiftleft(1L, cast(pmod(coalesce(cast(itemInSession as bigint), -1L), 64) as int))")
-        words = [F.bit_or(F.when(F.shiftright(slot, 6) == k, bit).otherwise(F.lit(0).cast("long"))).alias(f"_w{k}")
-                 for k in range(8)]
+        from sparkify.dataset import _item_repeat_aggregates
+
         return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
-            *partial_aggregates(artists=name == "bitmap"), F.min(item).alias("_imin"), F.max(item).alias("_imax"),
-            *words)
-    raise SystemExit(f"unknown variant {name!r}: use scan, numeric, artists, bitmap, numeric_bitmap or exact")
+            *partial_aggregates(artists=name == "bitmap"), *_item_repeat_aggregates(F.lit(True)))
+    raise SystemExit(f"unknown variant {name!r}: use scan, scan12, text12, numeric, numeric_bitmap, artists, bitmap or exact")
 
 
 def main(argv: list[str] | None = None) -> int:
