@@ -485,8 +485,9 @@ class LoadedLog:
     _frames: list[DataFrame] = field(default_factory=list, repr=False)
     _events: LoadedEvents | None = field(default=None, repr=False)
     _bad: DataFrame | None = field(default=None, repr=False)   # malformed lines, grouped
-    #: True when the one pass saw a repeated item number (a possible duplicate) and the
-    #: rows were rebuilt from exactly de-duplicated events (:func:`load_events`).
+    #: True when the one pass could not vouch for some rows (a repeated item number, i.e.
+    #: a possible duplicate, or a row too wide to check) and the rows were rebuilt from
+    #: exactly de-duplicated events (:func:`load_events`).
     rebuilt_from_events: bool = False
 
     def days_for(self, spec: Any) -> Any:
@@ -570,11 +571,12 @@ ITEM_WINDOW = 512
 
 def _item_repeat_aggregates(valid: Column) -> list[Column]:
     """Aggregates that show whether a group's ``itemInSession`` values are all distinct,
-    with fixed-width numeric state (so the pass stays in Spark's code-generated hash
-    aggregation): their min and max and a bitmap of (item mod :data:`ITEM_WINDOW`) as
-    ITEM_WINDOW / 64 bit-ORed words. See :func:`_repeated_rows`."""
+    with fixed-width numeric state (no set of ids: a few long buffers per row): their min
+    and max and a bitmap of (item mod :data:`ITEM_WINDOW`) as ITEM_WINDOW / 64 bit-ORed
+    words. See :func:`_repeated_rows`."""
     item = F.coalesce(F.col("itemInSession").cast("long"), F.lit(-1).cast("long"))
     slot = F.pmod(item, F.lit(ITEM_WINDOW).cast("long"))
+    # SQL form: PySpark's shiftleft takes only a constant shift
     bit = F.expr("shiftleft(1L, cast(pmod(coalesce(cast(itemInSession as bigint), -1L), 64) as int))")
     word = F.shiftright(slot, 6)
     return [F.min(F.when(valid, item)).alias("_item_min"),
