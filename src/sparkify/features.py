@@ -379,7 +379,7 @@ def _packed_counter_sums() -> list[Column]:
     for w, counters in enumerate(_packed_words()):
         increment = None
         for j, (_name, pages) in enumerate(counters):
-            cond = c("page").isin(*pages) if len(pages) > 1 else c("page") == pages[0]
+            cond = c("page").isin(*pages)
             value = F.lit(1 << (COUNTER_BITS * j)).cast("long")
             increment = F.when(cond, value) if increment is None else increment.when(cond, value)
         words.append(F.sum(increment.otherwise(F.lit(0).cast("long"))).alias(f"_pages{w}"))
