@@ -498,6 +498,9 @@ def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neut
     if drop_cancel:
         p = p.filter(~c("cancel_rel"))
     paid = c("level") == "paid"
+    # Numeric aggregates per session, then per user (Spark's code-generated hash
+    # aggregation); the set-valued ones (artists, days, latest attributes) per user straight
+    # from the partial rows, one aggregation instead of one per level.
     sessions = p.groupBy("userId", "sessionId").agg(
         F.min("p_start").alias("s_start"),
         F.max("p_end").alias("s_end"),
@@ -506,12 +509,8 @@ def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neut
         F.sum(F.when(c("p_start") >= F.lit(recent_ms), c("p_songs")).otherwise(0)).alias("s_recent_songs"),
         F.sum(F.when(paid, c("p_songs")).otherwise(0)).alias("s_paid_songs"),
         F.sum("p_level_changes").alias("s_level_changes"),
-        F.array_distinct(F.flatten(F.collect_list("p_artists"))).alias("s_artists"),
-        F.collect_set("day").alias("s_days"),
-        F.max("p_order").alias("s_order"),
-        F.max_by(F.struct(*ATTRIBUTES), c("p_order")).alias("s_last"),
     )
-    users = sessions.groupBy("userId").agg(
+    counts = sessions.groupBy("userId").agg(
         F.count(F.lit(1)).alias("n_sessions"),
         F.min("s_start").alias("first_ms"),
         F.max("s_end").alias("last_ms"),
@@ -521,10 +520,13 @@ def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neut
         F.sum("s_recent_songs").alias("songs_last_14d"),
         F.sum("s_paid_songs").alias("paid_songs"),
         F.sum("s_level_changes").alias("n_level_changes"),
-        F.size(F.array_distinct(F.flatten(F.collect_list("s_artists")))).alias("distinct_artists"),
-        F.size(F.array_distinct(F.flatten(F.collect_list("s_days")))).alias("active_days"),
-        F.max_by("s_last", c("s_order")).alias("last"),
     )
+    sets = p.groupBy("userId").agg(
+        F.size(F.array_distinct(F.flatten(F.collect_list("p_artists")))).alias("distinct_artists"),
+        F.size(F.collect_set("day")).alias("active_days"),
+        F.max_by(F.struct(*ATTRIBUTES), c("p_order")).alias("last"),
+    )
+    users = counts.join(sets, "userId")
 
     def ratio(num: Column, den: Column) -> Column:
         return F.when(den > 0, num.cast("double") / den).otherwise(F.lit(0.0))
