@@ -233,21 +233,27 @@ def test_no_table_falls_back_to_unwinding(monkeypatch):
                                rtol=0, atol=1e-12)
 
 
-def test_fast_path_equals_unwinding_on_trained_model(trained_model):
-    """The trained model directory (SPARKIFY_TEST_MODEL or the session's): when it is a forest,
-    the served explanation path equals the reference on its own training rows."""
+def test_fast_path_equals_unwinding_on_trained_models(trained_model, spark, base):
+    """The served explanation path equals the reference on a model's own training rows:
+    always on a Spark-fitted forest with categorical splits, and on the session's trained
+    model (SPARKIFY_TEST_MODEL or the small log's) when it is a forest (which family wins
+    on the small log varies)."""
     import pandas as pd
 
-    model = load_model(trained_model)
-    if model._paths is None:
-        pytest.skip(f"{model.model_type} is not a tree ensemble")
-    forest = model.scorer.classifier.forest
-    names = [f["name"] for f in model.features]
-    frame = pd.read_parquet(trained_model / "features.parquet")[names].dropna().head(100)
-    X = model.scorer.features(model._columns(frame)[0])
-    for x in X:
-        np.testing.assert_allclose(tree_shap(forest, model._paths, x),
-                                   tree_shap_unwound(forest, model._paths, x), rtol=0, atol=1e-12)
+    directories = [fx.fitted(spark, base, "rf_cat").model_dir]
+    if load_model(trained_model)._paths is not None:
+        directories.append(trained_model)
+    for directory in directories:
+        model = load_model(directory)
+        assert model._paths is not None, directory
+        forest = model.scorer.classifier.forest
+        names = [f["name"] for f in model.features]
+        frame = pd.read_parquet(directory / "features.parquet")[names].dropna().head(100)
+        X = model.scorer.features(model._columns(frame)[0])
+        assert len(X) >= 50
+        for x in X:
+            np.testing.assert_allclose(tree_shap(forest, model._paths, x),
+                                       tree_shap_unwound(forest, model._paths, x), rtol=0, atol=1e-12)
 
 
 def test_linear_contributions_sum_to_margin_difference():
