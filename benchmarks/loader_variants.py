@@ -12,13 +12,13 @@ and JVM CPU seconds for each (every result ends in ``write.format("noop")``):
   bitmap of the duplicate check;
 * ``artists``: numeric plus the artist set (Spark's object hash aggregation);
   ``bitmap``: artists plus the item bitmap;
-* ``exact``: the pass as ``sparkify.dataset.load_log`` runs it, without the quality job
-  and the features;
+* ``pass``: the pass as ``sparkify.dataset.load_log`` runs it, without the quality job
+  and the features; ``exact``: the same with the opt-in artist sets;
 * ``pipeline``: what ``benchmarks/scale.py``'s ``features_raw`` stage times (``load_log``
-  + ``build_user_table``); ``pipeline_no_artists``: the same with the artist set left out
-  of the pass (every user's distinct-artist count becomes 0): what the exact count costs;
-* ``scan13``: the bare parse of the columns the pass reads (the denominator of the 1.5x
-  target in ``benchmarks/scale.py``).
+  + ``build_user_table``); ``pipeline_artists``: the same with the opt-in artist features
+  (``features_raw_artists``): what the exact distinct-artist count costs;
+* ``scan12`` / ``scan13``: the bare parse of the columns the pass reads without / with
+  the artist features (the denominators in ``benchmarks/scale.py``).
 
 ``--java-options`` adds driver JVM options (e.g. ``-XX:+UseParallelGC``).
 Each variant runs once, in the order given; put ``scan`` first and again last to see how
@@ -47,24 +47,22 @@ def variant_frame(spark, path: str, name: str):
 
     if name == "scan":
         return spark.read.schema(StructType(RAW_FIELDS)).json(path)
-    if name == "scan13":
-        from sparkify.dataset import CORRUPT_COLUMN, PASS_SCHEMA
+    if name in ("scan12", "scan13"):
+        from sparkify.dataset import CORRUPT_COLUMN, pass_schema
 
-        return spark.read.schema(StructType([f for f in PASS_SCHEMA.fields if f.name != CORRUPT_COLUMN])).json(path)
-    if name == "scan12":
-        used = {"ts", "userId", "sessionId", "page", "auth", "level", "itemInSession", "location",
-                "userAgent", "registration", "gender", "artist"}
-        return spark.read.schema(StructType([f for f in RAW_FIELDS if f.name in used])).json(path)
+        fields = [f for f in pass_schema(artists=name == "scan13").fields if f.name != CORRUPT_COLUMN]
+        return spark.read.schema(StructType(fields)).json(path)
     if name == "text12":
         used = {"ts", "userId", "sessionId", "page", "auth", "level", "itemInSession", "location",
                 "userAgent", "registration", "gender", "artist"}
         schema = StructType([f for f in RAW_FIELDS if f.name in used])
         return spark.read.text(path).select("value", F.from_json("value", schema).alias("e")).select("value", "e.*")
     raw = read_raw(spark, path)
-    if name == "exact":
-        from sparkify.dataset import PASS_SCHEMA
+    if name in ("pass", "exact"):
+        from sparkify.dataset import pass_schema
 
-        return _one_pass_partials(read_raw(spark, path, PASS_SCHEMA), ())
+        artists = name == "exact"
+        return _one_pass_partials(read_raw(spark, path, pass_schema(artists)), (), artists)
     if name == "numeric":
         return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
             *partial_aggregates(artists=False))
@@ -77,28 +75,18 @@ def variant_frame(spark, path: str, name: str):
         return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
             *partial_aggregates(artists=name == "bitmap"), *_item_repeat_aggregates(F.lit(True)))
     raise SystemExit(f"unknown variant {name!r}: use scan, scan12, scan13, text12, numeric, numeric_bitmap, "
-                     "artists, bitmap, exact, pipeline or pipeline_no_artists")
+                     "artists, bitmap, pass, exact, pipeline or pipeline_artists")
 
 
-def run_pipeline(spark, path: str, artists: bool = True) -> None:
-    """load_log + build_user_table, the table written to the noop sink. ``artists=False``
-    swaps the pass's artist set for an empty array (a measurement, not a product mode)."""
-    import sparkify.features as features
-    from pyspark.sql import functions as F
-
+def run_pipeline(spark, path: str, artists: bool = False) -> None:
+    """load_log + build_user_table (with the opt-in artist features if ``artists``), the
+    table written to the noop sink."""
     from sparkify.dataset import load_log
+    from sparkify.features import LabelSpec, build_user_table
 
-    real_aggregates, real_unpack = features.partial_aggregates, features.unpack_page_counts
-    if not artists:
-        features.partial_aggregates = lambda artists=True, packed=False: real_aggregates(False, packed)
-        features.unpack_page_counts = lambda df: real_unpack(df).withColumn(
-            "p_artists", F.array().cast("array<bigint>"))
-    try:
-        with load_log(spark, path) as loaded:
-            table, _ = features.build_user_table(loaded.days, features.LabelSpec())
-            table.write.format("noop").mode("overwrite").save()
-    finally:
-        features.partial_aggregates, features.unpack_page_counts = real_aggregates, real_unpack
+    with load_log(spark, path, artists=artists) as loaded:
+        table, _ = build_user_table(loaded.days, LabelSpec())
+        table.write.format("noop").mode("overwrite").save()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     spark = get_spark(app_name="sparkify-loader-variants", extra_conf=extra)
     try:
         for name in (n.strip() for n in args.variants.split(",")):
-            df = None if name in ("pipeline", "pipeline_no_artists") else variant_frame(spark, args.log, name)
+            df = None if name in ("pipeline", "pipeline_artists") else variant_frame(spark, args.log, name)
             t0, c0 = time.perf_counter(), jvm_cpu_seconds()
             if df is None:
-                run_pipeline(spark, args.log, artists=name == "pipeline")
+                run_pipeline(spark, args.log, artists=name == "pipeline_artists")
             else:
                 df.write.format("noop").mode("overwrite").save()
             print(f"{name:10s} {time.perf_counter() - t0:8.1f} s  {jvm_cpu_seconds() - c0:8.1f} CPU s",

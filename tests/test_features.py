@@ -101,8 +101,20 @@ def hand_events(spark):
 def window_table(hand_events):
     from sparkify.features import LabelSpec, build_user_table
 
-    table, spec = build_user_table(hand_events, LabelSpec(cutoff=T))
+    table, spec = build_user_table(hand_events, LabelSpec(cutoff=T), artists=True)
     return {r["userId"]: r.asDict() for r in table.collect()}, spec
+
+
+def test_artist_features_are_opt_in(hand_events, window_table):
+    """By default the table has every feature but the two artist ones, with the same values."""
+    from sparkify.features import ARTIST_FEATURES, FEATURE_NAMES, LabelSpec, build_user_table, feature_names
+
+    table, _ = build_user_table(hand_events, LabelSpec(cutoff=T))
+    assert table.columns == ["userId", *feature_names(), "churn"]
+    assert set(FEATURE_NAMES) - set(table.columns) == set(ARTIST_FEATURES)
+    with_artists = window_table[0]
+    for r in table.collect():
+        assert r.asDict() == {k: v for k, v in with_artists[r["userId"]].items() if k not in ARTIST_FEATURES}
 
 
 def test_window_population_and_labels(window_table):
@@ -208,13 +220,15 @@ def test_default_cutoff(hand_events):
     assert spec.cutoff == d(11, 5)
 
 
-def test_scoring_table_matches_training_features(hand_events):
-    from sparkify.features import FEATURE_NAMES, LabelSpec, build_scoring_table, build_user_table
+@pytest.mark.parametrize("artists", [False, True])
+def test_scoring_table_matches_training_features(hand_events, artists):
+    from sparkify.features import LabelSpec, build_scoring_table, build_user_table, feature_names
 
-    train, _ = build_user_table(hand_events, LabelSpec(cutoff=T))
-    score = build_scoring_table(hand_events, as_of=T)
-    assert score.columns == ["userId", *FEATURE_NAMES]
-    want = {r["userId"]: tuple(r) for r in train.select("userId", *FEATURE_NAMES).collect()}
+    names = feature_names(artists)
+    train, _ = build_user_table(hand_events, LabelSpec(cutoff=T), artists=artists)
+    score = build_scoring_table(hand_events, as_of=T, artists=artists)
+    assert score.columns == ["userId", *names]
+    want = {r["userId"]: tuple(r) for r in train.select("userId", *names).collect()}
     got = {r["userId"]: tuple(r) for r in score.collect()}
     assert got == want
     # default as_of = end of log: A, B and C have cancelled by then, only D remains
@@ -243,6 +257,13 @@ def test_feature_catalogue():
     assert all(f.categories for f in FEATURES if f.kind == "categorical")
     ever = {f.name for f in model_features("ever")}
     assert "days_since_last_activity" not in ever and "n_songs" in ever
+    from sparkify.features import ARTIST_FEATURES, uses_artists
+
+    assert not {f.name for f in model_features()} & set(ARTIST_FEATURES)
+    assert set(ARTIST_FEATURES) <= {f.name for f in model_features("ever", artists=True)}
+    assert len(model_features(artists=True)) == len(FEATURES)
+    assert uses_artists([f.name for f in model_features(artists=True)])
+    assert not uses_artists([f.name for f in model_features()])
 
 
 def known_user_agents() -> list[str]:
@@ -309,7 +330,7 @@ def test_small_log_table(small_loaded):
 
     from sparkify.features import FEATURE_NAMES, NUMERIC_FEATURES, LabelSpec, build_user_table
 
-    table, spec = build_user_table(small_loaded.events, LabelSpec())
+    table, spec = build_user_table(small_loaded.events, LabelSpec(), artists=True)
     table = table.cache()
     n = table.count()
     assert n > 50

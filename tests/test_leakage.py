@@ -22,6 +22,7 @@ UTC = timezone.utc
 def feature_rows(table) -> dict[str, tuple]:
     from sparkify.features import FEATURE_NAMES
 
+    assert set(FEATURE_NAMES) <= set(table.columns)     # every feature, the artist ones included
     return {r["userId"]: tuple(r[n] for n in FEATURE_NAMES) for r in table.collect()}
 
 
@@ -34,7 +35,7 @@ def assert_same_features(full: dict, cut: dict) -> None:
 def check_window(events, cutoff=None):
     from sparkify.features import LabelSpec, build_user_table
 
-    table, spec = build_user_table(events, LabelSpec(cutoff=cutoff))
+    table, spec = build_user_table(events, LabelSpec(cutoff=cutoff), artists=True)
     t_ms = int(spec.cutoff.timestamp() * 1000)
     before = events.filter(F.col("ts") < t_ms)
     after_users = {r[0] for r in events.filter(F.col("ts") >= t_ms).select("userId").distinct().collect()}
@@ -42,13 +43,13 @@ def check_window(events, cutoff=None):
     assert full and after_users & full.keys(), "no events after T for users of the table: vacuous test"
     labels = {r["userId"]: r["churn"] for r in table.select("userId", "churn").collect()}
     assert 1 in labels.values(), "no churner in the table: vacuous test"
-    cut_table, cut_spec = build_user_table(before, spec)
+    cut_table, cut_spec = build_user_table(before, spec, artists=True)
     assert cut_spec.cutoff == spec.cutoff
     assert_same_features(full, feature_rows(cut_table))
     # the same holds with an observation window
     spec_w = type(spec)(mode="window", cutoff=spec.cutoff, observation_days=14)
-    full_w, _ = build_user_table(events, spec_w)
-    cut_w, _ = build_user_table(before, spec_w)
+    full_w, _ = build_user_table(events, spec_w, artists=True)
+    cut_w, _ = build_user_table(before, spec_w, artists=True)
     assert_same_features(feature_rows(full_w), feature_rows(cut_w))
 
 
@@ -57,10 +58,10 @@ def check_ever(events):
 
     cancel = F.col("page").isin("Cancel", "Cancellation Confirmation") | (F.col("auth") == "Cancelled")
     assert events.filter(cancel).count() > 0, "no cancellation events: vacuous test"
-    table, spec = build_user_table(events, LabelSpec(mode="ever"))
+    table, spec = build_user_table(events, LabelSpec(mode="ever"), artists=True)
     without = events.filter(~cancel)
     # default (None) cutoff on purpose: its resolution must not depend on the cancellations
-    cut_table, cut_spec = build_user_table(without, LabelSpec(mode="ever"))
+    cut_table, cut_spec = build_user_table(without, LabelSpec(mode="ever"), artists=True)
     assert cut_spec.cutoff == spec.cutoff
     full = feature_rows(table)
     assert sum(r["churn"] for r in table.select("churn").collect()) > 0

@@ -80,3 +80,29 @@ def test_missing_model_is_a_clear_error(spark, tmp_path: Path):
 
     with pytest.raises(FileNotFoundError, match="no model at"):
         score_users(spark, tmp_path / "log.json", tmp_path / "nowhere")
+
+
+def test_a_model_with_the_artist_features_is_scored_with_them(spark, loaded, small_log, tmp_path):
+    """The opt-in artist features end to end: ``--artist-features`` reaches the config, the
+    model lists the features, and scoring builds them (the default model has neither)."""
+    import argparse
+
+    from sparkify.features import ARTIST_FEATURES
+    from sparkify.modeling.cli import configure_train, train_config_from_args
+    from sparkify.modeling.predict import score_users
+    from sparkify.modeling.train import TrainConfig, train
+
+    parser = argparse.ArgumentParser()
+    configure_train(parser)
+    plain = train_config_from_args(parser.parse_args(["log.json", "--model", "m"]))
+    opted = train_config_from_args(parser.parse_args(["log.json", "--model", "m", "--artist-features"]))
+    assert not plain.artist_features and opted.artist_features
+
+    model_dir = tmp_path / "artists"
+    train(spark, small_log, model_dir, TrainConfig.fast(models=("lr",), ceiling=False, verbose=False,
+                                                        artist_features=True))
+    listed = [f["name"] for f in json.loads((model_dir / "model.json").read_text())["features"]]
+    assert set(ARTIST_FEATURES) <= set(listed)
+    assert set(ARTIST_FEATURES) <= set(pd.read_parquet(model_dir / "features.parquet").columns)
+    scored = score_users(spark, loaded.events, model_dir).toPandas()
+    assert len(scored) > 0 and scored.probability.between(0, 1).all()

@@ -118,6 +118,25 @@ def test_days_for_rebuilds_when_a_cut_falls_inside_a_day(both):
     assert log.days_for(LabelSpec()) is log.days
 
 
+def test_artist_sets_equal_the_event_path(spark, both, messy_log):
+    """The opt-in artist features: the one pass with artist sets gives the table the event
+    path gives; rows loaded without them refuse to make it."""
+    from sparkify.dataset import load_log
+    from sparkify.features import ARTIST_FEATURES, LabelSpec, build_user_table
+
+    events, log, _ = both
+    assert not log.days.artists and "p_artists" not in log.days.df.columns
+    with pytest.raises(ValueError, match="artists=True"):
+        build_user_table(log.days, LabelSpec(), artists=True)
+    expected, _ = build_user_table(events.events, LabelSpec(), artists=True)
+    with load_log(spark, messy_log, artists=True) as with_artists:
+        assert with_artists.days.artists
+        actual, _ = build_user_table(with_artists.days, LabelSpec())
+        assert set(ARTIST_FEATURES) <= set(actual.columns)
+        assert actual.filter("distinct_artists > 0").count() > 0
+        assert_same_tables(expected, actual)
+
+
 def test_duplicates_are_counted_once(spark, small_log, tmp_path):
     from sparkify.dataset import load_events, load_log
     from sparkify.features import LabelSpec, build_user_table
@@ -126,10 +145,10 @@ def test_duplicates_are_counted_once(spark, small_log, tmp_path):
     songs = [line for line in lines if '"page":"NextSong"' in line]
     path = tmp_path / "dups.json"
     path.write_text("\n".join(lines + songs[:5] + songs[:1]) + "\n", encoding="utf-8")
-    with load_events(spark, small_log) as clean, load_log(spark, path) as log:
-        assert log.quality.duplicates == 6 and log.rebuilt_from_events
+    with load_events(spark, small_log) as clean, load_log(spark, path, artists=True) as log:
+        assert log.quality.duplicates == 6 and log.rebuilt_from_events and log.days.artists
         assert log.quality.user_rows == clean.quality.user_rows
-        expected, _ = build_user_table(clean.events, LabelSpec())
+        expected, _ = build_user_table(clean.events, LabelSpec(), artists=True)
         actual, _ = build_user_table(log.days, LabelSpec())
         assert_same_tables(expected, actual)
 

@@ -106,6 +106,14 @@ MISSING_REASON = "missing required field (ts, auth, userId, sessionId or page)"
 #: out of the schema lets the JSON parser skip them, about 15 % of the parse.
 PASS_SCHEMA = StructType([*[f for f in RAW_FIELDS if f.name in KEPT_COLUMNS],
                           StructField(CORRUPT_COLUMN, StringType())])
+#: The same without ``artist`` (text, so never a cause of a malformed line): what the pass
+#: parses unless the opt-in artist features are asked for.
+PASS_SCHEMA_NO_ARTIST = StructType([f for f in PASS_SCHEMA.fields if f.name != "artist"])
+
+
+def pass_schema(artists: bool = False) -> StructType:
+    """The schema the one-pass loader parses with (see :data:`PASS_SCHEMA`)."""
+    return PASS_SCHEMA if artists else PASS_SCHEMA_NO_ARTIST
 
 QUALITY_FILE = "_data_quality.json"       # inside an ingest directory (ignored by Parquet readers)
 QUARANTINE_DIR = "_quarantine"            # idem
@@ -505,7 +513,7 @@ class LoadedLog:
 
         if self._events is None:
             self._events = load_events(self.days.df.sparkSession, self.source)
-        days = session_day_partials(self._events.events, needed)
+        days = session_day_partials(self._events.events, needed, artists=self.days.artists)
         days.df = days.df.persist(StorageLevel.MEMORY_AND_DISK)
         self._frames.append(days.df)
         return days
@@ -601,16 +609,17 @@ def _repeated_rows() -> Column:
             .otherwise(c("p_events") - distinct))
 
 
-def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...]) -> DataFrame:
+def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...], artists: bool = False) -> DataFrame:
     """Session-day partial rows straight from the parsed rows, with what the quality
     summary and the quarantine need: ``_kind`` (user / hidden / bad), ``_reason`` and
     ``_line`` (bad rows, grouped by their text) and ``p_repeats`` (user rows the pass
     cannot vouch for as distinct: 0 in a log without duplicates).
 
     Every key and aggregate reads the parsed columns directly (no per-column staging).
-    The duplicate check is fixed-width numeric state (:func:`_item_repeat_aggregates`);
-    the artist set is the one set-valued aggregate, which makes this Spark's object hash
-    aggregation (not code-generated; see benchmarks/RESULTS.md)."""
+    The duplicate check is fixed-width numeric state (:func:`_item_repeat_aggregates`), so
+    the aggregation is Spark's code-generated one; ``artists`` adds the set of artists,
+    which makes it the object hash aggregation (not code-generated, about twice the cost;
+    see benchmarks/RESULTS.md)."""
     from sparkify.features import partial_aggregates, partial_key_columns, unpack_page_counts
 
     c = F.col
@@ -630,7 +639,7 @@ def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...]) -> DataFrame:
     checks = _item_repeat_aggregates(is_user & ~corrupt & ~missing)
     parts = raw.groupBy(kind.alias("_kind"), *partial_key_columns(splits),
                         reason.alias("_reason"), line.alias("_line")).agg(
-        *partial_aggregates(packed=True), *checks)
+        *partial_aggregates(artists=artists, packed=True), *checks)
     parts = unpack_page_counts(parts).withColumn("p_repeats", _repeated_rows())
     return parts.drop(*[name for name in parts.columns if name.startswith("_item_")])
 
@@ -641,6 +650,7 @@ def load_log(
     quarantine_path: str | Path | None = None,
     *,
     splits: tuple[int, ...] = (),
+    artists: bool = False,
     storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
 ) -> LoadedLog:
     """Load an event log straight into session-day partial rows: one JSON parse, no cache
@@ -648,22 +658,24 @@ def load_log(
 
     In:  ``path`` and ``quarantine_path`` as for :func:`load_events`; ``splits``: times
          (epoch ms) besides midnights UTC where features may be cut (e.g. an explicit
-         cutoff that is not at 00:00).
+         cutoff that is not at 00:00); ``artists``: carry each row's set of artists, for
+         the opt-in artist features (``sparkify.features.ARTIST_FEATURES``; about doubles
+         the cost of the pass).
     Out: :class:`LoadedLog`: ``days`` (:class:`sparkify.features.SessionDays`, persisted)
          and ``quality`` (:class:`DataQuality`, the same counts as :func:`load_events`).
 
     From raw JSON, the parse, the row classification, the quality counts, the duplicate
     check and the per-(user, session, day) aggregation are one job: rows are partially
-    aggregated on each partition, so what moves is one row per session-day (with its
-    artist hashes). Malformed lines are kept (grouped by their text, with a count) for
-    the quarantine. If any user event repeats another's itemInSession within a
+    aggregated on each partition, so what moves is one row per session-day (with
+    ``artists``, plus its artist hashes). Malformed lines are kept (grouped by their
+    text, with a count) for the quarantine. If any user event repeats another's itemInSession within a
     session-day (or a group's items span too far to check), the rows are rebuilt from
     exactly de-duplicated events (:func:`load_events`; ``rebuilt_from_events`` is then
     True), so a duplicate never counts twice. A Parquet directory from
     :func:`ingest` is aggregated from its events.
     Raises as :func:`load_events` does.
     """
-    from sparkify.features import PARTIAL_KEYS, PARTIAL_VALUES, session_day_partials
+    from sparkify.features import PARTIAL_KEYS, partial_values, session_day_partials
 
     source = str(path)
     if not _glob(spark, source):
@@ -671,11 +683,11 @@ def load_log(
     splits = tuple(sorted({int(s) for s in splits}))
     if _is_parquet(spark, source):
         ingested = _load_ingested(spark, source)
-        days = session_day_partials(ingested.events, splits)
+        days = session_day_partials(ingested.events, splits, artists=artists)
         days.df = days.df.persist(storage_level)
         return LoadedLog(days=days, quality=ingested.quality, source=source, _frames=[days.df])
 
-    parts = _one_pass_partials(read_raw(spark, source, PASS_SCHEMA), splits).persist(storage_level)
+    parts = _one_pass_partials(read_raw(spark, source, pass_schema(artists)), splits, artists).persist(storage_level)
     try:
         quality, repeats = _quality_from_partials(parts, source)   # the single parse pass
     except BaseException:
@@ -684,14 +696,14 @@ def load_log(
     if repeats:
         parts.unpersist()
         events = load_events(spark, source, quarantine_path, storage_level=storage_level)
-        days = session_day_partials(events.events, splits)
+        days = session_day_partials(events.events, splits, artists=artists)
         days.df = days.df.persist(storage_level)
         return LoadedLog(days=days, quality=events.quality, source=source, _frames=[days.df],
                          _events=events, rebuilt_from_events=True)
     from sparkify.features import SessionDays
 
-    days = SessionDays(df=parts.filter(F.col("_kind") == "user").select(*PARTIAL_KEYS, *PARTIAL_VALUES),
-                       splits=splits)
+    days = SessionDays(df=parts.filter(F.col("_kind") == "user").select(*PARTIAL_KEYS, *partial_values(artists)),
+                       splits=splits, artists=artists)
     bad = parts.filter(F.col("_kind") == "bad")
     frames = [parts]
     if quality.quarantined and bad.filter(F.col("_reason") == MISSING_REASON).limit(1).count():

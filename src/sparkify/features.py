@@ -3,7 +3,8 @@
 In:  the cleaned user events of :func:`sparkify.dataset.load_events` (columns ``ts``
      (epoch ms), ``userId``, ``sessionId``, ``page``, ``auth``, ``level``, ``location``,
      ``userAgent``, ``registration``, ``gender``, ``artist``, ...).
-Out: one row per user: ``userId``, every column of :data:`FEATURES` and (for training)
+Out: one row per user: ``userId``, the columns of :func:`feature_names` (every feature of
+     :data:`FEATURES`; the :data:`ARTIST_FEATURES` only on request) and (for training)
      ``churn``.
 
 Label designs (:class:`LabelSpec`):
@@ -27,8 +28,10 @@ partial rows are shuffled, never the events. Features and labels for any cutoff 
 between partial rows (any midnight UTC, or a time given in advance as a split point) are
 then sums, mins and maxes over those rows (per session, then per user) and set unions
 (per user). The raw-JSON loader :func:`sparkify.dataset.load_log` builds the same rows
-straight from the parse, so a 12 GB log is parsed once (load and features: about 2.2x a
-bare parse, most of the difference the exact distinct-artist set; benchmarks/RESULTS.md).
+straight from the parse, so a 12 GB log is parsed once. The opt-in artist features
+(:data:`ARTIST_FEATURES`) add an exact set of artists to every row, which makes that pass
+Spark's object hash aggregation and costs about as much as the parse on a full log
+(benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -205,6 +208,11 @@ def _build_catalogue() -> list[FeatureSpec]:
 
 FEATURES: list[FeatureSpec] = _build_catalogue()
 FEATURE_NAMES: list[str] = [f.name for f in FEATURES]
+#: Opt-in features (``artists=True`` in the loaders, ``sparkify train --artist-features``):
+#: the exact set of artists each user played costs about as much as the JSON parse itself
+#: on a full log, and added nothing to the models on the simulated logs
+#: (benchmarks/RESULTS.md). Without them the pass is Spark's code-generated aggregation.
+ARTIST_FEATURES: tuple[str, ...] = ("distinct_artists", "artist_diversity")
 NUMERIC_FEATURES: list[str] = [f.name for f in FEATURES if f.kind == "numeric"]
 CATEGORICAL_FEATURES: list[str] = [f.name for f in FEATURES if f.kind == "categorical"]
 FEATURES_BY_NAME: dict[str, FeatureSpec] = {f.name: f for f in FEATURES}
@@ -213,12 +221,25 @@ FEATURES_BY_NAME: dict[str, FeatureSpec] = {f.name: f for f in FEATURES}
 TIME_TO_END_FEATURES: tuple[str, ...] = ("days_since_last_activity", "songs_last_14d", "activity_trend")
 
 
-def model_features(mode: str = "window") -> list[FeatureSpec]:
+def feature_names(artists: bool = False) -> list[str]:
+    """The columns of a feature table: :data:`FEATURE_NAMES`, without
+    :data:`ARTIST_FEATURES` unless ``artists``."""
+    return [n for n in FEATURE_NAMES if artists or n not in ARTIST_FEATURES]
+
+
+def model_features(mode: str = "window", artists: bool = False) -> list[FeatureSpec]:
     """The features that carry information in a label mode ('ever' drops the constant
-    :data:`TIME_TO_END_FEATURES`). The table still holds every column of FEATURES."""
+    :data:`TIME_TO_END_FEATURES`; the table still holds those columns), with the
+    :data:`ARTIST_FEATURES` only if ``artists``."""
+    names = set(feature_names(artists))
     if mode == "ever":
-        return [f for f in FEATURES if f.name not in TIME_TO_END_FEATURES]
-    return list(FEATURES)
+        names -= set(TIME_TO_END_FEATURES)
+    return [f for f in FEATURES if f.name in names]
+
+
+def uses_artists(feature_names_: list[str]) -> bool:
+    """True when a model's features include the opt-in :data:`ARTIST_FEATURES`."""
+    return any(n in ARTIST_FEATURES for n in feature_names_)
 
 
 # ------------------------------------------------------------------ labels
@@ -306,7 +327,13 @@ ATTRIBUTES: list[str] = ["level", "gender", "userAgent", "location", "registrati
 #: Aggregated columns of a partial row (see :func:`partial_aggregates`).
 PARTIAL_VALUES: list[str] = (["p_events", "p_start", "p_end"]
                              + [f"p_{stem}" for _, stem, _ in PAGE_FEATURES]
-                             + ["p_level_changes", "p_order", "p_churn_ms", "p_artists"])
+                             + ["p_level_changes", "p_order", "p_churn_ms"])
+
+
+def partial_values(artists: bool = False) -> list[str]:
+    """The aggregated columns of a partial row: :data:`PARTIAL_VALUES`, plus
+    ``p_artists`` with ``artists``."""
+    return PARTIAL_VALUES + (["p_artists"] if artists else [])
 _ITEM_BITS = 20
 
 
@@ -347,12 +374,14 @@ def _packed_words() -> list[list[tuple[str, tuple[str, ...]]]]:
     return [counters[i:i + COUNTERS_PER_WORD] for i in range(0, len(counters), COUNTERS_PER_WORD)]
 
 
-def partial_aggregates(artists: bool = True, packed: bool = False) -> list[Column]:
+def partial_aggregates(artists: bool = False, packed: bool = False) -> list[Column]:
     """The aggregates of a partial row over the event rows of one key group: event count,
     first/last ts, the page counters (``packed``: in a few words ``_pages0``, ...; see
     :func:`unpack_page_counts`), the order of the group's last event (``p_order`` =
     ts * 2^20 + itemInSession, to find the latest attributes), the first churn-event time
-    (null if none) and the set of artist hashes played."""
+    (null if none) and, with ``artists``, the set of artist hashes played (``p_artists``:
+    a set-valued aggregate, which turns Spark's code-generated hash aggregation into its
+    much slower object hash aggregation)."""
     c = F.col
     item = F.least(F.greatest(F.coalesce(c("itemInSession"), F.lit(0)), F.lit(0)), F.lit((1 << _ITEM_BITS) - 1))
     if not packed:
@@ -401,7 +430,8 @@ def unpack_page_counts(df: DataFrame) -> DataFrame:
 @dataclass
 class SessionDays:
     """The event log reduced to partial rows: one per (user, session, UTC day, cancellation
-    flag, period), with the columns :data:`PARTIAL_KEYS` + :data:`PARTIAL_VALUES`.
+    flag, period), with the columns :data:`PARTIAL_KEYS` + :data:`PARTIAL_VALUES` (and
+    ``p_artists`` when ``artists``).
 
     Every feature and label is a sum, min, max or set union over these rows, so a cutoff
     that falls between rows can be applied to them exactly: any midnight (UTC), any of
@@ -411,6 +441,8 @@ class SessionDays:
 
     df: DataFrame
     splits: tuple[int, ...] = ()
+    #: the rows carry ``p_artists`` (for the opt-in :data:`ARTIST_FEATURES`)
+    artists: bool = False
     _end_ms: dict[str, int] = field(default_factory=dict, repr=False)
 
     def log_end_ms(self, mode: str = "window") -> int:
@@ -429,13 +461,15 @@ class SessionDays:
         return ms % DAY_MS == 0 or ms in self.splits or ms > self.log_end_ms(mode)
 
 
-def session_day_partials(events: DataFrame, splits: tuple[int, ...] = ()) -> SessionDays:
+def session_day_partials(events: DataFrame, splits: tuple[int, ...] = (),
+                         artists: bool = False) -> SessionDays:
     """Partial rows of cleaned events (lazy: one aggregation, partially aggregated on each
     partition, so only partial rows are shuffled). ``splits``: extra cut points (epoch
-    ms) besides midnights, e.g. a cutoff that is not at 00:00 UTC."""
+    ms) besides midnights, e.g. a cutoff that is not at 00:00 UTC; ``artists``: carry
+    the artist sets of the opt-in :data:`ARTIST_FEATURES`."""
     splits = tuple(sorted({int(s) for s in splits}))
-    df = events.groupBy(*partial_key_columns(splits)).agg(*partial_aggregates())
-    return SessionDays(df=df, splits=splits)
+    df = events.groupBy(*partial_key_columns(splits)).agg(*partial_aggregates(artists))
+    return SessionDays(df=df, splits=splits, artists=artists)
 
 
 def spec_boundaries(spec: "LabelSpec") -> tuple[int, ...]:
@@ -500,7 +534,7 @@ def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neut
         p = p.filter(~c("cancel_rel"))
     paid = c("level") == "paid"
     # Numeric aggregates per session, then per user (Spark's code-generated hash
-    # aggregation); the set-valued ones (artists, days, latest attributes) per user straight
+    # aggregation); the set-valued ones (days, latest attributes, artists) per user straight
     # from the partial rows, one aggregation instead of one per level.
     sessions = p.groupBy("userId", "sessionId").agg(
         F.min("p_start").alias("s_start"),
@@ -523,9 +557,10 @@ def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neut
         F.sum("s_level_changes").alias("n_level_changes"),
     )
     sets = p.groupBy("userId").agg(
-        F.size(F.array_distinct(F.flatten(F.collect_list("p_artists")))).alias("distinct_artists"),
         F.size(F.collect_set("day")).alias("active_days"),
         F.max_by(F.struct(*ATTRIBUTES), c("p_order")).alias("last"),
+        *([F.size(F.array_distinct(F.flatten(F.collect_list("p_artists")))).alias("distinct_artists")]
+          if days.artists else []),
     )
     users = counts.join(sets, "userId")
 
@@ -551,8 +586,8 @@ def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neut
         c("mean_session_minutes").cast("double").alias("mean_session_minutes"),
         c("active_days").cast("double").alias("active_days"),
         ratio(c("n_sessions"), c("active_days")).alias("sessions_per_day"),
-        c("distinct_artists").cast("double").alias("distinct_artists"),
-        ratio(c("distinct_artists"), c("n_songs")).alias("artist_diversity"),
+        *([c("distinct_artists").cast("double").alias("distinct_artists"),
+           ratio(c("distinct_artists"), c("n_songs")).alias("artist_diversity")] if days.artists else []),
         ratio(c("paid_songs"), c("n_songs")).alias("paid_song_share"),
         c("n_level_changes").cast("double").alias("n_level_changes"),
         F.coalesce(reg_days, F.lit(0.0)).alias("days_since_registration"),
@@ -574,28 +609,33 @@ def _churn_times(days: SessionDays) -> DataFrame:
             .groupBy("userId").agg(F.min("p_churn_ms").alias("churn_ms")))
 
 
-def _session_days_for(source: DataFrame | SessionDays, spec: LabelSpec) -> tuple[SessionDays, LabelSpec]:
+def _session_days_for(source: DataFrame | SessionDays, spec: LabelSpec, artists: bool | None
+                      ) -> tuple[SessionDays, LabelSpec]:
     """(partial rows that can be cut exactly where ``spec`` cuts, the resolved spec)."""
     spec = resolve_spec(source, spec)
     if isinstance(source, SessionDays):
+        if artists and not source.artists:
+            raise ValueError("the artist features need session-day rows with artist sets: "
+                             "load them with load_log(..., artists=True)")
         return source, spec
-    return session_day_partials(source, spec_boundaries(spec)), spec
+    return session_day_partials(source, spec_boundaries(spec), artists=bool(artists)), spec
 
 
-def build_user_table(source: DataFrame | SessionDays, spec: LabelSpec | None = None
-                     ) -> tuple[DataFrame, LabelSpec]:
-    """Training table: one row per user with every feature of :data:`FEATURES` and ``churn``.
+def build_user_table(source: DataFrame | SessionDays, spec: LabelSpec | None = None,
+                     artists: bool | None = None) -> tuple[DataFrame, LabelSpec]:
+    """Training table: one row per user with the features of :func:`feature_names` and ``churn``.
 
     In:  cleaned user events (``LoadedEvents.events``) or their :class:`SessionDays`
-         (``sparkify.dataset.load_log``), a :class:`LabelSpec`.
-    Out: (DataFrame[userId, *FEATURE_NAMES, churn (int 0/1)], the spec with its cutoff
-         resolved). Lazy: nothing is computed until the caller acts (except one small
-         aggregate to find the log's end when ``spec.cutoff`` is None).
+         (``sparkify.dataset.load_log``), a :class:`LabelSpec`; ``artists``: add the
+         opt-in :data:`ARTIST_FEATURES` (None: as the SessionDays were loaded, else no).
+    Out: (DataFrame[userId, *feature_names(artists), churn (int 0/1)], the spec with its
+         cutoff resolved). Lazy: nothing is computed until the caller acts (except one
+         small aggregate to find the log's end when ``spec.cutoff`` is None).
     Raises ValueError when ``source`` is SessionDays that cannot be cut exactly at the
-    spec's times (see :meth:`SessionDays.exact_at`).
+    spec's times (see :meth:`SessionDays.exact_at`), or lacks the artist sets asked for.
     See the module docstring for the two label designs.
     """
-    days, spec = _session_days_for(source, spec or LabelSpec())
+    days, spec = _session_days_for(source, spec or LabelSpec(), artists)
     cutoff_ms = _ms(spec.cutoff)
     churn = _churn_times(days)
     start_ms = None if spec.observation_days is None else cutoff_ms - spec.observation_days * DAY_MS
@@ -611,23 +651,24 @@ def build_user_table(source: DataFrame | SessionDays, spec: LabelSpec | None = N
                  .withColumn("churn", (F.col("churn_ms").isNotNull()
                                        & (F.col("churn_ms") > F.lit(cutoff_ms))
                                        & (F.col("churn_ms") <= F.lit(horizon_ms))).cast("int")))
-    return table.select("userId", *FEATURE_NAMES, "churn"), spec
+    return table.select("userId", *feature_names(days.artists), "churn"), spec
 
 
 def build_scoring_table(events: DataFrame, as_of: datetime | None = None,
-                        observation_days: int | None = None) -> DataFrame:
+                        observation_days: int | None = None, artists: bool = False) -> DataFrame:
     """Scoring table: one row per user still active at ``as_of``, features only.
 
     In:  cleaned user events; ``as_of`` (UTC; default: just after the log's last event);
-         optional observation window in days (use the model's).
-    Out: DataFrame[userId, *FEATURE_NAMES] for users with an event before ``as_of`` and no
-         cancellation before it; same feature definitions as :func:`build_user_table`
-         in 'window' mode with cutoff = ``as_of``.
+         optional observation window in days (use the model's); ``artists``: add the
+         opt-in :data:`ARTIST_FEATURES` (use :func:`uses_artists` on the model's features).
+    Out: DataFrame[userId, *feature_names(artists)] for users with an event before
+         ``as_of`` and no cancellation before it; same feature definitions as
+         :func:`build_user_table` in 'window' mode with cutoff = ``as_of``.
     """
     as_of_ms = _ms(as_of) if as_of is not None else log_end_ms(events) + 1000
     spec = LabelSpec(cutoff=_from_ms(as_of_ms), observation_days=observation_days)
-    days = session_day_partials(events, spec_boundaries(spec))
+    days = session_day_partials(events, spec_boundaries(spec), artists=artists)
     start_ms = None if observation_days is None else as_of_ms - observation_days * DAY_MS
     feats = _user_features(days, as_of_ms, start_ms, neutral_time=False)
     gone = _churn_times(days).filter(F.col("churn_ms") < F.lit(as_of_ms))
-    return feats.join(F.broadcast(gone), "userId", "left_anti").select("userId", *FEATURE_NAMES)
+    return feats.join(F.broadcast(gone), "userId", "left_anti").select("userId", *feature_names(artists))

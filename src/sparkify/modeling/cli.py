@@ -78,6 +78,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42, help="split and model seed (default 42)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny grids and models, no label comparison or seed spread (a smoke run)")
+    parser.add_argument("--artist-features", action="store_true",
+                        help="add distinct_artists and artist_diversity (an exact set of artists per user; "
+                             "about doubles the cost of loading a raw log)")
 
 
 def train_config_from_args(args: argparse.Namespace):
@@ -89,7 +92,8 @@ def train_config_from_args(args: argparse.Namespace):
     label = LabelSpec(mode=args.label, cutoff=parse_time(args.cutoff) if args.cutoff else None,
                       horizon_days=args.horizon_days, observation_days=args.observation_days)
     label.validate()
-    common = {"models": models, "seed": args.seed, "label": label}
+    common = {"models": models, "seed": args.seed, "label": label,
+              "artist_features": getattr(args, "artist_features", False)}
     if args.folds is not None:
         common["folds"] = args.folds
     config = TrainConfig.fast(**common) if args.quick else TrainConfig(**common)

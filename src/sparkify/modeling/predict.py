@@ -87,7 +87,7 @@ def score_users(spark, events_path_or_df, model_dir: str | Path, as_of: datetime
          DataFrame; a path is loaded here (its cache is kept until the DataFrame is used).
     """
     from sparkify.dataset import load_events
-    from sparkify.features import build_scoring_table, parse_time
+    from sparkify.features import build_scoring_table, parse_time, uses_artists
 
     meta = load_model_json(Path(model_dir))
     if isinstance(events_path_or_df, (str, Path)):
@@ -96,7 +96,8 @@ def score_users(spark, events_path_or_df, model_dir: str | Path, as_of: datetime
         events = events_path_or_df
     when = parse_time(as_of) if as_of is not None else None
     observation = (meta.get("label") or {}).get("observation_days")
-    table = build_scoring_table(events, when, observation_days=observation)
+    artists = uses_artists([f["name"] for f in meta["features"]])
+    table = build_scoring_table(events, when, observation_days=observation, artists=artists)
     return score_table(spark, table, model_dir)
 
 

@@ -60,7 +60,9 @@ class TrainConfig:
     users held out (stratified); parallelism: models fitted at once by CrossValidator;
     settings: fixed parameters and grids per family; class_weights: weightCol on;
     label_comparison / ceiling: extra evaluations; seed_spread: extra split seeds when
-    the test set has fewer than ``spread_max_test_users`` users (0 = off).
+    the test set has fewer than ``spread_max_test_users`` users (0 = off);
+    artist_features: add the opt-in ``sparkify.features.ARTIST_FEATURES`` (an exact set of
+    artists per user: about doubles the cost of loading a raw log).
     """
 
     models: tuple[str, ...] = FAMILIES
@@ -76,6 +78,7 @@ class TrainConfig:
     ceiling: bool = True
     seed_spread: int = 4
     spread_max_test_users: int = 1000
+    artist_features: bool = False
     partitions: int | None = None  # None -> Spark's default parallelism (the core count)
     verbose: bool = True
 
@@ -139,11 +142,12 @@ class Progress:
 
 
 # --------------------------------------------------------------------------- data prep
-def feature_columns(mode: str = "window") -> tuple[list, list[str], list[str]]:
-    """(FeatureSpecs, numeric names, categorical names) used for a label mode."""
+def feature_columns(mode: str = "window", artists: bool = False) -> tuple[list, list[str], list[str]]:
+    """(FeatureSpecs, numeric names, categorical names) used for a label mode (with the
+    opt-in artist features if ``artists``)."""
     from sparkify.features import model_features
 
-    specs = model_features(mode)
+    specs = model_features(mode, artists)
     return (specs, [f.name for f in specs if f.kind == "numeric"],
             [f.name for f in specs if f.kind == "categorical"])
 
@@ -475,13 +479,14 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
     spec = config.label or LabelSpec()
     spec.validate()
     progress = Progress(config.verbose)
-    specs, numeric, categorical = feature_columns(spec.mode)
+    specs, numeric, categorical = feature_columns(spec.mode, config.artist_features)
 
     with artifacts.staging_dir(model_dir) as staging:
         with progress.stage("load") as st:
             # one pass over the log into session-day rows; a given cutoff is a split point
             splits = spec_boundaries(spec) if spec.cutoff is not None else ()
-            loaded = load_log(spark, events_path, quarantine_path=str(staging / "quarantine"), splits=splits)
+            loaded = load_log(spark, events_path, quarantine_path=str(staging / "quarantine"), splits=splits,
+                              artists=config.artist_features)
             q = loaded.quality
             st["note"] = (f"{q.user_rows:,} user events, {q.users:,} users, {q.churners:,} churners, "
                           f"{q.quarantined:,} quarantined")
@@ -637,7 +642,7 @@ def _label_comparison(spark, loaded, family, params, config, partitions, best_fi
     (same seed, fresh out-of-fold threshold), beside the prediction-time figures."""
     from sparkify.features import LabelSpec
 
-    _, numeric, categorical = feature_columns("ever")
+    _, numeric, categorical = feature_columns("ever", config.artist_features)
     base, ever_spec = _user_base(loaded, LabelSpec(mode="ever"), numeric, categorical, partitions)
     table, counts, _w = _split_weighted(base, config, config.seed, partitions)
     keys = ("f1", "precision", "recall", "pr_auc", "roc_auc", "accuracy", "weighted_f1")
