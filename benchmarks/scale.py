@@ -220,13 +220,11 @@ def _noop(df) -> None:
 def stage_scan(spark, raw: str, artists: bool = False) -> dict:
     """The columns the one-pass loader parses (``pass_schema(artists)`` without the
     corrupt-record column), nothing else: the denominator of the 1.5x target."""
-    from pyspark.sql.types import StructType
+    from sparkify.dataset import pass_schema
 
-    from sparkify.dataset import CORRUPT_COLUMN, pass_schema
-
-    fields = [f for f in pass_schema(artists).fields if f.name != CORRUPT_COLUMN]
-    _noop(spark.read.schema(StructType(fields)).json(raw))
-    return {"columns": len(fields)}
+    schema = pass_schema(artists, corrupt=False)
+    _noop(spark.read.schema(schema).json(raw))
+    return {"columns": len(schema.fields)}
 
 
 def stage_features(spark, path: str, artists: bool = False) -> dict:

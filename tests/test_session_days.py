@@ -290,3 +290,12 @@ def test_unread_fields_never_make_a_line_bad_and_a_line_missing_a_field_is_kept_
         assert from_log == from_events and len(from_log) == 1
         kept = json.loads(from_log[0]["line"])
         assert kept["song"] == "Kept Song" and kept["firstName"] == "Kept" and "userId" not in kept
+
+
+def test_pass_schema_reads_the_artist_only_on_request():
+    from sparkify.dataset import CORRUPT_COLUMN, PASS_SCHEMA, pass_schema
+
+    assert "artist" not in pass_schema().names and CORRUPT_COLUMN in pass_schema().names
+    assert pass_schema(artists=True) == PASS_SCHEMA
+    assert pass_schema(artists=True, corrupt=False).names == [n for n in PASS_SCHEMA.names if n != CORRUPT_COLUMN]
+    assert len(pass_schema(corrupt=False).names) == len(PASS_SCHEMA.names) - 2

@@ -111,9 +111,11 @@ PASS_SCHEMA = StructType([*[f for f in RAW_FIELDS if f.name in KEPT_COLUMNS],
 PASS_SCHEMA_NO_ARTIST = StructType([f for f in PASS_SCHEMA.fields if f.name != "artist"])
 
 
-def pass_schema(artists: bool = False) -> StructType:
-    """The schema the one-pass loader parses with (see :data:`PASS_SCHEMA`)."""
-    return PASS_SCHEMA if artists else PASS_SCHEMA_NO_ARTIST
+def pass_schema(artists: bool = False, corrupt: bool = True) -> StructType:
+    """The schema the one-pass loader parses with (see :data:`PASS_SCHEMA`);
+    ``corrupt=False`` leaves out the corrupt-record column (a bare scan of the same fields)."""
+    schema = PASS_SCHEMA if artists else PASS_SCHEMA_NO_ARTIST
+    return schema if corrupt else StructType([f for f in schema.fields if f.name != CORRUPT_COLUMN])
 
 QUALITY_FILE = "_data_quality.json"       # inside an ingest directory (ignored by Parquet readers)
 QUARANTINE_DIR = "_quarantine"            # idem
@@ -668,11 +670,11 @@ def load_log(
     check and the per-(user, session, day) aggregation are one job: rows are partially
     aggregated on each partition, so what moves is one row per session-day (with
     ``artists``, plus its artist hashes). Malformed lines are kept (grouped by their
-    text, with a count) for the quarantine. If any user event repeats another's itemInSession within a
-    session-day (or a group's items span too far to check), the rows are rebuilt from
-    exactly de-duplicated events (:func:`load_events`; ``rebuilt_from_events`` is then
-    True), so a duplicate never counts twice. A Parquet directory from
-    :func:`ingest` is aggregated from its events.
+    text, with a count) for the quarantine. If any user event repeats another's
+    itemInSession within a session-day (or a group's items span too far to check), the
+    rows are rebuilt from exactly de-duplicated events (:func:`load_events`;
+    ``rebuilt_from_events`` is then True), so a duplicate never counts twice. A Parquet
+    directory from :func:`ingest` is aggregated from its events.
     Raises as :func:`load_events` does.
     """
     from sparkify.features import PARTIAL_KEYS, partial_values, session_day_partials

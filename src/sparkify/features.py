@@ -334,6 +334,8 @@ def partial_values(artists: bool = False) -> list[str]:
     """The aggregated columns of a partial row: :data:`PARTIAL_VALUES`, plus
     ``p_artists`` with ``artists``."""
     return PARTIAL_VALUES + (["p_artists"] if artists else [])
+
+
 _ITEM_BITS = 20
 
 

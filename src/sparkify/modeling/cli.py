@@ -93,7 +93,7 @@ def train_config_from_args(args: argparse.Namespace):
                       horizon_days=args.horizon_days, observation_days=args.observation_days)
     label.validate()
     common = {"models": models, "seed": args.seed, "label": label,
-              "artist_features": getattr(args, "artist_features", False)}
+              "artist_features": args.artist_features}
     if args.folds is not None:
         common["folds"] = args.folds
     config = TrainConfig.fast(**common) if args.quick else TrainConfig(**common)
