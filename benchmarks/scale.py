@@ -13,7 +13,10 @@ Steps (each timed, with the peak memory of the driver's Python process and of th
 3. ``features_raw``: ``sparkify.dataset.load_log`` (one pass into session-day rows) +
    ``sparkify.features.build_user_table`` from the raw JSON (target: <= 1.5 x the bare scan);
    ``scan_artists`` / ``features_raw_artists``: the same two with the opt-in artist
-   features (one more column parsed, an exact artist set per row);
+   features (one more column parsed, an exact artist set per row). Each scan and its
+   features run in turn ``--repeats`` times (default 3) in one JVM, and each reports its
+   median run and every pair's ratio: the machine's speed drifts, and the first stage in a
+   fresh JVM runs cold;
 4. ``ingest``: the cleaned log to Parquet; ``features_parquet``: the same features from it;
 5. ``duckdb``: the same per-user aggregation in DuckDB (``benchmarks/duckdb_features.py``);
 6. ``train``: the whole training pipeline (load, features, four models with 3-fold CV,
@@ -171,6 +174,31 @@ class Bench:
               f"(peak Python {result.py_peak / GIB:.2f} GiB, JVM {result.jvm_peak / GIB:.2f} GiB)"
               f"{' - ' + result.note if result.note else ''}", flush=True)
         return result
+
+
+    def run_in_turns(self, stages: list[tuple], repeats: int) -> dict[str, list[StageResult]]:
+        """Run ``stages`` ((name, fn, *args) each) in turn, ``repeats`` times (scan, ours,
+        scan, ours, ...), so that every ratio compares runs made side by side on a machine
+        whose speed drifts. Keeps, as each stage's result, its run with the median time
+        (the lower middle one for an even count), noting every run's time.
+        Out: every run of each stage, in order."""
+        runs: dict[str, list[StageResult]] = {name: [] for name, *_ in stages}
+        for _ in range(max(1, repeats)):
+            for name, fn, *args in stages:
+                runs[name].append(self.run(name, fn, *args))
+        for name, results in runs.items():
+            ok = sorted((r for r in results if r.status == "ok"), key=lambda r: r.seconds)
+            pick = ok[(len(ok) - 1) // 2] if ok else results[-1]
+            if len(results) > 1:
+                pick.extra["runs_s"] = " / ".join(_fmt_s(r) for r in results)
+            self.results[name] = pick
+        return runs
+
+
+def pair_ratios(runs: dict[str, list[StageResult]], num: str, den: str) -> str:
+    """'1.41x, 1.52x, 1.38x': the ratio of each side-by-side run of ``num`` and ``den``."""
+    return ", ".join(f"{a.seconds / b.seconds:.2f}x" for a, b in zip(runs.get(num, []), runs.get(den, []))
+                     if a.status == b.status == "ok" and b.seconds)
 
 
 def _now() -> str:
@@ -488,6 +516,9 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--bench-dir", type=Path, default=DEFAULT_BENCH_DIR,
                    help="cache for logs, Parquet and models, outside the repo (default: %(default)s)")
     p.add_argument("--stages", default=",".join(STAGES), help="comma list of: " + ", ".join(STAGES))
+    p.add_argument("--repeats", type=int, default=3,
+                   help="run each bare scan and our raw-JSON features in turn this many times and "
+                        "report the median of each (default 3)")
     p.add_argument("--baseline-timeout", type=float, default=None,
                    help="stop the seed-style baseline after this many seconds "
                         "(default: 7 x our slower features_raw time, at least 120 s)")
@@ -576,20 +607,25 @@ def main(argv: list[str] | None = None) -> int:
     # The longest and least important stage (the seed-style baseline) runs last, and the
     # results file is rewritten after every stage, so an interrupted run keeps its figures.
     try:
-        if "scan" in args.stages:
-            bench.run("scan", stage_scan, spark, raw)
-            report(False)
-        if "features_raw" in args.stages:
-            res = bench.run("features_raw", stage_features, spark, raw)
-            data.setdefault("events", res.extra.get("rows_read", 0))
-            data.setdefault("users", res.extra.get("users", 0))
-            data.setdefault("churned", res.extra.get("churners", 0))
-            report(False)
-        if "scan_artists" in args.stages:
-            bench.run("scan_artists", stage_scan, spark, raw, True)
-            report(False)
-        if "features_raw_artists" in args.stages:
-            bench.run("features_raw_artists", stage_features, spark, raw, True)
+        for artists in (False, True):
+            suffix = "_artists" if artists else ""
+            turns = [(name, fn, spark, raw, artists) for name, fn in
+                     ((f"scan{suffix}", stage_scan), (f"features_raw{suffix}", stage_features))
+                     if name in args.stages]
+            if not turns:
+                continue
+            runs = bench.run_in_turns(turns, args.repeats)
+            ratios = pair_ratios(runs, f"features_raw{suffix}", f"scan{suffix}")
+            if args.repeats > 1:
+                notes.append(f"The bare scan{' with the artist column' if artists else ''} and ours "
+                             f"{'with the artist features ' if artists else ''}ran in turns, {args.repeats} "
+                             "times in one JVM (the first pair in a fresh one); the table shows each "
+                             "one's median run" + (f"; the pairs' ratios: {ratios}." if ratios else "."))
+            res = bench.results.get("features_raw")
+            if res is not None:
+                data.setdefault("events", res.extra.get("rows_read", 0))
+                data.setdefault("users", res.extra.get("users", 0))
+                data.setdefault("churned", res.extra.get("churners", 0))
             report(False)
         needs_parquet = "features_parquet" in args.stages or (
             "train" in args.stages and args.train_from == "parquet")

@@ -43,8 +43,10 @@ def make_events(spark, rows):
     from pyspark.sql.types import StructType
 
     records = []
-    for i, row in enumerate(rows):
+    items: dict[tuple, int] = {}
+    for row in rows:
         user, session, when, page, level, artist, *rest = row
+        i = items[(user, session)] = items.get((user, session), -1) + 1   # 0, 1, ... per session
         auth = rest[0] if rest else ("Cancelled" if page == "Cancellation Confirmation" else "Logged In")
         records.append(dict(
             ts=ms(when), userId=user, sessionId=session, page=page, auth=auth, method="PUT",
