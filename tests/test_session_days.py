@@ -235,11 +235,10 @@ def test_items_spanning_the_bitmap_window_fall_back(spark, small_log, tmp_path):
     lines = small_log.read_text(encoding="utf-8").splitlines()
     with load_log(spark, small_log) as plain:
         assert not plain.rebuilt_from_events and plain.quality.duplicates == 0
-    # items 0 (a session start: a row of its own), 1, 2 + ITEM_WINDOW, 3 + ITEM_WINDOW, ...
     index = next(i for i, line in enumerate(lines) if '"itemInSession":1,' in line and '"auth":"Logged In"' in line)
     session = json.loads(lines[index])["sessionId"], json.loads(lines[index])["userId"]
     shifted = [_shift_items(line, ITEM_WINDOW) if (json.loads(line).get("sessionId"), json.loads(line).get("userId"))
-               == session and json.loads(line)["itemInSession"] >= 2 else line for line in lines]
+               == session and json.loads(line)["itemInSession"] >= 1 else line for line in lines]
     path = tmp_path / "wide.json"
     path.write_text("\n".join(shifted) + "\n", encoding="utf-8")
     with load_log(spark, path) as log:
@@ -300,48 +299,3 @@ def test_pass_schema_reads_the_artist_only_on_request():
     assert pass_schema(artists=True) == PASS_SCHEMA
     assert pass_schema(artists=True, corrupt=False).names == [n for n in PASS_SCHEMA.names if n != CORRUPT_COLUMN]
     assert len(pass_schema(corrupt=False).names) == len(PASS_SCHEMA.names) - 2
-
-
-def test_profile_features_come_from_session_starts(spark, small_log, tmp_path):
-    """Gender, user agent, location and registration are read from session starts
-    (itemInSession 0), the latest one before the cutoff, on both paths: a move in the
-    middle of the last session does not show; a user whose log has no session start (a
-    session already under way when the log begins) has an Unknown profile."""
-    from collections import defaultdict
-
-    from sparkify.dataset import load_events, load_log
-    from sparkify.features import LabelSpec, build_user_table, location_region
-
-    lines = small_log.read_text(encoding="utf-8").splitlines()
-    events = [json.loads(line) for line in lines]
-    logged = [e for e in events if e.get("auth") == "Logged In" and e.get("userId")]
-    sessions = defaultdict(list)
-    for e in logged:
-        sessions[e["userId"]].append(e["sessionId"])
-    moved_user = next(u for u, s in sessions.items() if len(set(s)) >= 3)
-    last_session = sessions[moved_user][-1]
-    before = next(e for e in logged if e["userId"] == moved_user)
-    new_location = ("Miami-Fort Lauderdale-West Palm Beach, FL" if location_region(before["location"]) == "West"
-                    else "Seattle-Tacoma-Bellevue, WA")
-    no_start_user = next(u for u in sessions if u != moved_user)
-
-    out = []
-    for e, line in zip(events, lines):
-        if (e.get("userId"), e.get("sessionId")) == (moved_user, last_session) and e["itemInSession"] >= 1:
-            line = json.dumps(dict(e, location=new_location))
-        elif e.get("userId") == no_start_user and e["itemInSession"] == 0:
-            continue
-        out.append(line)
-    path = tmp_path / "profiles.json"
-    path.write_text("\n".join(out) + "\n", encoding="utf-8")
-    spec = LabelSpec(mode="ever")           # every user, features up to the log's end
-    with load_events(spark, path) as clean, load_log(spark, path) as log:
-        assert not log.rebuilt_from_events
-        expected, _ = build_user_table(clean.events, spec)
-        actual, _ = build_user_table(log.days, spec)
-        assert_same_tables(expected, actual)
-        rows = _rows(actual)
-    assert rows[moved_user]["region"] == location_region(before["location"]) != location_region(new_location)
-    assert (rows[no_start_user]["gender"], rows[no_start_user]["os"], rows[no_start_user]["region"]) == \
-        ("Unknown", "Unknown", "Unknown")
-    assert rows[no_start_user]["n_events"] > 0

@@ -186,8 +186,7 @@ def _build_catalogue() -> list[FeatureSpec]:
         FeatureSpec("n_level_changes", "numeric", "count",
                     "Level changes (Submit Upgrade + Submit Downgrade)."),
         FeatureSpec("days_since_registration", "numeric", "days",
-                    "Account age at the cutoff (at the log's end in 'ever' mode); registration "
-                    "time as of the latest session start, like the profile features below."),
+                    "Account age at the cutoff (at the log's end in 'ever' mode)."),
         FeatureSpec("days_since_last_activity", "numeric", "days",
                     "Days from the last event to the cutoff (0 in 'ever' mode)."),
         FeatureSpec("songs_last_14d", "numeric", "count",
@@ -196,13 +195,12 @@ def _build_catalogue() -> list[FeatureSpec]:
                     "(songs/day in the last 14 days + 1) / (songs/day before + 1); 1 = steady, "
                     "< 1 = slowing down (1 in 'ever' mode and for users younger than 15 days)."),
         FeatureSpec("level", "categorical", "", "Subscription level at the cutoff.", ("free", "paid")),
-        FeatureSpec("gender", "categorical", "", "Gender as registered (at the latest session start).",
-                    ("F", "M", UNKNOWN)),
-        FeatureSpec("os", "categorical", "", "Operating system from the user agent (at the latest session start).",
+        FeatureSpec("gender", "categorical", "", "Gender as registered.", ("F", "M", UNKNOWN)),
+        FeatureSpec("os", "categorical", "", "Operating system from the user agent.",
                     ("Windows", "Mac", "Linux", "iPhone", "iPad", OTHER, UNKNOWN)),
-        FeatureSpec("browser", "categorical", "", "Browser from the user agent (at the latest session start).",
+        FeatureSpec("browser", "categorical", "", "Browser from the user agent.",
                     ("Chrome", "Firefox", "Safari", "IE", "Chromium", "Mobile Safari", OTHER, UNKNOWN)),
-        FeatureSpec("region", "categorical", "", "US Census region of the user's location (at the latest session start).",
+        FeatureSpec("region", "categorical", "", "US Census region of the user's location.",
                     ("Northeast", "Midwest", "South", "West", UNKNOWN)),
     ]
     return specs
@@ -320,14 +318,12 @@ def _is_cancel_related() -> Column:
 
 
 # ------------------------------------------------------------------ session-day partial rows
-#: Keys of a partial row: one per user, session, UTC day, cancellation flag and period,
-#: level, and profile (the :data:`PROFILE_ATTRIBUTES`, on session starts only: see
-#: :func:`partial_key_columns`). As keys they keep every aggregate numeric and fast.
+#: Keys of a partial row: one per user, session, UTC day, cancellation flag and period, and
+#: per value of the user's attributes (constant within a session almost always, so they
+#: seldom split a row; as keys they keep every aggregate numeric and fast).
 PARTIAL_KEYS: list[str] = ["userId", "sessionId", "day", "cancel_rel", "period",
                            "level", "gender", "userAgent", "location", "registration"]
-#: The profile attributes: constant per user in practice, and long (the user agent is ~110
-#: bytes). Partial rows carry them only for session starts (see :func:`partial_key_columns`).
-PROFILE_ATTRIBUTES: list[str] = ["gender", "userAgent", "location", "registration"]
+ATTRIBUTES: list[str] = ["level", "gender", "userAgent", "location", "registration"]
 #: Aggregated columns of a partial row (see :func:`partial_aggregates`).
 PARTIAL_VALUES: list[str] = (["p_events", "p_start", "p_end"]
                              + [f"p_{stem}" for _, stem, _ in PAGE_FEATURES]
@@ -343,29 +339,19 @@ def partial_values(artists: bool = False) -> list[str]:
 _ITEM_BITS = 20
 
 
-def is_session_start() -> Column:
-    """The first event of a session (itemInSession 0; an event without one counts too)."""
-    return F.coalesce(F.col("itemInSession"), F.lit(0)) == 0
-
-
 def partial_key_columns(splits: tuple[int, ...] = ()) -> list[Column]:
     """The grouping keys of :data:`PARTIAL_KEYS` as expressions over event rows.
 
     ``day`` = floor(ts / 1 day) (UTC); ``cancel_rel`` = a Cancel / Cancellation Confirmation
     page or auth Cancelled; ``period`` = how many of ``splits`` (epoch ms) are <= ts, so
-    that no partial row spans a split point; ``level`` as it is; the
-    :data:`PROFILE_ATTRIBUTES` on session starts only (:func:`is_session_start`), null on
-    every other event. A session's first event thus has a row of its own, and no other
-    event's row copies, hashes and compares ~150 bytes of profile text: about a third of
-    the cost of the aggregation on a full log (benchmarks/RESULTS.md)."""
+    that no partial row spans a split point; then the attributes as they are."""
     c = F.col
     period = F.lit(0)
     for point in sorted(set(splits)):
         period = period + (c("ts") >= F.lit(int(point))).cast("int")
-    start = is_session_start()
     return [c("userId"), c("sessionId"), F.floor(c("ts") / DAY_MS).alias("day"),
-            _is_cancel_related().alias("cancel_rel"), period.alias("period"), c("level"),
-            *[F.when(start, c(a)).alias(a) for a in PROFILE_ATTRIBUTES]]
+            _is_cancel_related().alias("cancel_rel"), period.alias("period"),
+            *[c(a) for a in ATTRIBUTES]]
 
 
 #: Page counters of a partial row, packed COUNTER_BITS bits each, COUNTERS_PER_WORD to a
@@ -446,14 +432,13 @@ def unpack_page_counts(df: DataFrame) -> DataFrame:
 @dataclass
 class SessionDays:
     """The event log reduced to partial rows: one per (user, session, UTC day, cancellation
-    flag, period, level), plus one per session start (the only rows with the profile
-    attributes), with the columns :data:`PARTIAL_KEYS` + :data:`PARTIAL_VALUES` (and
-    ``p_artists`` when ``artists``). Two rows with one key are two parts of its events.
+    flag, period), with the columns :data:`PARTIAL_KEYS` + :data:`PARTIAL_VALUES` (and
+    ``p_artists`` when ``artists``).
 
     Every feature and label is a sum, min, max or set union over these rows, so a cutoff
     that falls between rows can be applied to them exactly: any midnight (UTC), any of
-    ``splits``, or any time after the last event. About one row per session and day, plus
-    one per session: a full 2-month log of 28 M events gives about 0.7 million rows.
+    ``splits``, or any time after the last event. About one row per session and day:
+    a full 2-month log of 26 M events gives about a million rows.
     """
 
     df: DataFrame
@@ -550,10 +535,6 @@ def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neut
     if drop_cancel:
         p = p.filter(~c("cancel_rel"))
     paid = c("level") == "paid"
-    # the profile as of the latest session start that shows one
-    profiled = c(PROFILE_ATTRIBUTES[0]).isNotNull()
-    for name in PROFILE_ATTRIBUTES[1:]:
-        profiled = profiled | c(name).isNotNull()
     # Numeric aggregates per session, then per user (Spark's code-generated hash
     # aggregation); the set-valued ones (days, latest attributes, artists) per user straight
     # from the partial rows, one aggregation instead of one per level.
@@ -579,8 +560,7 @@ def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neut
     )
     sets = p.groupBy("userId").agg(
         F.size(F.collect_set("day")).alias("active_days"),
-        F.max_by(c("level"), c("p_order")).alias("last_level"),
-        F.max_by(F.struct(*PROFILE_ATTRIBUTES), F.when(profiled, c("p_order"))).alias("last"),
+        F.max_by(F.struct(*ATTRIBUTES), c("p_order")).alias("last"),
         *([F.size(F.array_distinct(F.flatten(F.collect_list("p_artists")))).alias("distinct_artists")]
           if days.artists else []),
     )
@@ -616,7 +596,7 @@ def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neut
         (F.lit(0.0) if neutral_time else (F.lit(cutoff_ms) - c("last_ms")) / DAY_MS).alias("days_since_last_activity"),
         (F.lit(0.0) if neutral_time else c("songs_last_14d").cast("double")).alias("songs_last_14d"),
         (F.lit(1.0) if neutral_time else trend).alias("activity_trend"),
-        F.coalesce(c("last_level"), F.lit(UNKNOWN)).alias("level"),
+        F.coalesce(c("last.level"), F.lit(UNKNOWN)).alias("level"),
         F.coalesce(c("last.gender"), F.lit(UNKNOWN)).alias("gender"),
         os_expr(c("last.userAgent")).alias("os"),
         browser_expr(c("last.userAgent")).alias("browser"),
