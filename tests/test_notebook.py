@@ -59,8 +59,9 @@ def test_notebook_executes_on_a_small_log(tmp_path):
             else:
                 os.environ[k] = v
 
-    text = "\n".join(
-        o.get("text", "") if o.get("output_type") == "stream" else str(o.get("data", {}).get("text/plain", ""))
+    # a stream may arrive in pieces (the kernel flushes on a timer): join them as written
+    text = "".join(
+        o.get("text", "") if o.get("output_type") == "stream" else str(o.get("data", {}).get("text/plain", "")) + "\n"
         for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "churn-class F1" in text
     assert "decisions agree with the saved confusion matrix: True" in text
