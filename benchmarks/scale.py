@@ -175,7 +175,6 @@ class Bench:
               f"{' - ' + result.note if result.note else ''}", flush=True)
         return result
 
-
     def run_in_turns(self, stages: list[tuple], repeats: int) -> dict[str, list[StageResult]]:
         """Run ``stages`` ((name, fn, *args) each) in turn, ``repeats`` times (scan, ours,
         scan, ours, ...), so that every ratio compares runs made side by side on a machine
@@ -618,10 +617,12 @@ def main(argv: list[str] | None = None) -> int:
             runs = bench.run_in_turns(turns, args.repeats)
             ratios = pair_ratios(runs, f"features_raw{suffix}", f"scan{suffix}")
             if args.repeats > 1:
-                notes.append(f"The bare scan{' with the artist column' if artists else ''} and ours "
-                             f"{'with the artist features ' if artists else ''}ran in turns, {args.repeats} "
-                             "times in one JVM (the first pair in a fresh one); the table shows each "
-                             "one's median run" + (f"; the pairs' ratios: {ratios}." if ratios else "."))
+                what = (f"The bare scan{' with the artist column' if artists else ''} and ours "
+                        f"{'with the artist features ' if artists else ''}ran in turns"
+                        if len(turns) == 2 else f"Stage {turns[0][0]} ran")
+                notes.append(f"{what}, {args.repeats} times in one JVM (the first run in a fresh one); "
+                             "the table shows each one's median run"
+                             + (f"; the pairs' ratios: {ratios}." if ratios else "."))
             res = bench.results.get("features_raw")
             if res is not None:
                 data.setdefault("events", res.extra.get("rows_read", 0))
