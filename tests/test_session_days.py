@@ -165,14 +165,21 @@ def test_text_attributes_are_read_late_from_the_latest_event(spark, small_log, t
                                   ("spaced.json", moved[:10] + ["   "] + moved[10:], "json")):
         path = tmp_path / name
         path.write_text("\n".join(body) + "\n", encoding="utf-8")
-        with load_events(spark, path) as clean, load_log(spark, path) as log:
-            assert "location" not in log.days.df.columns and "p_row" in log.days.df.columns
-            expected, _ = build_user_table(clean.events, LabelSpec())
-            actual, _ = build_user_table(log.days, LabelSpec())
-            assert log.days.line_attributes.read_with == read_with
-            assert_same_tables(expected, actual)
-            row = _rows(actual)[mover]
-            assert (row["region"], row["os"], row["browser"]) == ("Northeast", "iPhone", "Mobile Safari")
+        # small read partitions, so that row numbers span several of them
+        spark.conf.set("spark.sql.files.maxPartitionBytes", str(max(path.stat().st_size // 6, 1 << 16)))
+        try:
+            with load_events(spark, path) as clean, load_log(spark, path) as log:
+                assert "location" not in log.days.df.columns and "p_row" in log.days.df.columns
+                expected, _ = build_user_table(clean.events, LabelSpec())
+                actual, _ = build_user_table(log.days, LabelSpec())
+                lookup = log.days.line_attributes
+                assert lookup.read_with == read_with
+                assert 1 < lookup.partitions_read[0] <= lookup.partitions_read[1]
+                assert_same_tables(expected, actual)
+                row = _rows(actual)[mover]
+                assert (row["region"], row["os"], row["browser"]) == ("Northeast", "iPhone", "Mobile Safari")
+        finally:
+            spark.conf.unset("spark.sql.files.maxPartitionBytes")
 
 
 def test_duplicates_are_counted_once(spark, small_log, tmp_path):
@@ -337,3 +344,16 @@ def test_pass_schema_reads_the_artist_only_on_request():
     assert pass_schema(artists=True) == PASS_SCHEMA
     assert pass_schema(artists=True, corrupt=False).names == [n for n in PASS_SCHEMA.names if n != CORRUPT_COLUMN]
     assert len(pass_schema(corrupt=False).names) == len(PASS_SCHEMA.names) - 2
+
+
+def test_the_pass_parses_every_field_but_the_long_text_attributes():
+    """The text attributes are read late; every field whose type can make a line malformed
+    (ts, sessionId, itemInSession, registration) is still parsed on every line."""
+    from sparkify.dataset import pass_schema, pointer_schema
+    from sparkify.features import LINE_ATTRIBUTES
+
+    for artists in (False, True):
+        parsed = pointer_schema(artists).names
+        assert parsed == [n for n in pass_schema(artists).names if n not in LINE_ATTRIBUTES]
+        assert {"ts", "sessionId", "itemInSession", "registration", "level"} <= set(parsed)
+        assert not set(LINE_ATTRIBUTES) & set(parsed)

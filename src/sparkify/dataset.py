@@ -567,12 +567,14 @@ class LineAttributes:
     latest event (``p_row``, :func:`number_rows`) instead.
 
     Called with DataFrame[userId, p_row, ts] (one row per user), returns
-    DataFrame[userId, *LINE_ATTRIBUTES] of those events, materialised (one job). The lines
-    are found by number in a plain text read of the same files (same read partitions, one
-    row per non-empty line: about a tenth of the cost of the parse), and each one must
-    hold the expected userId and ts. If one does not (a line the JSON reader reads as
-    no row, e.g. only spaces, or as several, e.g. an array), they are read again with the
-    JSON reader and schema of the pass, whose row numbers are the pass's by construction.
+    DataFrame[userId, *LINE_ATTRIBUTES] of those events. The lines are found by number in
+    a plain text read of the same files (the same read partitions; one row per non-empty
+    line), and only the read partitions that hold one are read (``SparkContext.runJob``
+    on those partitions; with the default cutoff, the log's later part is never read);
+    only the lines found are parsed. Each must hold the expected userId and ts. If one
+    does not (a line the JSON reader reads as no row, e.g. only spaces, or as several,
+    e.g. an array), the rows are read again with the pass's JSON reader, whose row
+    numbers are the pass's by construction.
     """
 
     spark: SparkSession
@@ -580,35 +582,43 @@ class LineAttributes:
     artists: bool = False
     #: "text" or "json": how the last call found its lines (for tests and benchmarks)
     read_with: str | None = field(default=None, repr=False)
+    #: how many read partitions the last call read, and of how many
+    partitions_read: tuple[int, int] | None = field(default=None, repr=False)
 
     def __call__(self, pointers: DataFrame) -> DataFrame:
         from sparkify.features import LINE_ATTRIBUTES, ROW_COLUMN
 
-        wanted = pointers.select("userId", F.col("p_row").alias(ROW_COLUMN), F.col("ts").alias("_ts"))
-        expected = wanted.count()
+        c = F.col
+        wanted = (pointers.select(c("userId").alias("_user"), c("p_row").alias(ROW_COLUMN), c("ts").alias("_ts"))
+                  .localCheckpoint())
+        expected, parts = wanted.agg(F.count(F.lit(1)),
+                                     F.collect_set(F.shiftright(c(ROW_COLUMN), 33).cast("int"))).first()
         fields = StructType([StructField("userId", StringType()), StructField("ts", LongType()),
                              *[StructField(a, StringType()) for a in LINE_ATTRIBUTES]])
-        text = number_rows(self.spark.read.text(self.source).filter(F.col("value") != ""))
-        found = self._match(text.select(ROW_COLUMN, F.from_json("value", fields).alias("j")), wanted)
+        text = number_rows(self.spark.read.text(self.source).filter(c("value") != ""))
+        found = self._lines(text.join(F.broadcast(wanted), ROW_COLUMN), sorted(parts), fields)
         self.read_with = "text"
         if not self._complete(found, expected):
             raw = number_rows(read_raw(self.spark, self.source, pass_schema(self.artists)))
-            found = self._match(raw.select(ROW_COLUMN, F.struct(*[c.name for c in fields]).alias("j")), wanted)
+            hits = (raw.join(F.broadcast(wanted), ROW_COLUMN)
+                    .select("_user", "_ts", F.to_json(F.struct(*fields.names)).alias("value")))
+            found = self._lines(hits, sorted(parts), fields)
             self.read_with = "json"
             if not self._complete(found, expected):
                 raise RuntimeError(f"{self.source} changed while it was being read: "
                                    "the events the features point to are no longer where they were")
-        return found.select("userId", *LINE_ATTRIBUTES)
+        return found.select(c("_user").alias("userId"), *LINE_ATTRIBUTES)
 
-    @staticmethod
-    def _match(lines: DataFrame, wanted: DataFrame) -> DataFrame:
-        from sparkify.features import LINE_ATTRIBUTES, ROW_COLUMN
-
+    def _lines(self, hits: DataFrame, parts: list[int], fields: StructType) -> DataFrame:
+        """The joined rows of the read partitions ``parts`` only, parsed with ``fields``:
+        DataFrame[_user, _ts, _ok, *fields] (small: one row per wanted event)."""
         c = F.col
-        ok = (c("j.userId") == c("userId")) & (c("j.ts") == c("_ts"))
-        return (lines.join(F.broadcast(wanted), ROW_COLUMN)
-                .select("userId", ok.alias("_ok"), *[c(f"j.{a}").alias(a) for a in LINE_ATTRIBUTES])
-                .localCheckpoint())
+        rdd = hits.select("_user", "_ts", "value").rdd
+        self.partitions_read = (len(parts), rdd.getNumPartitions())
+        rows = self.spark.sparkContext.runJob(rdd, lambda it: [tuple(r) for r in it], parts) if parts else []
+        small = self.spark.createDataFrame(rows, "_user string, _ts long, value string")
+        parsed = small.select("_user", "_ts", F.from_json("value", fields).alias("j")).select("_user", "_ts", "j.*")
+        return parsed.withColumn("_ok", (c("userId") == c("_user")) & (c("ts") == c("_ts"))).localCheckpoint()
 
     @staticmethod
     def _complete(found: DataFrame, expected: int) -> bool:

@@ -592,7 +592,9 @@ def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neut
           if days.artists else []),
     )
     if lookup is not None:
-        # the text of each user's latest event, read for that one event (eager: one job)
+        # the text of each user's latest event, read for that one event (eager); the
+        # per-user rows are computed once, for the lookup and for the table
+        sets = sets.localCheckpoint()
         text = lookup(sets.select("userId", c("last.p_row").alias("p_row"),
                                   F.shiftright(c("last_order"), _ITEM_BITS).alias("ts")))
         sets = (sets.join(text, "userId", "left")
