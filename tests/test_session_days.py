@@ -77,6 +77,32 @@ def test_quarantine_keeps_every_bad_line(both):
     assert set(log.quality.quarantine_sample) == set(BAD_LINES)
 
 
+def test_log_end_comes_with_the_quality_job_and_equals_the_events(spark, both, small_log, tmp_path):
+    """The pass's quality job also gives the log's end in both modes (no further job); it
+    equals the end found from the events, also when the last events are cancellations."""
+    from sparkify.dataset import load_log
+    from sparkify.features import SessionDays, log_end_ms
+
+    events, log, _ = both
+    assert set(log.days._end_ms) == {"window", "ever"}
+    for mode in ("window", "ever"):
+        assert log.days._end_ms[mode] == log_end_ms(events.events, mode)
+        assert SessionDays(df=log.days.df).log_end_ms(mode) == log.days._end_ms[mode]
+    # the log's last event a cancellation: the modes' ends differ
+    lines = small_log.read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines]
+    last = max(r["ts"] for r in rows)
+    user = next(r["userId"] for r in rows if r["userId"])
+    tail = {"ts": last + 60_000, "userId": user, "sessionId": 9999, "page": "Cancellation Confirmation",
+            "auth": "Cancelled", "level": "free", "itemInSession": 0, "method": "GET", "status": 200}
+    path = tmp_path / "cancel_last.json"
+    path.write_text("\n".join(lines + [json.dumps(tail)]) + "\n", encoding="utf-8")
+    with load_log(spark, path) as cancelled:
+        ends = cancelled.days._end_ms
+        assert ends["window"] == last + 60_000 and ends["ever"] < ends["window"]
+        assert ends["ever"] == SessionDays(df=cancelled.days.df).log_end_ms("ever")
+
+
 @pytest.mark.parametrize("spec_kwargs", [
     {},                                                          # default cutoff (a midnight)
     {"mode": "ever"},

@@ -548,9 +548,15 @@ class LoadedLog:
         self.unpersist()
 
 
-def _quality_from_partials(parts: DataFrame, source: str) -> tuple[DataQuality, int]:
-    """Counts from the one-pass partial rows (one small job, which materialises them), and
-    how many user rows the pass could not vouch for as distinct (``p_repeats``)."""
+def _quality_from_partials(parts: DataFrame, source: str) -> tuple[DataQuality, int, dict[str, int]]:
+    """Counts from the one-pass partial rows (one small job, which materialises them), how
+    many user rows the pass could not vouch for as distinct (``p_repeats``), and the log's
+    end as :meth:`sparkify.features.SessionDays.log_end_ms` gives it per mode (so that no
+    further job is needed to find it).
+
+    The user and churner counts are sizes of sets of user ids: one aggregation stage over
+    the rows, where ``count_distinct`` would plan an expansion of every row and two more
+    stages."""
     c = F.col
     user = c("_kind") == "user"
     row = parts.agg(
@@ -559,10 +565,11 @@ def _quality_from_partials(parts: DataFrame, source: str) -> tuple[DataQuality, 
         F.sum(F.when(c("_kind") == "hidden", c("p_events")).otherwise(0)),
         F.sum(F.when(user, c("p_events")).otherwise(0)),
         F.sum(F.when(user, c("p_repeats")).otherwise(0)),
-        F.count_distinct(F.when(user, c("userId"))),
-        F.count_distinct(F.when(user & c("p_churn_ms").isNotNull(), c("userId"))),
+        F.size(F.collect_set(F.when(user, c("userId")))),
+        F.size(F.collect_set(F.when(user & c("p_churn_ms").isNotNull(), c("userId")))),
         F.min(F.when(user, c("p_start"))),
         F.max(F.when(user, c("p_end"))),
+        F.max(F.when(user & ~c("cancel_rel"), c("p_end"))),
     ).first()
     rows_read, bad, hidden, user_rows, repeats, users, churners = (int(v or 0) for v in row[:7])
 
@@ -572,7 +579,8 @@ def _quality_from_partials(parts: DataFrame, source: str) -> tuple[DataQuality, 
     quality = DataQuality(rows_read=rows_read, quarantined=bad, hidden_rows=hidden,
                           user_rows=user_rows, duplicates=0, users=users, churners=churners,
                           first_ts=as_dt(row[7]), last_ts=as_dt(row[8]), source=source)
-    return quality, repeats
+    end_ms = {mode: int(v) for mode, v in (("window", row[8]), ("ever", row[9])) if v is not None}
+    return quality, repeats, end_ms
 
 
 #: Width of the per-group bitmap of item numbers (itemInSession mod ITEM_WINDOW), in bits.
@@ -691,7 +699,7 @@ def load_log(
 
     parts = _one_pass_partials(read_raw(spark, source, pass_schema(artists)), splits, artists).persist(storage_level)
     try:
-        quality, repeats = _quality_from_partials(parts, source)   # the single parse pass
+        quality, repeats, end_ms = _quality_from_partials(parts, source)   # the single parse pass
     except BaseException:
         parts.unpersist()
         raise
@@ -705,7 +713,7 @@ def load_log(
     from sparkify.features import SessionDays
 
     days = SessionDays(df=parts.filter(F.col("_kind") == "user").select(*PARTIAL_KEYS, *partial_values(artists)),
-                       splits=splits, artists=artists)
+                       splits=splits, artists=artists, _end_ms=end_ms)
     bad = parts.filter(F.col("_kind") == "bad")
     frames = [parts]
     if quality.quarantined and bad.filter(F.col("_reason") == MISSING_REASON).limit(1).count():
