@@ -325,3 +325,26 @@ def test_pass_schema_reads_the_artist_only_on_request():
     assert pass_schema(artists=True) == PASS_SCHEMA
     assert pass_schema(artists=True, corrupt=False).names == [n for n in PASS_SCHEMA.names if n != CORRUPT_COLUMN]
     assert len(pass_schema(corrupt=False).names) == len(PASS_SCHEMA.names) - 2
+
+
+def test_session_day_cache_is_uncompressed_and_the_setting_restored(spark, small_log):
+    """load_log stores its rows uncompressed (cheaper to build, read several times) and
+    leaves the session's compression setting as it found it, also after an error."""
+    from sparkify.dataset import CACHE_COMPRESSION_CONF, load_log, uncompressed_cache
+
+    def cached_bytes() -> int:
+        return sum(info.memSize() for info in spark.sparkContext._jsc.sc().getRDDStorageInfo())
+
+    before = spark.conf.get(CACHE_COMPRESSION_CONF)
+    assert before == "true"                               # Spark's default
+    with load_log(spark, small_log) as log:
+        plain = cached_bytes()
+        assert plain > 0 and spark.conf.get(CACHE_COMPRESSION_CONF) == before
+        compressed = log._frames[0].select("*").persist()  # the same rows, compressed
+        compressed.count()
+        assert cached_bytes() - plain < plain
+        compressed.unpersist()
+    with pytest.raises(RuntimeError), uncompressed_cache(spark):
+        assert spark.conf.get(CACHE_COMPRESSION_CONF) == "false"
+        raise RuntimeError("boom")
+    assert spark.conf.get(CACHE_COMPRESSION_CONF) == before

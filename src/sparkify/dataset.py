@@ -37,6 +37,7 @@ Design (why the load costs about one JSON parse):
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -548,6 +549,24 @@ class LoadedLog:
         self.unpersist()
 
 
+#: Spark's switch for compressing the columns of cached tables.
+CACHE_COMPRESSION_CONF = "spark.sql.inMemoryColumnarStorage.compressed"
+
+
+@contextmanager
+def uncompressed_cache(spark: SparkSession):
+    """Tables persisted inside are stored without column compression (Spark reads the
+    setting at ``persist``). For the session-day rows: they are small (395 k rows for the
+    28 M-event full log), and compressing them was about 40 % of the CPU of the job that
+    builds them (see benchmarks/RESULTS.md). The session's setting is restored on exit."""
+    before = spark.conf.get(CACHE_COMPRESSION_CONF)
+    spark.conf.set(CACHE_COMPRESSION_CONF, "false")
+    try:
+        yield
+    finally:
+        spark.conf.set(CACHE_COMPRESSION_CONF, before)
+
+
 def _quality_from_partials(parts: DataFrame, source: str) -> tuple[DataQuality, int, dict[str, int]]:
     """Counts from the one-pass partial rows (one small job, which materialises them), how
     many user rows the pass could not vouch for as distinct (``p_repeats``), and the log's
@@ -694,10 +713,12 @@ def load_log(
     if _is_parquet(spark, source):
         ingested = _load_ingested(spark, source)
         days = session_day_partials(ingested.events, splits, artists=artists)
-        days.df = days.df.persist(storage_level)
+        with uncompressed_cache(spark):
+            days.df = days.df.persist(storage_level)
         return LoadedLog(days=days, quality=ingested.quality, source=source, _frames=[days.df])
 
-    parts = _one_pass_partials(read_raw(spark, source, pass_schema(artists)), splits, artists).persist(storage_level)
+    with uncompressed_cache(spark):
+        parts = _one_pass_partials(read_raw(spark, source, pass_schema(artists)), splits, artists).persist(storage_level)
     try:
         quality, repeats, end_ms = _quality_from_partials(parts, source)   # the single parse pass
     except BaseException:
