@@ -275,8 +275,6 @@ def known_user_agents() -> list[str]:
 
 
 def test_user_agent_parser_covers_the_85_known_strings(spark):
-    from pyspark.sql import functions as F
-
     from sparkify.features import browser_expr, os_expr, parse_user_agent
 
     uas = known_user_agents()
@@ -287,14 +285,14 @@ def test_user_agent_parser_covers_the_85_known_strings(spark):
     assert parse_user_agent("Mozilla/5.0 (compatible; MSIE 10.0; Windows NT 6.2; WOW64; Trident/6.0)") \
         == ("Windows", "IE")
     assert parse_user_agent(None) == ("Unknown", "Unknown")
-    df = spark.createDataFrame([(ua,) for ua in uas], "ua string")
-    got = [(r[0], r[1]) for r in df.select(os_expr(F.col("ua")), browser_expr(F.col("ua"))).collect()]
-    assert got == parsed                     # Spark expressions agree with the Python parser
+    df = spark.createDataFrame([(ua,) for ua in uas + [None, "curl/8.0"]], "ua string")
+    got = [(r[0], r[1]) for r in df.select(os_expr("ua"), browser_expr("ua")).collect()]
+    # Spark expressions agree with the Python parser, also for a missing and an unknown agent
+    assert got == parsed + [("Unknown", "Unknown"), ("Other", "Other")]
+    assert parse_user_agent("curl/8.0") == ("Other", "Other")
 
 
 def test_location_region(spark):
-    from pyspark.sql import functions as F
-
     from sparkify.features import location_region, location_state, region_expr
 
     cases = {
@@ -309,7 +307,7 @@ def test_location_region(spark):
     assert {loc: location_region(loc) for loc in cases} == cases
     assert location_region(None) == "Unknown"
     df = spark.createDataFrame([(k,) for k in cases], "loc string")
-    got = {r[0]: r[1] for r in df.select("loc", region_expr(F.col("loc"))).collect()}
+    got = {r[0]: r[1] for r in df.select("loc", region_expr("loc")).collect()}
     assert got == cases
     # every CBSA of the simulator maps to a region
     with open(SIMULATOR_DATA_DIR / "locations.csv", newline="", encoding="utf-8") as fh:

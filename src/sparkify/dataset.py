@@ -606,20 +606,19 @@ def _quality_from_partials(parts: DataFrame, source: str) -> tuple[DataQuality, 
 ITEM_WINDOW = 512
 
 
-def _item_repeat_aggregates(valid: Column) -> list[Column]:
+def _item_repeat_aggregates(valid: str) -> list[Column]:
     """Aggregates that show whether a group's ``itemInSession`` values are all distinct,
     with fixed-width numeric state (no set of ids: a few long buffers per row): their min
     and max and a bitmap of (item mod :data:`ITEM_WINDOW`) as ITEM_WINDOW / 64 bit-ORed
-    words. See :func:`_repeated_rows`."""
-    item = F.coalesce(F.col("itemInSession").cast("long"), F.lit(-1).cast("long"))
-    slot = F.pmod(item, F.lit(ITEM_WINDOW).cast("long"))
-    # SQL form: PySpark's shiftleft takes only a constant shift
-    bit = F.expr("shiftleft(1L, cast(pmod(coalesce(cast(itemInSession as bigint), -1L), 64) as int))")
-    word = F.shiftright(slot, 6)
-    return [F.min(F.when(valid, item)).alias("_item_min"),
-            F.max(F.when(valid, item)).alias("_item_max"),
-            *[F.bit_or(F.when(valid & (word == k), bit)).alias(f"_item_bits{k}")
-              for k in range(ITEM_WINDOW // 64)]]
+    words, over the rows where ``valid`` (Spark SQL text) holds. See :func:`_repeated_rows`."""
+    item = "coalesce(CAST(itemInSession AS BIGINT), -1L)"
+    word = f"shiftright(pmod({item}, {ITEM_WINDOW}L), 6)"
+    bit = f"shiftleft(1L, CAST(pmod({item}, 64L) AS INT))"
+    return [F.expr(a) for a in [
+        f"min(CASE WHEN {valid} THEN {item} END) AS _item_min",
+        f"max(CASE WHEN {valid} THEN {item} END) AS _item_max",
+        *[f"bit_or(CASE WHEN ({valid}) AND {word} = {k} THEN {bit} END) AS _item_bits{k}"
+          for k in range(ITEM_WINDOW // 64)]]]
 
 
 def _repeated_rows() -> Column:
@@ -629,13 +628,10 @@ def _repeated_rows() -> Column:
     packed page counter could overflow (features.MAX_PACKED_EVENTS). 0: all is exact."""
     from sparkify.features import MAX_PACKED_EVENTS
 
-    c = F.col
-    distinct = sum((F.bit_count(F.coalesce(c(f"_item_bits{k}"), F.lit(0).cast("long")))
-                    for k in range(ITEM_WINDOW // 64)), F.lit(0))
-    span = c("_item_max") - c("_item_min")
-    return (F.when(c("_kind") != "user", F.lit(0))
-            .when((span >= ITEM_WINDOW) | (c("p_events") >= MAX_PACKED_EVENTS), c("p_events"))
-            .otherwise(c("p_events") - distinct))
+    distinct = " + ".join(f"bit_count(coalesce(_item_bits{k}, 0L))" for k in range(ITEM_WINDOW // 64))
+    return F.expr(f"CASE WHEN _kind != 'user' THEN 0"
+                  f" WHEN _item_max - _item_min >= {ITEM_WINDOW} OR p_events >= {MAX_PACKED_EVENTS} THEN p_events"
+                  f" ELSE p_events - ({distinct}) END")
 
 
 def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...], artists: bool = False) -> DataFrame:
@@ -649,25 +645,24 @@ def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...], artists: bool = 
     the aggregation is Spark's code-generated one; ``artists`` adds the set of artists,
     which makes it the object hash aggregation (not code-generated, about twice the cost;
     see benchmarks/RESULTS.md)."""
-    from sparkify.features import partial_aggregates, partial_key_columns, unpack_page_counts
+    from sparkify.features import sql_literal, partial_aggregates, partial_key_columns, unpack_page_counts
 
-    c = F.col
-    corrupt = c(CORRUPT_COLUMN).isNotNull()
-    is_user = c("auth").isin(*USER_AUTHS)
-    missing = c("ts").isNull() | c("auth").isNull() | (is_user & (
-        c("userId").isNull() | (c("userId") == "") | c("sessionId").isNull() | c("page").isNull()))
-    kind = (F.when(corrupt | missing, F.lit("bad")).when(is_user, F.lit("user")).otherwise(F.lit("hidden")))
-    reason = (F.when(corrupt, F.lit(MALFORMED_REASON))
-              .when(missing, F.lit(MISSING_REASON)))
-    line = F.when(corrupt, c(CORRUPT_COLUMN))  # lines missing a field: re-read by load_log
+    corrupt = f"{CORRUPT_COLUMN} IS NOT NULL"
+    is_user = f"auth IN ({', '.join(sql_literal(a) for a in USER_AUTHS)})"
+    missing = (f"(ts IS NULL OR auth IS NULL OR ({is_user} AND"
+               " (userId IS NULL OR userId = '' OR sessionId IS NULL OR page IS NULL)))")
+    kind = f"CASE WHEN {corrupt} OR {missing} THEN 'bad' WHEN {is_user} THEN 'user' ELSE 'hidden' END"
+    reason = (f"CASE WHEN {corrupt} THEN {sql_literal(MALFORMED_REASON)}"
+              f" WHEN {missing} THEN {sql_literal(MISSING_REASON)} END")
+    line = f"CASE WHEN {corrupt} THEN {CORRUPT_COLUMN} END"  # lines missing a field: re-read by load_log
     # An exact duplicate repeats its line, so its session and itemInSession too, and lands
     # in the same group. eventsim numbers a session's events 0, 1, 2, ...: a group whose
     # item numbers are all distinct has no duplicate. A repeated (or unverifiable) item
     # only makes the loader fall back to the exact, fingerprint-based de-duplication of
     # load_events; it is never counted as a duplicate on this evidence.
-    checks = _item_repeat_aggregates(is_user & ~corrupt & ~missing)
-    parts = raw.groupBy(kind.alias("_kind"), *partial_key_columns(splits),
-                        reason.alias("_reason"), line.alias("_line")).agg(
+    checks = _item_repeat_aggregates(f"{is_user} AND NOT ({corrupt}) AND NOT {missing}")
+    parts = raw.groupBy(F.expr(f"{kind} AS _kind"), *partial_key_columns(splits),
+                        F.expr(f"{reason} AS _reason"), F.expr(f"{line} AS _line")).agg(
         *partial_aggregates(artists=artists, packed=True), *checks)
     parts = unpack_page_counts(parts).withColumn("p_repeats", _repeated_rows())
     return parts.drop(*[name for name in parts.columns if name.startswith("_item_")])

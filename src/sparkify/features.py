@@ -102,31 +102,54 @@ def location_region(location: str | None) -> str:
     return STATE_REGION.get(location_state(location) or "", UNKNOWN)
 
 
-def _rules_expr(col: Column, rules: list[tuple[str, str]]) -> Column:
-    expr = None
-    for key, name in rules:
-        cond = col.contains(key)
-        expr = F.when(cond, name) if expr is None else expr.when(cond, name)
-    return F.when(col.isNull(), F.lit(UNKNOWN)).otherwise(expr.otherwise(F.lit(OTHER)))
+# The derived columns are written as Spark SQL text: each Column-API call is a round trip
+# to the JVM, and the feature table's few hundred of them cost seconds of driver time per
+# table (benchmarks/RESULTS.md); a text is parsed in one.
+def sql_literal(value: str) -> str:
+    """``value`` as a Spark SQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def os_expr(ua: Column) -> Column:
-    return _rules_expr(ua, OS_RULES)
+def _rules_sql(col: str, rules: list[tuple[str, str]]) -> str:
+    whens = " ".join(f"WHEN contains({col}, {sql_literal(key)}) THEN {sql_literal(name)}" for key, name in rules)
+    return f"CASE WHEN {col} IS NULL THEN {sql_literal(UNKNOWN)} {whens} ELSE {sql_literal(OTHER)} END"
 
 
-def browser_expr(ua: Column) -> Column:
-    return _rules_expr(ua, BROWSER_RULES)
+def os_sql(ua: str) -> str:
+    """Spark SQL text of the OS (:data:`OS_RULES`) of user-agent column (SQL text) ``ua``."""
+    return _rules_sql(ua, OS_RULES)
 
 
-def state_expr(location: Column) -> Column:
-    after_comma = F.trim(F.element_at(F.split(location, ","), -1))
-    state = F.trim(F.element_at(F.split(after_comma, "-"), -1))
-    return F.when(location.contains(","), state)
+def browser_sql(ua: str) -> str:
+    """Spark SQL text of the browser (:data:`BROWSER_RULES`) of user-agent column ``ua``."""
+    return _rules_sql(ua, BROWSER_RULES)
 
 
-def region_expr(location: Column) -> Column:
-    mapping = F.create_map(*[F.lit(x) for kv in STATE_REGION.items() for x in kv])
-    return F.coalesce(F.element_at(mapping, state_expr(location)), F.lit(UNKNOWN))
+def state_sql(location: str) -> str:
+    """Spark SQL text of the state of ``location`` as :func:`location_state` finds it."""
+    after_comma = f"trim(element_at(split({location}, ','), -1))"
+    return f"CASE WHEN contains({location}, ',') THEN trim(element_at(split({after_comma}, '-'), -1)) END"
+
+
+def region_sql(location: str) -> str:
+    """Spark SQL text of the Census region of ``location`` (:func:`location_region`)."""
+    pairs = ", ".join(f"{sql_literal(k)}, {sql_literal(v)}" for k, v in STATE_REGION.items())
+    return f"coalesce(element_at(map({pairs}), {state_sql(location)}), {sql_literal(UNKNOWN)})"
+
+
+def os_expr(ua: str) -> Column:
+    """The OS of user-agent column ``ua`` (a name or SQL text), as :func:`parse_user_agent`."""
+    return F.expr(os_sql(ua))
+
+
+def browser_expr(ua: str) -> Column:
+    """The browser of user-agent column ``ua``, as :func:`parse_user_agent`."""
+    return F.expr(browser_sql(ua))
+
+
+def region_expr(location: str) -> Column:
+    """The Census region of location column ``location``, as :func:`location_region`."""
+    return F.expr(region_sql(location))
 
 
 # ------------------------------------------------------------------ feature catalogue
@@ -309,12 +332,19 @@ def parse_time(text: str | datetime) -> datetime:
         raise ValueError(f"cannot read time {text!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ") from None
 
 
+#: Spark SQL text: the event is a churn (a Cancellation Confirmation page or auth Cancelled).
+CHURN_EVENT_SQL = f"(page = {sql_literal(CHURN_PAGE)} OR auth = {sql_literal(CANCELLED_AUTH)})"
+#: Spark SQL text: the event is a Cancel or Cancellation Confirmation page or auth Cancelled.
+CANCEL_RELATED_SQL = (f"(page IN ({sql_literal(CANCEL_PAGE)}, {sql_literal(CHURN_PAGE)})"
+                      f" OR auth = {sql_literal(CANCELLED_AUTH)})")
+
+
 def _is_churn_event() -> Column:
-    return (F.col("page") == CHURN_PAGE) | (F.col("auth") == CANCELLED_AUTH)
+    return F.expr(CHURN_EVENT_SQL)
 
 
 def _is_cancel_related() -> Column:
-    return F.col("page").isin(CANCEL_PAGE, CHURN_PAGE) | (F.col("auth") == CANCELLED_AUTH)
+    return F.expr(CANCEL_RELATED_SQL)
 
 
 # ------------------------------------------------------------------ session-day partial rows
@@ -345,13 +375,10 @@ def partial_key_columns(splits: tuple[int, ...] = ()) -> list[Column]:
     ``day`` = floor(ts / 1 day) (UTC); ``cancel_rel`` = a Cancel / Cancellation Confirmation
     page or auth Cancelled; ``period`` = how many of ``splits`` (epoch ms) are <= ts, so
     that no partial row spans a split point; then the attributes as they are."""
-    c = F.col
-    period = F.lit(0)
-    for point in sorted(set(splits)):
-        period = period + (c("ts") >= F.lit(int(point))).cast("int")
-    return [c("userId"), c("sessionId"), F.floor(c("ts") / DAY_MS).alias("day"),
-            _is_cancel_related().alias("cancel_rel"), period.alias("period"),
-            *[c(a) for a in ATTRIBUTES]]
+    period = " + ".join(["0"] + [f"CAST(ts >= {int(point)} AS INT)" for point in sorted(set(splits))])
+    return [F.col("userId"), F.col("sessionId"), F.expr(f"floor(ts / {DAY_MS}) AS day"),
+            F.expr(f"{CANCEL_RELATED_SQL} AS cancel_rel"), F.expr(f"{period} AS period"),
+            *[F.col(a) for a in ATTRIBUTES]]
 
 
 #: Page counters of a partial row, packed COUNTER_BITS bits each, COUNTERS_PER_WORD to a
@@ -376,6 +403,10 @@ def _packed_words() -> list[list[tuple[str, tuple[str, ...]]]]:
     return [counters[i:i + COUNTERS_PER_WORD] for i in range(0, len(counters), COUNTERS_PER_WORD)]
 
 
+def _pages_sql(pages: tuple[str, ...]) -> str:
+    return f"page IN ({', '.join(sql_literal(page) for page in pages)})"
+
+
 def partial_aggregates(artists: bool = False, packed: bool = False) -> list[Column]:
     """The aggregates of a partial row over the event rows of one key group: event count,
     first/last ts, the page counters (``packed``: in a few words ``_pages0``, ...; see
@@ -384,37 +415,30 @@ def partial_aggregates(artists: bool = False, packed: bool = False) -> list[Colu
     (null if none) and, with ``artists``, the set of artist hashes played (``p_artists``:
     a set-valued aggregate, which turns Spark's code-generated hash aggregation into its
     much slower object hash aggregation)."""
-    c = F.col
-    item = F.least(F.greatest(F.coalesce(c("itemInSession"), F.lit(0)), F.lit(0)), F.lit((1 << _ITEM_BITS) - 1))
+    item = f"least(greatest(coalesce(itemInSession, 0), 0), {(1 << _ITEM_BITS) - 1})"
     if not packed:
-        counters = [F.sum(F.when(c("page").isin(*pages), 1).otherwise(0)).alias(name)
+        counters = [f"sum(CASE WHEN {_pages_sql(pages)} THEN 1 ELSE 0 END) AS {name}"
                     for name, pages in _page_counters()]
     else:
         counters = _packed_counter_sums()
     out = [
-        F.count(F.lit(1)).alias("p_events"),
-        F.min("ts").alias("p_start"),
-        F.max("ts").alias("p_end"),
+        "count(1) AS p_events", "min(ts) AS p_start", "max(ts) AS p_end",
         *counters,
-        F.max(F.shiftleft(c("ts"), _ITEM_BITS) + item).alias("p_order"),
-        F.min(F.when(_is_churn_event(), c("ts"))).alias("p_churn_ms"),
+        f"max(shiftleft(ts, {_ITEM_BITS}) + {item}) AS p_order",
+        f"min(CASE WHEN {CHURN_EVENT_SQL} THEN ts END) AS p_churn_ms",
     ]
     if artists:
-        out.append(F.collect_set(F.when((c("page") == "NextSong") & c("artist").isNotNull(),
-                                        F.xxhash64(c("artist")))).alias("p_artists"))
-    return out
+        out.append("collect_set(CASE WHEN page = 'NextSong' AND artist IS NOT NULL THEN xxhash64(artist) END)"
+                   " AS p_artists")
+    return [F.expr(a) for a in out]
 
 
-def _packed_counter_sums() -> list[Column]:
-    c = F.col
+def _packed_counter_sums() -> list[str]:
     words = []
     for w, counters in enumerate(_packed_words()):
-        increment = None
-        for j, (_name, pages) in enumerate(counters):
-            cond = c("page").isin(*pages)
-            value = F.lit(1 << (COUNTER_BITS * j)).cast("long")
-            increment = F.when(cond, value) if increment is None else increment.when(cond, value)
-        words.append(F.sum(increment.otherwise(F.lit(0).cast("long"))).alias(f"_pages{w}"))
+        whens = " ".join(f"WHEN {_pages_sql(pages)} THEN {1 << (COUNTER_BITS * j)}L"
+                         for j, (_name, pages) in enumerate(counters))
+        words.append(f"sum(CASE {whens} ELSE 0L END) AS _pages{w}")
     return words
 
 
@@ -422,11 +446,11 @@ def unpack_page_counts(df: DataFrame) -> DataFrame:
     """``df`` with the packed words of :func:`partial_aggregates` replaced by one count
     column per page counter (``p_songs``, ..., ``p_level_changes``), exact while the row
     has fewer than MAX_PACKED_EVENTS events."""
-    mask = F.lit((1 << COUNTER_BITS) - 1).cast("long")
-    counts = {name: F.shiftright(F.col(f"_pages{w}"), COUNTER_BITS * j).bitwiseAND(mask)
-              for w, counters in enumerate(_packed_words()) for j, (name, _) in enumerate(counters)}
+    mask = (1 << COUNTER_BITS) - 1
     words = [f"_pages{w}" for w in range(len(_packed_words()))]
-    return df.withColumns(counts).drop(*words)
+    counts = [f"shiftright(_pages{w}, {COUNTER_BITS * j}) & {mask}L AS {name}"
+              for w, counters in enumerate(_packed_words()) for j, (name, _) in enumerate(counters)]
+    return df.selectExpr("*", *counts).drop(*words)
 
 
 @dataclass
@@ -520,89 +544,87 @@ def resolve_spec(source: DataFrame | SessionDays, spec: LabelSpec) -> LabelSpec:
 
 
 # ------------------------------------------------------------------ aggregation
+def _grouped(df: DataFrame, keys: list[str], aggregates: list[str]) -> DataFrame:
+    """``df`` grouped by ``keys``, with ``aggregates`` given as Spark SQL text."""
+    return df.groupBy(*keys).agg(*[F.expr(a) for a in aggregates])
+
+
 def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neutral_time: bool,
                    drop_cancel: bool = False) -> DataFrame:
     """Per-user features from the partial rows with start_ms <= time < cutoff_ms (the
     caller has checked that no row spans a boundary). One row per user with at least one
     event there. ``drop_cancel`` leaves out the cancellation rows ('ever' mode)."""
-    c = F.col
     recent_ms = cutoff_ms - RECENT_DAYS * DAY_MS
     _require_exact(days, tuple(b for b in (cutoff_ms, start_ms, None if neutral_time else recent_ms)
                                if b is not None), "ever" if drop_cancel else "window")
-    p = days.df.filter(c("p_end") < F.lit(cutoff_ms))
+    keep = [f"p_end < {cutoff_ms}"]
     if start_ms is not None:
-        p = p.filter(c("p_start") >= F.lit(start_ms))
+        keep.append(f"p_start >= {start_ms}")
     if drop_cancel:
-        p = p.filter(~c("cancel_rel"))
-    paid = c("level") == "paid"
+        keep.append("NOT cancel_rel")
+    p = days.df.filter(" AND ".join(keep))
+    stems = [stem for _, stem, _ in PAGE_FEATURES]
     # Numeric aggregates per session, then per user (Spark's code-generated hash
     # aggregation); the set-valued ones (days, latest attributes, artists) per user straight
     # from the partial rows, one aggregation instead of one per level.
-    sessions = p.groupBy("userId", "sessionId").agg(
-        F.min("p_start").alias("s_start"),
-        F.max("p_end").alias("s_end"),
-        F.sum("p_events").alias("s_events"),
-        *[F.sum(f"p_{stem}").alias(f"s_{stem}") for _, stem, _ in PAGE_FEATURES],
-        F.sum(F.when(c("p_start") >= F.lit(recent_ms), c("p_songs")).otherwise(0)).alias("s_recent_songs"),
-        F.sum(F.when(paid, c("p_songs")).otherwise(0)).alias("s_paid_songs"),
-        F.sum("p_level_changes").alias("s_level_changes"),
-    )
-    counts = sessions.groupBy("userId").agg(
-        F.count(F.lit(1)).alias("n_sessions"),
-        F.min("s_start").alias("first_ms"),
-        F.max("s_end").alias("last_ms"),
-        F.sum("s_events").alias("n_events"),
-        F.avg((c("s_end") - c("s_start")) / 60000.0).alias("mean_session_minutes"),
-        *[F.sum(f"s_{stem}").alias(f"n_{stem}") for _, stem, _ in PAGE_FEATURES],
-        F.sum("s_recent_songs").alias("songs_last_14d"),
-        F.sum("s_paid_songs").alias("paid_songs"),
-        F.sum("s_level_changes").alias("n_level_changes"),
-    )
-    sets = p.groupBy("userId").agg(
-        F.size(F.collect_set("day")).alias("active_days"),
-        F.max_by(F.struct(*ATTRIBUTES), c("p_order")).alias("last"),
-        *([F.size(F.array_distinct(F.flatten(F.collect_list("p_artists")))).alias("distinct_artists")]
+    sessions = _grouped(p, ["userId", "sessionId"], [
+        "min(p_start) AS s_start", "max(p_end) AS s_end", "sum(p_events) AS s_events",
+        *[f"sum(p_{stem}) AS s_{stem}" for stem in stems],
+        f"sum(CASE WHEN p_start >= {recent_ms} THEN p_songs ELSE 0 END) AS s_recent_songs",
+        "sum(CASE WHEN level = 'paid' THEN p_songs ELSE 0 END) AS s_paid_songs",
+        "sum(p_level_changes) AS s_level_changes",
+    ])
+    counts = _grouped(sessions, ["userId"], [
+        "count(1) AS n_sessions", "min(s_start) AS first_ms", "max(s_end) AS last_ms",
+        "sum(s_events) AS n_events", "avg((s_end - s_start) / 60000.0D) AS mean_session_minutes",
+        *[f"sum(s_{stem}) AS n_{stem}" for stem in stems],
+        "sum(s_recent_songs) AS songs_last_14d", "sum(s_paid_songs) AS paid_songs",
+        "sum(s_level_changes) AS n_level_changes",
+    ])
+    sets = _grouped(p, ["userId"], [
+        "size(collect_set(day)) AS active_days",
+        f"max_by(struct({', '.join(ATTRIBUTES)}), p_order) AS last",
+        *(["size(array_distinct(flatten(collect_list(p_artists)))) AS distinct_artists"]
           if days.artists else []),
-    )
+    ])
     users = counts.join(sets, "userId")
 
-    def ratio(num: Column, den: Column) -> Column:
-        return F.when(den > 0, num.cast("double") / den).otherwise(F.lit(0.0))
+    def ratio(num: str, den: str) -> str:
+        return f"CASE WHEN ({den}) > 0 THEN CAST({num} AS DOUBLE) / ({den}) ELSE 0.0D END"
 
-    out = [c("userId")]
-    out += [c(f"n_{stem}").cast("double").alias(f"n_{stem}") for _, stem, _ in PAGE_FEATURES]
-    out += [ratio(c(f"n_{stem}"), c("active_days")).alias(f"{stem}_per_day") for _, stem, _ in PAGE_FEATURES]
-    out += [ratio(c(f"n_{stem}"), c("n_sessions")).alias(f"{stem}_per_session") for _, stem, _ in PAGE_FEATURES]
-    earlier_days = (F.lit(recent_ms) - c("first_ms")) / DAY_MS
-    recent_days = F.least(F.lit(float(RECENT_DAYS)), (F.lit(cutoff_ms) - c("first_ms")) / DAY_MS)
-    trend = F.when(earlier_days < 1, F.lit(1.0)).otherwise(
-        (c("songs_last_14d") / recent_days + 1.0)
-        / ((c("n_songs") - c("songs_last_14d")) / earlier_days + 1.0))
-    reg_days = F.greatest(F.lit(0.0), (F.lit(cutoff_ms) - c("last.registration")) / DAY_MS)
+    earlier_days = f"(({recent_ms} - first_ms) / {DAY_MS})"
+    recent_days = f"least({float(RECENT_DAYS)}D, ({cutoff_ms} - first_ms) / {DAY_MS})"
+    trend = (f"CASE WHEN {earlier_days} < 1 THEN 1.0D ELSE (songs_last_14d / {recent_days} + 1.0D)"
+             f" / ((n_songs - songs_last_14d) / {earlier_days} + 1.0D) END")
+    reg_days = f"greatest(0.0D, ({cutoff_ms} - last.registration) / {DAY_MS})"
+    out = ["userId"]
+    out += [f"CAST(n_{stem} AS DOUBLE) AS n_{stem}" for stem in stems]
+    out += [f"{ratio(f'n_{stem}', 'active_days')} AS {stem}_per_day" for stem in stems]
+    out += [f"{ratio(f'n_{stem}', 'n_sessions')} AS {stem}_per_session" for stem in stems]
     out += [
-        ratio(c("n_thumbs_down"), c("n_thumbs_up") + c("n_thumbs_down")).alias("thumbs_down_share"),
-        ratio(c("n_thumbs_up"), c("n_songs")).alias("thumbs_up_per_song"),
-        ratio(c("n_adverts"), c("n_songs")).alias("adverts_per_song"),
-        c("n_events").cast("double").alias("n_events"),
-        c("n_sessions").cast("double").alias("n_sessions"),
-        c("mean_session_minutes").cast("double").alias("mean_session_minutes"),
-        c("active_days").cast("double").alias("active_days"),
-        ratio(c("n_sessions"), c("active_days")).alias("sessions_per_day"),
-        *([c("distinct_artists").cast("double").alias("distinct_artists"),
-           ratio(c("distinct_artists"), c("n_songs")).alias("artist_diversity")] if days.artists else []),
-        ratio(c("paid_songs"), c("n_songs")).alias("paid_song_share"),
-        c("n_level_changes").cast("double").alias("n_level_changes"),
-        F.coalesce(reg_days, F.lit(0.0)).alias("days_since_registration"),
-        (F.lit(0.0) if neutral_time else (F.lit(cutoff_ms) - c("last_ms")) / DAY_MS).alias("days_since_last_activity"),
-        (F.lit(0.0) if neutral_time else c("songs_last_14d").cast("double")).alias("songs_last_14d"),
-        (F.lit(1.0) if neutral_time else trend).alias("activity_trend"),
-        F.coalesce(c("last.level"), F.lit(UNKNOWN)).alias("level"),
-        F.coalesce(c("last.gender"), F.lit(UNKNOWN)).alias("gender"),
-        os_expr(c("last.userAgent")).alias("os"),
-        browser_expr(c("last.userAgent")).alias("browser"),
-        region_expr(c("last.location")).alias("region"),
+        f"{ratio('n_thumbs_down', 'n_thumbs_up + n_thumbs_down')} AS thumbs_down_share",
+        f"{ratio('n_thumbs_up', 'n_songs')} AS thumbs_up_per_song",
+        f"{ratio('n_adverts', 'n_songs')} AS adverts_per_song",
+        "CAST(n_events AS DOUBLE) AS n_events",
+        "CAST(n_sessions AS DOUBLE) AS n_sessions",
+        "CAST(mean_session_minutes AS DOUBLE) AS mean_session_minutes",
+        "CAST(active_days AS DOUBLE) AS active_days",
+        f"{ratio('n_sessions', 'active_days')} AS sessions_per_day",
+        *([ "CAST(distinct_artists AS DOUBLE) AS distinct_artists",
+           f"{ratio('distinct_artists', 'n_songs')} AS artist_diversity"] if days.artists else []),
+        f"{ratio('paid_songs', 'n_songs')} AS paid_song_share",
+        "CAST(n_level_changes AS DOUBLE) AS n_level_changes",
+        f"coalesce({reg_days}, 0.0D) AS days_since_registration",
+        ("0.0D" if neutral_time else f"({cutoff_ms} - last_ms) / {DAY_MS}") + " AS days_since_last_activity",
+        ("0.0D" if neutral_time else "CAST(songs_last_14d AS DOUBLE)") + " AS songs_last_14d",
+        ("1.0D" if neutral_time else trend) + " AS activity_trend",
+        f"coalesce(last.level, {sql_literal(UNKNOWN)}) AS level",
+        f"coalesce(last.gender, {sql_literal(UNKNOWN)}) AS gender",
+        f"{os_sql('last.userAgent')} AS os",
+        f"{browser_sql('last.userAgent')} AS browser",
+        f"{region_sql('last.location')} AS region",
     ]
-    return users.select(*out)
+    return users.selectExpr(*out)
 
 
 def _churn_times(days: SessionDays) -> DataFrame:
