@@ -163,6 +163,51 @@ def test_artist_sets_equal_the_event_path(spark, both, messy_log):
         assert_same_tables(expected, actual)
 
 
+def test_text_attributes_are_read_late_from_the_latest_event(spark, small_log, tmp_path):
+    """The one pass parses no gender, userAgent or location; the features read them from
+    each user's latest event before the cutoff. A user who moved and changed device gets
+    the new ones, as on the event path. A whitespace-only line, which the JSON reader
+    reads as no row, shifts the plain text read's line numbers: the lines are then found
+    with the JSON reader, with the same table."""
+    from sparkify.dataset import load_events, load_log
+    from sparkify.features import LabelSpec, build_user_table
+
+    lines = small_log.read_text(encoding="utf-8").splitlines()
+    events = [json.loads(line) for line in lines]
+    counts: dict[str, int] = {}
+    for e in events:
+        if e.get("auth") == "Logged In" and e.get("userId"):
+            counts[e["userId"]] = counts.get(e["userId"], 0) + 1
+    mover = max(counts, key=counts.get)
+    seen = 0
+    for e in events:
+        if e.get("userId") == mover and e.get("auth") == "Logged In":
+            seen += 1
+            if seen > 1:   # every event after the first: a new city and a new phone
+                e["location"] = "Boston, MA"
+                e["userAgent"] = "Mozilla/5.0 (iPhone; CPU iPhone OS 7_1_2 like Mac OS X) Mobile/11D257"
+    moved = [json.dumps(e, separators=(",", ":")) for e in events]
+    for name, body, read_with in (("moved.json", moved, "text"),
+                                  ("spaced.json", moved[:10] + ["   "] + moved[10:], "json")):
+        path = tmp_path / name
+        path.write_text("\n".join(body) + "\n", encoding="utf-8")
+        # small read partitions, so that row numbers span several of them
+        spark.conf.set("spark.sql.files.maxPartitionBytes", str(max(path.stat().st_size // 6, 1 << 16)))
+        try:
+            with load_events(spark, path) as clean, load_log(spark, path) as log:
+                assert "location" not in log.days.df.columns and "p_row" in log.days.df.columns
+                expected, _ = build_user_table(clean.events, LabelSpec())
+                actual, _ = build_user_table(log.days, LabelSpec())
+                lookup = log.days.line_attributes
+                assert lookup.read_with == read_with
+                assert 1 < lookup.partitions_read[0] <= lookup.partitions_read[1]
+                assert_same_tables(expected, actual)
+                row = _rows(actual)[mover]
+                assert (row["region"], row["os"], row["browser"]) == ("Northeast", "iPhone", "Mobile Safari")
+        finally:
+            spark.conf.unset("spark.sql.files.maxPartitionBytes")
+
+
 def test_duplicates_are_counted_once(spark, small_log, tmp_path):
     from sparkify.dataset import load_events, load_log
     from sparkify.features import LabelSpec, build_user_table
@@ -348,3 +393,16 @@ def test_session_day_cache_is_uncompressed_and_the_setting_restored(spark, small
         assert spark.conf.get(CACHE_COMPRESSION_CONF) == "false"
         raise RuntimeError("boom")
     assert spark.conf.get(CACHE_COMPRESSION_CONF) == before
+
+
+def test_the_pass_parses_every_field_but_the_long_text_attributes():
+    """The text attributes are read late; every field whose type can make a line malformed
+    (ts, sessionId, itemInSession, registration) is still parsed on every line."""
+    from sparkify.dataset import pass_schema, pointer_schema
+    from sparkify.features import LINE_ATTRIBUTES
+
+    for artists in (False, True):
+        parsed = pointer_schema(artists).names
+        assert parsed == [n for n in pass_schema(artists).names if n not in LINE_ATTRIBUTES]
+        assert {"ts", "sessionId", "itemInSession", "registration", "level"} <= set(parsed)
+        assert not set(LINE_ATTRIBUTES) & set(parsed)

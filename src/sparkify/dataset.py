@@ -113,10 +113,21 @@ PASS_SCHEMA_NO_ARTIST = StructType([f for f in PASS_SCHEMA.fields if f.name != "
 
 
 def pass_schema(artists: bool = False, corrupt: bool = True) -> StructType:
-    """The schema the one-pass loader parses with (see :data:`PASS_SCHEMA`);
-    ``corrupt=False`` leaves out the corrupt-record column (a bare scan of the same fields)."""
+    """The fields the one-pass loader reads from a raw log (see :data:`PASS_SCHEMA`);
+    ``corrupt=False`` leaves out the corrupt-record column (a bare scan of the same fields).
+    Its pass parses all but the long text attributes on every line, and those for one
+    event per user (:func:`pointer_schema`, :class:`LineAttributes`)."""
     schema = PASS_SCHEMA if artists else PASS_SCHEMA_NO_ARTIST
     return schema if corrupt else StructType([f for f in schema.fields if f.name != CORRUPT_COLUMN])
+
+
+def pointer_schema(artists: bool = False) -> StructType:
+    """What the one pass parses on every line: :func:`pass_schema` without
+    ``sparkify.features.LINE_ATTRIBUTES``. Those are text, so no value of theirs makes a
+    line malformed: leaving them out changes no quarantine."""
+    from sparkify.features import LINE_ATTRIBUTES
+
+    return StructType([f for f in pass_schema(artists).fields if f.name not in LINE_ATTRIBUTES])
 
 QUALITY_FILE = "_data_quality.json"       # inside an ingest directory (ignored by Parquet readers)
 QUARANTINE_DIR = "_quarantine"            # idem
@@ -549,6 +560,73 @@ class LoadedLog:
         self.unpersist()
 
 
+@dataclass
+class LineAttributes:
+    """Reads ``sparkify.features.LINE_ATTRIBUTES`` (gender, userAgent, location) for
+    chosen events of a raw JSON log: the one pass parses these long strings on no line
+    (about a quarter of the parse) and keeps, in each partial row, the number of its
+    latest event (``p_row``, :func:`number_rows`) instead.
+
+    Called with DataFrame[userId, p_row, ts] (one row per user), returns
+    DataFrame[userId, *LINE_ATTRIBUTES] of those events. The lines are found by number in
+    a plain text read of the same files (the same read partitions; one row per non-empty
+    line), and only the read partitions that hold one are read (``SparkContext.runJob``
+    on those partitions; with the default cutoff, the log's later part is never read);
+    only the lines found are parsed. Each must hold the expected userId and ts. If one
+    does not (a line the JSON reader reads as no row, e.g. only spaces, or as several,
+    e.g. an array), the rows are read again with the pass's JSON reader, whose row
+    numbers are the pass's by construction.
+    """
+
+    spark: SparkSession
+    source: str
+    artists: bool = False
+    #: "text" or "json": how the last call found its lines (for tests and benchmarks)
+    read_with: str | None = field(default=None, repr=False)
+    #: how many read partitions the last call read, and of how many
+    partitions_read: tuple[int, int] | None = field(default=None, repr=False)
+
+    def __call__(self, pointers: DataFrame) -> DataFrame:
+        from sparkify.features import LINE_ATTRIBUTES, ROW_COLUMN
+
+        c = F.col
+        wanted = (pointers.select(c("userId").alias("_user"), c("p_row").alias(ROW_COLUMN), c("ts").alias("_ts"))
+                  .localCheckpoint())
+        expected, parts = wanted.agg(F.count(F.lit(1)),
+                                     F.collect_set(F.shiftright(c(ROW_COLUMN), 33).cast("int"))).first()
+        fields = StructType([StructField("userId", StringType()), StructField("ts", LongType()),
+                             *[StructField(a, StringType()) for a in LINE_ATTRIBUTES]])
+        text = number_rows(self.spark.read.text(self.source).filter(c("value") != ""))
+        found = self._lines(text.join(F.broadcast(wanted), ROW_COLUMN), sorted(parts), fields)
+        self.read_with = "text"
+        if not self._complete(found, expected):
+            raw = number_rows(read_raw(self.spark, self.source, pass_schema(self.artists)))
+            hits = (raw.join(F.broadcast(wanted), ROW_COLUMN)
+                    .select("_user", "_ts", F.to_json(F.struct(*fields.names)).alias("value")))
+            found = self._lines(hits, sorted(parts), fields)
+            self.read_with = "json"
+            if not self._complete(found, expected):
+                raise RuntimeError(f"{self.source} changed while it was being read: "
+                                   "the events the features point to are no longer where they were")
+        return found.select(c("_user").alias("userId"), *LINE_ATTRIBUTES)
+
+    def _lines(self, hits: DataFrame, parts: list[int], fields: StructType) -> DataFrame:
+        """The joined rows of the read partitions ``parts`` only, parsed with ``fields``:
+        DataFrame[_user, _ts, _ok, *fields] (small: one row per wanted event)."""
+        c = F.col
+        rdd = hits.select("_user", "_ts", "value").rdd
+        self.partitions_read = (len(parts), rdd.getNumPartitions())
+        rows = self.spark.sparkContext.runJob(rdd, lambda it: [tuple(r) for r in it], parts) if parts else []
+        small = self.spark.createDataFrame(rows, "_user string, _ts long, value string")
+        parsed = small.select("_user", "_ts", F.from_json("value", fields).alias("j")).select("_user", "_ts", "j.*")
+        return parsed.withColumn("_ok", (c("userId") == c("_user")) & (c("ts") == c("_ts"))).localCheckpoint()
+
+    @staticmethod
+    def _complete(found: DataFrame, expected: int) -> bool:
+        n, good = found.agg(F.count(F.lit(1)), F.count(F.when(F.col("_ok"), 1))).first()
+        return n == good == expected
+
+
 #: Spark's switch for compressing the columns of cached tables.
 CACHE_COMPRESSION_CONF = "spark.sql.inMemoryColumnarStorage.compressed"
 
@@ -634,8 +712,19 @@ def _repeated_rows() -> Column:
                   f" ELSE p_events - ({distinct}) END")
 
 
+def number_rows(raw: DataFrame) -> DataFrame:
+    """``raw`` (rows straight from a file reader) with ``sparkify.features.ROW_COLUMN``:
+    the same number for the same row whenever the same files are read again with the
+    same reader, as the read partitions and their order do not change."""
+    from sparkify.features import ROW_COLUMN
+
+    return raw.withColumn(ROW_COLUMN, F.monotonically_increasing_id())
+
+
 def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...], artists: bool = False) -> DataFrame:
-    """Session-day partial rows straight from the parsed rows, with what the quality
+    """Session-day partial rows straight from the parsed rows (``raw``: read with
+    :func:`pointer_schema`, numbered by :func:`number_rows`), keyed by
+    ``sparkify.features.POINTER_KEYS``, with ``p_row`` and what the quality
     summary and the quarantine need: ``_kind`` (user / hidden / bad), ``_reason`` and
     ``_line`` (bad rows, grouped by their text) and ``p_repeats`` (user rows the pass
     cannot vouch for as distinct: 0 in a log without duplicates).
@@ -661,9 +750,9 @@ def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...], artists: bool = 
     # only makes the loader fall back to the exact, fingerprint-based de-duplication of
     # load_events; it is never counted as a duplicate on this evidence.
     checks = _item_repeat_aggregates(f"{is_user} AND NOT ({corrupt}) AND NOT {missing}")
-    parts = raw.groupBy(F.expr(f"{kind} AS _kind"), *partial_key_columns(splits),
+    parts = raw.groupBy(F.expr(f"{kind} AS _kind"), *partial_key_columns(splits, pointer=True),
                         F.expr(f"{reason} AS _reason"), F.expr(f"{line} AS _line")).agg(
-        *partial_aggregates(artists=artists, packed=True), *checks)
+        *partial_aggregates(artists=artists, packed=True, pointer=True), *checks)
     parts = unpack_page_counts(parts).withColumn("p_repeats", _repeated_rows())
     return parts.drop(*[name for name in parts.columns if name.startswith("_item_")])
 
@@ -699,7 +788,7 @@ def load_log(
     directory from :func:`ingest` is aggregated from its events.
     Raises as :func:`load_events` does.
     """
-    from sparkify.features import PARTIAL_KEYS, partial_values, session_day_partials
+    from sparkify.features import POINTER_KEYS, partial_values, session_day_partials
 
     source = str(path)
     if not _glob(spark, source):
@@ -712,8 +801,9 @@ def load_log(
             days.df = days.df.persist(storage_level)
         return LoadedLog(days=days, quality=ingested.quality, source=source, _frames=[days.df])
 
+    raw = number_rows(read_raw(spark, source, pointer_schema(artists)))
     with uncompressed_cache(spark):
-        parts = _one_pass_partials(read_raw(spark, source, pass_schema(artists)), splits, artists).persist(storage_level)
+        parts = _one_pass_partials(raw, splits, artists).persist(storage_level)
     try:
         quality, repeats, end_ms = _quality_from_partials(parts, source)   # the single parse pass
     except BaseException:
@@ -728,8 +818,10 @@ def load_log(
                          _events=events, rebuilt_from_events=True)
     from sparkify.features import SessionDays
 
-    days = SessionDays(df=parts.filter(F.col("_kind") == "user").select(*PARTIAL_KEYS, *partial_values(artists)),
-                       splits=splits, artists=artists, _end_ms=end_ms)
+    days = SessionDays(df=parts.filter(F.col("_kind") == "user").select(
+                           *POINTER_KEYS, *partial_values(artists, pointer=True)),
+                       splits=splits, artists=artists, _end_ms=end_ms,
+                       line_attributes=LineAttributes(spark, source, artists))
     bad = parts.filter(F.col("_kind") == "bad")
     frames = [parts]
     if quality.quarantined and bad.filter(F.col("_reason") == MISSING_REASON).limit(1).count():

@@ -36,6 +36,7 @@ Spark's object hash aggregation and costs about as much as the parse on a full l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
@@ -354,23 +355,35 @@ def _is_cancel_related() -> Column:
 PARTIAL_KEYS: list[str] = ["userId", "sessionId", "day", "cancel_rel", "period",
                            "level", "gender", "userAgent", "location", "registration"]
 ATTRIBUTES: list[str] = ["level", "gender", "userAgent", "location", "registration"]
+#: The long text attributes that the raw-JSON pass does not parse on every line: its rows
+#: key by the others only and point to their latest event instead (``p_row``, see
+#: :data:`ROW_COLUMN`); the features read these from the one event per user they use
+#: (:attr:`SessionDays.line_attributes`).
+LINE_ATTRIBUTES: list[str] = ["gender", "userAgent", "location"]
+#: Keys of a partial row built with pointers instead of :data:`LINE_ATTRIBUTES`.
+POINTER_KEYS: list[str] = [k for k in PARTIAL_KEYS if k not in LINE_ATTRIBUTES]
+#: The number of an event row as the raw-JSON reader produced it
+#: (``monotonically_increasing_id``: the read partition's index x 2^33 + the row's position
+#: in it); ``p_row`` is the number of a partial row's latest event.
+ROW_COLUMN = "_row"
 #: Aggregated columns of a partial row (see :func:`partial_aggregates`).
 PARTIAL_VALUES: list[str] = (["p_events", "p_start", "p_end"]
                              + [f"p_{stem}" for _, stem, _ in PAGE_FEATURES]
                              + ["p_level_changes", "p_order", "p_churn_ms"])
 
 
-def partial_values(artists: bool = False) -> list[str]:
+def partial_values(artists: bool = False, pointer: bool = False) -> list[str]:
     """The aggregated columns of a partial row: :data:`PARTIAL_VALUES`, plus
-    ``p_artists`` with ``artists``."""
-    return PARTIAL_VALUES + (["p_artists"] if artists else [])
+    ``p_artists`` with ``artists`` and ``p_row`` with ``pointer``."""
+    return PARTIAL_VALUES + (["p_artists"] if artists else []) + (["p_row"] if pointer else [])
 
 
 _ITEM_BITS = 20
 
 
-def partial_key_columns(splits: tuple[int, ...] = ()) -> list[Column]:
-    """The grouping keys of :data:`PARTIAL_KEYS` as expressions over event rows.
+def partial_key_columns(splits: tuple[int, ...] = (), pointer: bool = False) -> list[Column]:
+    """The grouping keys of :data:`PARTIAL_KEYS` (``pointer``: :data:`POINTER_KEYS`) as
+    expressions over event rows.
 
     ``day`` = floor(ts / 1 day) (UTC); ``cancel_rel`` = a Cancel / Cancellation Confirmation
     page or auth Cancelled; ``period`` = how many of ``splits`` (epoch ms) are <= ts, so
@@ -378,7 +391,7 @@ def partial_key_columns(splits: tuple[int, ...] = ()) -> list[Column]:
     period = " + ".join(["0"] + [f"CAST(ts >= {int(point)} AS INT)" for point in sorted(set(splits))])
     return [F.col("userId"), F.col("sessionId"), F.expr(f"floor(ts / {DAY_MS}) AS day"),
             F.expr(f"{CANCEL_RELATED_SQL} AS cancel_rel"), F.expr(f"{period} AS period"),
-            *[F.col(a) for a in ATTRIBUTES]]
+            *[F.col(a) for a in ATTRIBUTES if not (pointer and a in LINE_ATTRIBUTES)]]
 
 
 #: Page counters of a partial row, packed COUNTER_BITS bits each, COUNTERS_PER_WORD to a
@@ -407,26 +420,30 @@ def _pages_sql(pages: tuple[str, ...]) -> str:
     return f"page IN ({', '.join(sql_literal(page) for page in pages)})"
 
 
-def partial_aggregates(artists: bool = False, packed: bool = False) -> list[Column]:
+def partial_aggregates(artists: bool = False, packed: bool = False, pointer: bool = False) -> list[Column]:
     """The aggregates of a partial row over the event rows of one key group: event count,
     first/last ts, the page counters (``packed``: in a few words ``_pages0``, ...; see
     :func:`unpack_page_counts`), the order of the group's last event (``p_order`` =
     ts * 2^20 + itemInSession, to find the latest attributes), the first churn-event time
     (null if none) and, with ``artists``, the set of artist hashes played (``p_artists``:
     a set-valued aggregate, which turns Spark's code-generated hash aggregation into its
-    much slower object hash aggregation)."""
+    much slower object hash aggregation) and, with ``pointer``, ``p_row``: the
+    :data:`ROW_COLUMN` of the group's last event."""
     item = f"least(greatest(coalesce(itemInSession, 0), 0), {(1 << _ITEM_BITS) - 1})"
     if not packed:
         counters = [f"sum(CASE WHEN {_pages_sql(pages)} THEN 1 ELSE 0 END) AS {name}"
                     for name, pages in _page_counters()]
     else:
         counters = _packed_counter_sums()
+    order = f"shiftleft(ts, {_ITEM_BITS}) + {item}"
     out = [
         "count(1) AS p_events", "min(ts) AS p_start", "max(ts) AS p_end",
         *counters,
-        f"max(shiftleft(ts, {_ITEM_BITS}) + {item}) AS p_order",
+        f"max({order}) AS p_order",
         f"min(CASE WHEN {CHURN_EVENT_SQL} THEN ts END) AS p_churn_ms",
     ]
+    if pointer:
+        out.append(f"max_by({ROW_COLUMN}, {order}) AS p_row")
     if artists:
         out.append("collect_set(CASE WHEN page = 'NextSong' AND artist IS NOT NULL THEN xxhash64(artist) END)"
                    " AS p_artists")
@@ -457,7 +474,9 @@ def unpack_page_counts(df: DataFrame) -> DataFrame:
 class SessionDays:
     """The event log reduced to partial rows: one per (user, session, UTC day, cancellation
     flag, period), with the columns :data:`PARTIAL_KEYS` + :data:`PARTIAL_VALUES` (and
-    ``p_artists`` when ``artists``).
+    ``p_artists`` when ``artists``). Rows from the raw-JSON pass have :data:`POINTER_KEYS`
+    and ``p_row`` instead, and ``line_attributes`` reads the :data:`LINE_ATTRIBUTES` of
+    the events they point to.
 
     Every feature and label is a sum, min, max or set union over these rows, so a cutoff
     that falls between rows can be applied to them exactly: any midnight (UTC), any of
@@ -469,6 +488,11 @@ class SessionDays:
     splits: tuple[int, ...] = ()
     #: the rows carry ``p_artists`` (for the opt-in :data:`ARTIST_FEATURES`)
     artists: bool = False
+    #: None: the rows key by every attribute. Else the rows key by :data:`POINTER_KEYS`
+    #: and carry ``p_row``; called with DataFrame[userId, p_row, ts] (one row per user),
+    #: it returns DataFrame[userId, *LINE_ATTRIBUTES] of those events, materialised
+    #: (``sparkify.dataset.LineAttributes``).
+    line_attributes: Callable[[DataFrame], DataFrame] | None = field(default=None, repr=False)
     _end_ms: dict[str, int] = field(default_factory=dict, repr=False)
 
     def log_end_ms(self, mode: str = "window") -> int:
@@ -581,12 +605,24 @@ def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neut
         "sum(s_recent_songs) AS songs_last_14d", "sum(s_paid_songs) AS paid_songs",
         "sum(s_level_changes) AS n_level_changes",
     ])
+    lookup = days.line_attributes
+    last = ATTRIBUTES if lookup is None else [*[a for a in ATTRIBUTES if a not in LINE_ATTRIBUTES], "p_row"]
     sets = _grouped(p, ["userId"], [
         "size(collect_set(day)) AS active_days",
-        f"max_by(struct({', '.join(ATTRIBUTES)}), p_order) AS last",
+        f"max_by(struct({', '.join(last)}), p_order) AS last",
+        *(["max(p_order) AS last_order"] if lookup is not None else []),
         *(["size(array_distinct(flatten(collect_list(p_artists)))) AS distinct_artists"]
           if days.artists else []),
     ])
+    if lookup is not None:
+        # the text of each user's latest event, read for that one event (eager); the
+        # per-user rows are computed once, for the lookup and for the table
+        sets = sets.localCheckpoint()
+        text = lookup(sets.selectExpr("userId", "last.p_row AS p_row", f"shiftright(last_order, {_ITEM_BITS}) AS ts"))
+        fields = ", ".join(a if a in LINE_ATTRIBUTES else f"last.{a} AS {a}" for a in ATTRIBUTES)
+        sets = sets.join(text, "userId", "left").selectExpr(
+            "userId", "active_days", *(["distinct_artists"] if days.artists else []),
+            f"struct({fields}) AS last")
     users = counts.join(sets, "userId")
 
     def ratio(num: str, den: str) -> str:
@@ -653,8 +689,10 @@ def build_user_table(source: DataFrame | SessionDays, spec: LabelSpec | None = N
          (``sparkify.dataset.load_log``), a :class:`LabelSpec`; ``artists``: add the
          opt-in :data:`ARTIST_FEATURES` (None: as the SessionDays were loaded, else no).
     Out: (DataFrame[userId, *feature_names(artists), churn (int 0/1)], the spec with its
-         cutoff resolved). Lazy: nothing is computed until the caller acts (except one
-         small aggregate to find the log's end when ``spec.cutoff`` is None).
+         cutoff resolved). Lazy: nothing is computed until the caller acts, except one
+         small aggregate to find the log's end when ``spec.cutoff`` is None and, for
+         SessionDays with ``line_attributes``, the job that reads the text attributes
+         of each user's latest event.
     Raises ValueError when ``source`` is SessionDays that cannot be cut exactly at the
     spec's times (see :meth:`SessionDays.exact_at`), or lacks the artist sets asked for.
     See the module docstring for the two label designs.
