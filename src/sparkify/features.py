@@ -27,8 +27,10 @@ cancellation flag, period)`` over the events, partially aggregated on each parti
 partial rows are shuffled, never the events. Features and labels for any cutoff that falls
 between partial rows (any midnight UTC, or a time given in advance as a split point) are
 then sums, mins and maxes over those rows (per session, then per user) and set unions
-(per user). The raw-JSON loader :func:`sparkify.dataset.load_log` builds the same rows
-straight from the parse, so a 12 GB log is parsed once. The opt-in artist features
+(per user). The raw-JSON loader :func:`sparkify.dataset.load_log` builds the rows
+straight from the parse, so a 12 GB log is parsed once; its rows point to their latest
+event instead of carrying the long text attributes (:data:`LINE_ATTRIBUTES`), which the
+features then read for one event per user. The opt-in artist features
 (:data:`ARTIST_FEATURES`) add an exact set of artists to every row, which makes that pass
 Spark's object hash aggregation and costs about as much as the parse on a full log
 (benchmarks/RESULTS.md).
