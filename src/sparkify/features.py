@@ -342,10 +342,6 @@ CANCEL_RELATED_SQL = (f"(page IN ({sql_literal(CANCEL_PAGE)}, {sql_literal(CHURN
                       f" OR auth = {sql_literal(CANCELLED_AUTH)})")
 
 
-def _is_churn_event() -> Column:
-    return F.expr(CHURN_EVENT_SQL)
-
-
 def _is_cancel_related() -> Column:
     return F.expr(CANCEL_RELATED_SQL)
 

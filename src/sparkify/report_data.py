@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from sparkify.config import CHURN_PAGE
+from sparkify.features import CHURN_EVENT_SQL
 
 CANCEL_PAGE = "Cancel"
 CANCELLED_AUTH = "Cancelled"
@@ -37,16 +38,12 @@ WEEKLY_PAGES: list[tuple[str, str]] = [
 ]
 
 
-def _is_churn_event():
-    return (F.col("page") == CHURN_PAGE) | (F.col("auth") == CANCELLED_AUTH)
-
-
 def user_groups(events: DataFrame) -> DataFrame:
     """One row per user: ``userId``, ``churn`` (1 = cancelled in the log, else 0),
     ``churn_ms`` (first cancellation, epoch ms, null for stayers), ``first_ms`` and
     ``last_ms`` (first and last event). Lazy; one row per user (small)."""
     return events.groupBy("userId").agg(
-        F.min(F.when(_is_churn_event(), F.col("ts"))).alias("churn_ms"),
+        F.min(F.when(F.expr(CHURN_EVENT_SQL), F.col("ts"))).alias("churn_ms"),
         F.min("ts").alias("first_ms"),
         F.max("ts").alias("last_ms"),
     ).withColumn("churn", F.col("churn_ms").isNotNull().cast("int"))
