@@ -16,10 +16,11 @@ DEFAULT_EVENTSIM_CONFIG = SIMULATOR_DATA_DIR / "accordion-config.json"
 DEFAULT_EVENTS = DATA_DIR / "mini_sparkify_event_data.json"
 DEFAULT_MODEL_DIR = MODELS_DIR / "classifier"
 
-# Label design (prediction-time): features from events before the cutoff T,
-# label = Cancellation Confirmation within (T, T + horizon].
+# Label design (prediction-time): features from a fixed window of events before each
+# observation date t (every DEFAULT_STEP_DAYS days), label = Cancellation Confirmation
+# within (t, t + horizon].
 DEFAULT_HORIZON_DAYS = 30
-DEFAULT_CUTOFF_DAYS_BEFORE_END = 30
+DEFAULT_STEP_DAYS = 7
 CHURN_PAGE = "Cancellation Confirmation"
 USER_AUTHS = ("Logged In", "Cancelled")
 

@@ -567,8 +567,8 @@ class LineAttributes:
     (about a quarter of the parse) and keeps, in each partial row, the number of its
     latest event (``p_row``, :func:`number_rows`) instead.
 
-    Called with DataFrame[userId, p_row, ts] (one row per user), returns
-    DataFrame[userId, *LINE_ATTRIBUTES] of those events. The lines are found by number in
+    Called with DataFrame[userId, p_row, ts] (one row per wanted event), returns
+    DataFrame[userId, ROW_COLUMN, *LINE_ATTRIBUTES] of those events. The lines are found by number in
     a plain text read of the same files (the same read partitions; one row per non-empty
     line), and only the read partitions that hold one are read (``SparkContext.runJob``
     on those partitions; with the default cutoff, the log's later part is never read);
@@ -602,23 +602,26 @@ class LineAttributes:
         if not self._complete(found, expected):
             raw = number_rows(read_raw(self.spark, self.source, pass_schema(self.artists)))
             hits = (raw.join(F.broadcast(wanted), ROW_COLUMN)
-                    .select("_user", "_ts", F.to_json(F.struct(*fields.names)).alias("value")))
+                    .select("_user", "_ts", ROW_COLUMN, F.to_json(F.struct(*fields.names)).alias("value")))
             found = self._lines(hits, sorted(parts), fields)
             self.read_with = "json"
             if not self._complete(found, expected):
                 raise RuntimeError(f"{self.source} changed while it was being read: "
                                    "the events the features point to are no longer where they were")
-        return found.select(c("_user").alias("userId"), *LINE_ATTRIBUTES)
+        return found.select(c("_user").alias("userId"), ROW_COLUMN, *LINE_ATTRIBUTES)
 
     def _lines(self, hits: DataFrame, parts: list[int], fields: StructType) -> DataFrame:
         """The joined rows of the read partitions ``parts`` only, parsed with ``fields``:
-        DataFrame[_user, _ts, _ok, *fields] (small: one row per wanted event)."""
+        DataFrame[_user, _ts, ROW_COLUMN, _ok, *fields] (small: one row per wanted event)."""
+        from sparkify.features import ROW_COLUMN
+
         c = F.col
-        rdd = hits.select("_user", "_ts", "value").rdd
+        rdd = hits.select("_user", "_ts", ROW_COLUMN, "value").rdd
         self.partitions_read = (len(parts), rdd.getNumPartitions())
         rows = self.spark.sparkContext.runJob(rdd, lambda it: [tuple(r) for r in it], parts) if parts else []
-        small = self.spark.createDataFrame(rows, "_user string, _ts long, value string")
-        parsed = small.select("_user", "_ts", F.from_json("value", fields).alias("j")).select("_user", "_ts", "j.*")
+        small = self.spark.createDataFrame(rows, f"_user string, _ts long, {ROW_COLUMN} long, value string")
+        parsed = (small.select("_user", "_ts", ROW_COLUMN, F.from_json("value", fields).alias("j"))
+                  .select("_user", "_ts", ROW_COLUMN, "j.*"))
         return parsed.withColumn("_ok", (c("userId") == c("_user")) & (c("ts") == c("_ts"))).localCheckpoint()
 
     @staticmethod

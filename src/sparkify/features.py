@@ -45,16 +45,11 @@ from datetime import datetime, timedelta, timezone
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from sparkify.config import (
-    CHURN_PAGE,
-    DEFAULT_CUTOFF_DAYS_BEFORE_END,
-    DEFAULT_HORIZON_DAYS,
-)
+from sparkify.config import CHURN_PAGE, DEFAULT_HORIZON_DAYS, DEFAULT_STEP_DAYS
 
 CANCEL_PAGE = "Cancel"
 CANCELLED_AUTH = "Cancelled"
 DAY_MS = 86_400_000
-RECENT_DAYS = 14
 
 # ------------------------------------------------------------------ user agent and location
 #: (substring, OS) checked in order; the first match wins.
@@ -156,16 +151,29 @@ def region_expr(location: str) -> Column:
 
 
 # ------------------------------------------------------------------ feature catalogue
+#: The two look-back windows every behavioural feature is measured over, in days, ending
+#: at the observation time t: the window [t - LONG_DAYS, t) and its recent part
+#: [t - RECENT_DAYS, t). A 2-month log with a 30-day horizon leaves about 31 days for
+#: the window and the observation dates; 14 days keeps three weekly dates there.
+LONG_DAYS = 14
+RECENT_DAYS = 7
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """One model input: ``name`` (snake_case column), ``kind`` ('numeric' | 'categorical'),
-    ``unit`` (for numeric; '' for categorical), one-line ``description`` and, for
-    categoricals, the known ``categories`` (others are handled as unseen)."""
+    ``unit`` (for numeric; '' for categorical), one-line ``description``, ``sql``: its
+    value as Spark SQL text over the per-observation aggregates (see
+    :func:`_observation_aggregates`), ``neutral``: its constant value in 'ever' mode when
+    it is measured to the end of the user's history (None: it carries information
+    there), and for categoricals the known ``categories`` (others are handled as unseen)."""
 
     name: str
     kind: str
     unit: str
     description: str
+    sql: str
+    neutral: str | None = None
     categories: tuple[str, ...] | None = None
 
 
@@ -185,49 +193,80 @@ PAGE_FEATURES: list[tuple[str, str, str]] = [
 ]
 
 
+def ratio_sql(num: str, den: str) -> str:
+    """Spark SQL text of num / den as a double, 0.0 when den is 0."""
+    return f"CASE WHEN ({den}) > 0 THEN CAST({num} AS DOUBLE) / ({den}) ELSE 0.0D END"
+
+
+_W = f"the last {LONG_DAYS} days"
+_R = f"the last {RECENT_DAYS} days"
+#: Days of the long window the user existed in (from registration, or the first event
+#: seen in the window when registration is unknown), at least one: every rate is per
+#: such day, so a user younger than the window is measured over the days it existed.
+EXPOSURE_SQL = "exposure_days"
+
+
 def _build_catalogue() -> list[FeatureSpec]:
-    specs: list[FeatureSpec] = []
-    for _page, stem, noun in PAGE_FEATURES:
-        specs.append(FeatureSpec(f"n_{stem}", "numeric", "count", f"Number of {noun} before the cutoff."))
-    for _page, stem, noun in PAGE_FEATURES:
-        specs.append(FeatureSpec(f"{stem}_per_day", "numeric", "per active day",
-                                 f"{noun.capitalize()} per active day."))
-    for _page, stem, noun in PAGE_FEATURES:
-        specs.append(FeatureSpec(f"{stem}_per_session", "numeric", "per session",
-                                 f"{noun.capitalize()} per session."))
+    specs = [FeatureSpec(f"{stem}_per_day", "numeric", "per day",
+                         f"{noun.capitalize()} per day over {_W}.", ratio_sql(f"w_{stem}", EXPOSURE_SQL))
+             for _page, stem, noun in PAGE_FEATURES]
+    recent_rate = ratio_sql("r_songs", "recent_days")
+    earlier_rate = ratio_sql("w_songs - r_songs", f"{EXPOSURE_SQL} - recent_days")
     specs += [
-        FeatureSpec("thumbs_down_share", "numeric", "fraction",
-                    "Thumbs down / (thumbs up + thumbs down); 0 with no thumbs."),
-        FeatureSpec("thumbs_up_per_song", "numeric", "per song", "Thumbs up per song played."),
-        FeatureSpec("adverts_per_song", "numeric", "per song", "Adverts rolled per song played."),
-        FeatureSpec("n_events", "numeric", "count", "Number of events (page views) before the cutoff."),
-        FeatureSpec("n_sessions", "numeric", "count", "Number of sessions before the cutoff."),
+        FeatureSpec("events_per_day", "numeric", "per day", f"Events (page views) per day over {_W}.",
+                    ratio_sql("w_events", EXPOSURE_SQL)),
+        FeatureSpec("sessions_per_day", "numeric", "per day", f"Sessions per day over {_W}.",
+                    ratio_sql("w_sessions", EXPOSURE_SQL)),
+        FeatureSpec("active_day_share", "numeric", "fraction",
+                    f"Share of the days of {_W} with any activity.", ratio_sql("w_active_days", EXPOSURE_SQL)),
+        FeatureSpec("songs_per_session", "numeric", "per session", f"Songs per session over {_W}.",
+                    ratio_sql("w_songs", "w_sessions")),
         FeatureSpec("mean_session_minutes", "numeric", "minutes",
-                    "Mean session length (first to last event of a session)."),
-        FeatureSpec("active_days", "numeric", "days", "Number of distinct days (UTC) with activity."),
-        FeatureSpec("sessions_per_day", "numeric", "per active day", "Sessions per active day."),
-        FeatureSpec("distinct_artists", "numeric", "count", "Number of distinct artists played."),
-        FeatureSpec("artist_diversity", "numeric", "fraction", "Distinct artists / songs played."),
-        FeatureSpec("paid_song_share", "numeric", "fraction", "Share of songs played at the paid level."),
-        FeatureSpec("n_level_changes", "numeric", "count",
-                    "Level changes (Submit Upgrade + Submit Downgrade)."),
+                    f"Mean session length (first to last event) over {_W}.", "w_session_minutes"),
+        FeatureSpec("thumbs_down_share", "numeric", "fraction",
+                    "Thumbs down / (thumbs up + thumbs down); 0 with no thumbs.",
+                    ratio_sql("w_thumbs_down", "w_thumbs_up + w_thumbs_down")),
+        FeatureSpec("thumbs_up_per_song", "numeric", "per song", "Thumbs up per song played.",
+                    ratio_sql("w_thumbs_up", "w_songs")),
+        FeatureSpec("adverts_per_song", "numeric", "per song", "Adverts rolled per song played.",
+                    ratio_sql("w_adverts", "w_songs")),
+        FeatureSpec("paid_song_share", "numeric", "fraction", f"Share of songs played at the paid level, {_W}.",
+                    ratio_sql("w_paid_songs", "w_songs")),
+        FeatureSpec("level_changes", "numeric", "count",
+                    f"Level changes (Submit Upgrade + Submit Downgrade) in {_W}.", "CAST(w_level_changes AS DOUBLE)"),
+        FeatureSpec("distinct_artists", "numeric", "count", f"Distinct artists played in {_W}.",
+                    "CAST(w_distinct_artists AS DOUBLE)"),
+        FeatureSpec("artist_diversity", "numeric", "fraction", "Distinct artists / songs played.",
+                    ratio_sql("w_distinct_artists", "w_songs")),
+        FeatureSpec("songs_per_day_recent", "numeric", "per day", f"Songs per day over {_R}.",
+                    recent_rate, neutral="0.0D"),
+        FeatureSpec("sessions_per_day_recent", "numeric", "per day", f"Sessions per day over {_R}.",
+                    ratio_sql("r_sessions", "recent_days"), neutral="0.0D"),
+        FeatureSpec("songs_trend", "numeric", "ratio",
+                    f"(songs/day in {_R} + 1) / (songs/day in the days of the window before them + 1): "
+                    "1 = steady, < 1 = slowing down; 1 for users younger than the recent window.",
+                    f"CASE WHEN {EXPOSURE_SQL} - recent_days < 1 THEN 1.0D "
+                    f"ELSE ({recent_rate} + 1.0D) / ({earlier_rate} + 1.0D) END", neutral="1.0D"),
+        FeatureSpec("days_since_last_event", "numeric", "days",
+                    f"Days from the last event to the observation time (at most {LONG_DAYS}).",
+                    f"(as_of_ms - last_ms) / {DAY_MS}.0D", neutral="0.0D"),
         FeatureSpec("days_since_registration", "numeric", "days",
-                    "Account age at the cutoff (at the log's end in 'ever' mode)."),
-        FeatureSpec("days_since_last_activity", "numeric", "days",
-                    "Days from the last event to the cutoff (0 in 'ever' mode)."),
-        FeatureSpec("songs_last_14d", "numeric", "count",
-                    "Songs played in the 14 days before the cutoff (0 in 'ever' mode)."),
-        FeatureSpec("activity_trend", "numeric", "ratio",
-                    "(songs/day in the last 14 days + 1) / (songs/day before + 1); 1 = steady, "
-                    "< 1 = slowing down (1 in 'ever' mode and for users younger than 15 days)."),
-        FeatureSpec("level", "categorical", "", "Subscription level at the cutoff.", ("free", "paid")),
-        FeatureSpec("gender", "categorical", "", "Gender as registered.", ("F", "M", UNKNOWN)),
-        FeatureSpec("os", "categorical", "", "Operating system from the user agent.",
-                    ("Windows", "Mac", "Linux", "iPhone", "iPad", OTHER, UNKNOWN)),
-        FeatureSpec("browser", "categorical", "", "Browser from the user agent.",
-                    ("Chrome", "Firefox", "Safari", "IE", "Chromium", "Mobile Safari", OTHER, UNKNOWN)),
+                    "Account age at the observation time (at the log's end in 'ever' mode).",
+                    f"coalesce(greatest(0.0D, (tenure_at_ms - last.registration) / {DAY_MS}.0D), 0.0D)"),
+        FeatureSpec("window_coverage", "numeric", "fraction",
+                    f"Share of the {LONG_DAYS}-day window the account existed in: < 1 for a user "
+                    "younger than the window, whose rates are over the days it existed.",
+                    f"{EXPOSURE_SQL} / {float(LONG_DAYS)}D"),
+        FeatureSpec("level", "categorical", "", "Subscription level at the observation time.",
+                    f"coalesce(last.level, {sql_literal(UNKNOWN)})", categories=("free", "paid")),
+        FeatureSpec("gender", "categorical", "", "Gender as registered.",
+                    f"coalesce(last.gender, {sql_literal(UNKNOWN)})", categories=("F", "M", UNKNOWN)),
+        FeatureSpec("os", "categorical", "", "Operating system from the user agent.", os_sql("last.userAgent"),
+                    categories=("Windows", "Mac", "Linux", "iPhone", "iPad", OTHER, UNKNOWN)),
+        FeatureSpec("browser", "categorical", "", "Browser from the user agent.", browser_sql("last.userAgent"),
+                    categories=("Chrome", "Firefox", "Safari", "IE", "Chromium", "Mobile Safari", OTHER, UNKNOWN)),
         FeatureSpec("region", "categorical", "", "US Census region of the user's location.",
-                    ("Northeast", "Midwest", "South", "West", UNKNOWN)),
+                    region_sql("last.location"), categories=("Northeast", "Midwest", "South", "West", UNKNOWN)),
     ]
     return specs
 
@@ -243,8 +282,8 @@ NUMERIC_FEATURES: list[str] = [f.name for f in FEATURES if f.kind == "numeric"]
 CATEGORICAL_FEATURES: list[str] = [f.name for f in FEATURES if f.kind == "categorical"]
 FEATURES_BY_NAME: dict[str, FeatureSpec] = {f.name: f for f in FEATURES}
 
-#: Measured to the user's last event / the log's end: constant in 'ever' mode.
-TIME_TO_END_FEATURES: tuple[str, ...] = ("days_since_last_activity", "songs_last_14d", "activity_trend")
+#: Measured to the user's last event: constant in 'ever' mode.
+TIME_TO_END_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.neutral is not None)
 
 
 def feature_names(artists: bool = False) -> list[str]:
@@ -271,38 +310,55 @@ def uses_artists(feature_names_: list[str]) -> bool:
 # ------------------------------------------------------------------ labels
 @dataclass
 class LabelSpec:
-    """Label design. ``mode``: 'window' (prediction-time, default) or 'ever'.
+    """Label design and observation dates. ``mode``: 'window' (prediction-time, default)
+    or 'ever' (seed-compatible).
 
-    ``cutoff`` (T, UTC): None resolves to the log's last day at 00:00 UTC minus 30 days in
-    'window' mode, and to just after the last non-cancellation event in 'ever' mode.
-    ``horizon_days``: label window (T, T + horizon]. ``observation_days``: features from
-    [T - observation_days, T) only; None = all history before T.
+    'window': one row per (user, observation date t); label = Cancellation Confirmation in
+    ``(t, t + horizon_days]``; users gone before t, or with no event in the
+    :data:`LONG_DAYS` window before t, are left out. With ``cutoff`` the dates are that one
+    time; else every ``step_days`` (None: 7; ``sparkify train`` picks 1 on small logs) back from ``last_date`` (default: the latest midnight
+    whose horizon ends within the log) to the first midnight with a full window of log
+    before it. 'ever': one row per user, observed at the midnight after the user's last
+    non-cancellation event; label = the user ever cancelled.
     """
 
     mode: str = "window"
     cutoff: datetime | None = None
     horizon_days: int = DEFAULT_HORIZON_DAYS
-    observation_days: int | None = None
+    step_days: int | None = None
+    last_date: datetime | None = None
+    #: the observation dates (epoch ms), filled in by :func:`resolve_spec`
+    dates: tuple[int, ...] = ()
 
     def validate(self) -> None:
         if self.mode not in ("window", "ever"):
             raise ValueError(f"label mode must be 'window' or 'ever', not {self.mode!r}")
         if self.horizon_days is None or self.horizon_days <= 0:
             raise ValueError(f"horizon_days must be a positive number of days, not {self.horizon_days!r}")
-        if self.observation_days is not None and self.observation_days <= 0:
-            raise ValueError(f"observation_days must be positive or None, not {self.observation_days!r}")
+        if self.step_days is not None and self.step_days <= 0:
+            raise ValueError(f"step_days must be a positive number of days, not {self.step_days!r}")
+        if self.cutoff is not None and self.last_date is not None:
+            raise ValueError("give either a cutoff (one observation date) or a last date (weekly snapshots up to it)")
+        if self.last_date is not None and _ms(self.last_date) % DAY_MS:
+            raise ValueError(f"the last observation date must be a midnight UTC, not {_iso(self.last_date)}")
 
     def to_dict(self) -> dict:
         return {"mode": self.mode,
                 "cutoff": _iso(self.cutoff) if self.cutoff else None,
-                "horizon_days": self.horizon_days, "observation_days": self.observation_days}
+                "horizon_days": self.horizon_days, "step_days": self.step_days,
+                "last_date": _iso(self.last_date) if self.last_date else None,
+                "dates": [_iso(_from_ms(d)) for d in self.dates],
+                "long_days": LONG_DAYS, "recent_days": RECENT_DAYS}
 
     @classmethod
     def from_dict(cls, data: dict) -> "LabelSpec":
-        cutoff = data.get("cutoff")
-        return cls(mode=data.get("mode", "window"), cutoff=parse_time(cutoff) if cutoff else None,
+        def when(key):
+            return parse_time(data[key]) if data.get(key) else None
+
+        return cls(mode=data.get("mode", "window"), cutoff=when("cutoff"),
                    horizon_days=data.get("horizon_days", DEFAULT_HORIZON_DAYS),
-                   observation_days=data.get("observation_days"))
+                   step_days=data.get("step_days"), last_date=when("last_date"),
+                   dates=tuple(_ms(parse_time(d)) for d in data.get("dates", ())))
 
 
 def _utc(dt: datetime) -> datetime:
@@ -487,11 +543,21 @@ class SessionDays:
     #: the rows carry ``p_artists`` (for the opt-in :data:`ARTIST_FEATURES`)
     artists: bool = False
     #: None: the rows key by every attribute. Else the rows key by :data:`POINTER_KEYS`
-    #: and carry ``p_row``; called with DataFrame[userId, p_row, ts] (one row per user),
-    #: it returns DataFrame[userId, *LINE_ATTRIBUTES] of those events, materialised
+    #: and carry ``p_row``; called with DataFrame[userId, p_row, ts] (one row per event),
+    #: it returns DataFrame[userId, ROW_COLUMN, *LINE_ATTRIBUTES] of those events, materialised
     #: (``sparkify.dataset.LineAttributes``).
     line_attributes: Callable[[DataFrame], DataFrame] | None = field(default=None, repr=False)
     _end_ms: dict[str, int] = field(default_factory=dict, repr=False)
+    _span_ms: tuple[int, int] | None = field(default=None, repr=False)
+
+    def log_span_ms(self) -> tuple[int, int]:
+        """(first, last) event time (epoch ms)."""
+        if self._span_ms is None:
+            first, last = self.df.agg(F.min("p_start"), F.max("p_end")).first()
+            if first is None:
+                raise ValueError("no events to build features from (empty event table)")
+            self._span_ms = (int(first), int(last))
+        return self._span_ms
 
     def log_end_ms(self, mode: str = "window") -> int:
         """Last event time (epoch ms); in 'ever' mode of non-cancellation events only."""
@@ -521,15 +587,12 @@ def session_day_partials(events: DataFrame, splits: tuple[int, ...] = (),
 
 
 def spec_boundaries(spec: "LabelSpec") -> tuple[int, ...]:
-    """The times (epoch ms) at which a resolved spec cuts the events: cutoff, the start of
-    the observation window and of the recent-activity window."""
+    """The times (epoch ms) at which a spec with a ``cutoff`` cuts the events: the cutoff
+    and the starts of its windows (snapshot dates are midnights, where every cut is exact)."""
+    if spec.cutoff is None:
+        return ()
     cutoff_ms = _ms(spec.cutoff)
-    out = {cutoff_ms}
-    if spec.mode != "ever":           # 'ever' features have no recent window
-        out.add(cutoff_ms - RECENT_DAYS * DAY_MS)
-    if spec.observation_days is not None:
-        out.add(cutoff_ms - spec.observation_days * DAY_MS)
-    return tuple(sorted(out))
+    return tuple(sorted({cutoff_ms, cutoff_ms - RECENT_DAYS * DAY_MS, cutoff_ms - LONG_DAYS * DAY_MS}))
 
 
 def _require_exact(days: SessionDays, boundaries: tuple[int, ...], mode: str) -> None:
@@ -551,18 +614,46 @@ def log_end_ms(events: DataFrame, mode: str = "window") -> int:
     return int(value)
 
 
+def snapshot_dates(start_ms: int, end_ms: int, horizon_days: int, step_days: int = DEFAULT_STEP_DAYS,
+                   last_date: datetime | None = None) -> tuple[int, ...]:
+    """Observation dates (epoch ms, midnights UTC, ascending) for a log spanning
+    [start_ms, end_ms]: every ``step_days`` back from ``last_date`` (default: the latest
+    midnight t with t + horizon <= end_ms) while a full :data:`LONG_DAYS` window of log
+    lies before the date. Raises ValueError when no date fits."""
+    first = -(-start_ms // DAY_MS) * DAY_MS + LONG_DAYS * DAY_MS
+    last = ((end_ms - horizon_days * DAY_MS) // DAY_MS) * DAY_MS if last_date is None else _ms(last_date)
+    dates = []
+    t = last
+    while t >= first:
+        dates.append(t)
+        t -= step_days * DAY_MS
+    if not dates:
+        raise ValueError(
+            f"the log ({_iso(_from_ms(start_ms))} to {_iso(_from_ms(end_ms))}) is too short for a "
+            f"{LONG_DAYS}-day feature window and a {horizon_days}-day horizon"
+            + (f" ending at {_iso(last_date)}" if last_date else "")
+            + ": use a longer log, a shorter --horizon-days, or --label ever")
+    return tuple(sorted(dates))
+
+
 def resolve_spec(source: DataFrame | SessionDays, spec: LabelSpec) -> LabelSpec:
-    """The spec with ``cutoff`` filled in (one small aggregate when it is None).
-    ``source``: cleaned events or their :class:`SessionDays`."""
+    """The spec with its observation ``dates`` filled in (one small aggregate when they
+    depend on the log's span; a spec that has dates keeps them). ``source``: cleaned
+    events or their :class:`SessionDays`."""
     spec.validate()
-    if spec.cutoff is not None:
-        return replace(spec, cutoff=_utc(spec.cutoff))
-    end = (source.log_end_ms(spec.mode) if isinstance(source, SessionDays)
-           else log_end_ms(source, spec.mode))
     if spec.mode == "ever":
-        return replace(spec, cutoff=_from_ms(end + 1000))
-    last_day = _from_ms(end).replace(hour=0, minute=0, second=0, microsecond=0)
-    return replace(spec, cutoff=last_day - timedelta(days=DEFAULT_CUTOFF_DAYS_BEFORE_END))
+        return replace(spec, dates=())
+    if spec.dates:
+        return spec
+    if spec.cutoff is not None:
+        cutoff = _utc(spec.cutoff)
+        return replace(spec, cutoff=cutoff, dates=(_ms(cutoff),))
+    if isinstance(source, SessionDays):
+        start, end = source.log_span_ms()
+    else:
+        start, end = (int(v) for v in source.agg(F.min("ts"), F.max("ts")).first())
+    step = spec.step_days or DEFAULT_STEP_DAYS
+    return replace(spec, step_days=step, dates=snapshot_dates(start, end, spec.horizon_days, step, spec.last_date))
 
 
 # ------------------------------------------------------------------ aggregation
@@ -571,94 +662,90 @@ def _grouped(df: DataFrame, keys: list[str], aggregates: list[str]) -> DataFrame
     return df.groupBy(*keys).agg(*[F.expr(a) for a in aggregates])
 
 
-def _user_features(days: SessionDays, cutoff_ms: int, start_ms: int | None, neutral_time: bool,
-                   drop_cancel: bool = False) -> DataFrame:
-    """Per-user features from the partial rows with start_ms <= time < cutoff_ms (the
-    caller has checked that no row spans a boundary). One row per user with at least one
-    event there. ``drop_cancel`` leaves out the cancellation rows ('ever' mode)."""
-    recent_ms = cutoff_ms - RECENT_DAYS * DAY_MS
-    _require_exact(days, tuple(b for b in (cutoff_ms, start_ms, None if neutral_time else recent_ms)
-                               if b is not None), "ever" if drop_cancel else "window")
-    keep = [f"p_end < {cutoff_ms}"]
-    if start_ms is not None:
-        keep.append(f"p_start >= {start_ms}")
-    if drop_cancel:
-        keep.append("NOT cancel_rel")
-    p = days.df.filter(" AND ".join(keep))
+OBS_KEYS = ["userId", "as_of_ms"]
+
+
+def _observation_rows(days: SessionDays, dates: tuple[int, ...] | None, ever_at: DataFrame | None) -> DataFrame:
+    """The partial rows of each observation's window, with the observation time
+    ``as_of_ms``: a row of day d belongs to the observation at t when
+    t - LONG_DAYS <= its start and its end < t. ``dates``: the same times for every user
+    (a row joins at most LONG_DAYS / step of them); ``ever_at``: DataFrame[userId,
+    as_of_ms], one time per user, cancellation rows left out."""
+    long_ms = LONG_DAYS * DAY_MS
+    if ever_at is not None:
+        return (days.df.filter("NOT cancel_rel").join(ever_at, "userId")
+                .filter(f"p_end < as_of_ms AND p_start >= as_of_ms - {long_ms}"))
+    times = ", ".join(f"{int(t)}L" for t in dates)
+    return days.df.selectExpr(
+        "*", f"explode(filter(array({times}), t -> p_end < t AND p_start >= t - {long_ms})) AS as_of_ms")
+
+
+def _observation_aggregates(rows: DataFrame, days: SessionDays) -> DataFrame:
+    """One row per (userId, as_of_ms) with the aggregates the catalogue's ``sql`` reads:
+    ``w_<stem>`` page counts, ``w_events``, ``w_sessions``, ``w_active_days``,
+    ``w_session_minutes`` (mean), ``w_paid_songs``, ``w_level_changes``,
+    ``w_distinct_artists`` (with artist sets) over the long window, ``r_songs`` and
+    ``r_sessions`` over the recent one, ``first_ms`` and ``last_ms`` (first and last event
+    in the window) and ``last`` (struct: the attributes of the latest event)."""
     stems = [stem for _, stem, _ in PAGE_FEATURES]
-    # Numeric aggregates per session, then per user (Spark's code-generated hash
-    # aggregation); the set-valued ones (days, latest attributes, artists) per user straight
-    # from the partial rows, one aggregation instead of one per level.
-    sessions = _grouped(p, ["userId", "sessionId"], [
+    recent = f"p_start >= as_of_ms - {RECENT_DAYS * DAY_MS}"
+    sessions = _grouped(rows, [*OBS_KEYS, "sessionId"], [
         "min(p_start) AS s_start", "max(p_end) AS s_end", "sum(p_events) AS s_events",
         *[f"sum(p_{stem}) AS s_{stem}" for stem in stems],
-        f"sum(CASE WHEN p_start >= {recent_ms} THEN p_songs ELSE 0 END) AS s_recent_songs",
+        f"sum(CASE WHEN {recent} THEN p_songs ELSE 0 END) AS s_recent_songs",
+        f"max(CASE WHEN {recent} THEN 1 ELSE 0 END) AS s_recent",
         "sum(CASE WHEN level = 'paid' THEN p_songs ELSE 0 END) AS s_paid_songs",
         "sum(p_level_changes) AS s_level_changes",
     ])
-    counts = _grouped(sessions, ["userId"], [
-        "count(1) AS n_sessions", "min(s_start) AS first_ms", "max(s_end) AS last_ms",
-        "sum(s_events) AS n_events", "avg((s_end - s_start) / 60000.0D) AS mean_session_minutes",
-        *[f"sum(s_{stem}) AS n_{stem}" for stem in stems],
-        "sum(s_recent_songs) AS songs_last_14d", "sum(s_paid_songs) AS paid_songs",
-        "sum(s_level_changes) AS n_level_changes",
+    counts = _grouped(sessions, OBS_KEYS, [
+        "count(1) AS w_sessions", "min(s_start) AS first_ms", "max(s_end) AS last_ms",
+        "sum(s_events) AS w_events", "avg((s_end - s_start) / 60000.0D) AS w_session_minutes",
+        *[f"sum(s_{stem}) AS w_{stem}" for stem in stems],
+        "sum(s_recent_songs) AS r_songs", "sum(s_recent) AS r_sessions",
+        "sum(s_paid_songs) AS w_paid_songs", "sum(s_level_changes) AS w_level_changes",
     ])
     lookup = days.line_attributes
     last = ATTRIBUTES if lookup is None else [*[a for a in ATTRIBUTES if a not in LINE_ATTRIBUTES], "p_row"]
-    sets = _grouped(p, ["userId"], [
-        "size(collect_set(day)) AS active_days",
+    sets = _grouped(rows, OBS_KEYS, [
+        "size(collect_set(day)) AS w_active_days",
         f"max_by(struct({', '.join(last)}), p_order) AS last",
         *(["max(p_order) AS last_order"] if lookup is not None else []),
-        *(["size(array_distinct(flatten(collect_list(p_artists)))) AS distinct_artists"]
+        *(["size(array_distinct(flatten(collect_list(p_artists)))) AS w_distinct_artists"]
           if days.artists else []),
     ])
     if lookup is not None:
-        # the text of each user's latest event, read for that one event (eager); the
-        # per-user rows are computed once, for the lookup and for the table
+        # the text attributes of each observation's latest event, read for those events
+        # only (eager); the per-observation rows are computed once, for the lookup and the table
         sets = sets.localCheckpoint()
-        text = lookup(sets.selectExpr("userId", "last.p_row AS p_row", f"shiftright(last_order, {_ITEM_BITS}) AS ts"))
+        pointers = sets.selectExpr("userId", "last.p_row AS p_row",
+                                   f"shiftright(last_order, {_ITEM_BITS}) AS ts").distinct()
+        text = lookup(pointers).withColumnRenamed(ROW_COLUMN, "_text_row")
         fields = ", ".join(a if a in LINE_ATTRIBUTES else f"last.{a} AS {a}" for a in ATTRIBUTES)
-        sets = sets.join(text, "userId", "left").selectExpr(
-            "userId", "active_days", *(["distinct_artists"] if days.artists else []),
-            f"struct({fields}) AS last")
-    users = counts.join(sets, "userId")
+        sets = (sets.join(text, (sets["userId"] == text["userId"]) & (F.col("last.p_row") == F.col("_text_row")), "left")
+                .select(sets["userId"], "as_of_ms", "w_active_days",
+                        *(["w_distinct_artists"] if days.artists else []), F.expr(f"struct({fields}) AS last")))
+    return counts.join(sets, OBS_KEYS)
 
-    def ratio(num: str, den: str) -> str:
-        return f"CASE WHEN ({den}) > 0 THEN CAST({num} AS DOUBLE) / ({den}) ELSE 0.0D END"
 
-    earlier_days = f"(({recent_ms} - first_ms) / {DAY_MS})"
-    recent_days = f"least({float(RECENT_DAYS)}D, ({cutoff_ms} - first_ms) / {DAY_MS})"
-    trend = (f"CASE WHEN {earlier_days} < 1 THEN 1.0D ELSE (songs_last_14d / {recent_days} + 1.0D)"
-             f" / ((n_songs - songs_last_14d) / {earlier_days} + 1.0D) END")
-    reg_days = f"greatest(0.0D, ({cutoff_ms} - last.registration) / {DAY_MS})"
-    out = ["userId"]
-    out += [f"CAST(n_{stem} AS DOUBLE) AS n_{stem}" for stem in stems]
-    out += [f"{ratio(f'n_{stem}', 'active_days')} AS {stem}_per_day" for stem in stems]
-    out += [f"{ratio(f'n_{stem}', 'n_sessions')} AS {stem}_per_session" for stem in stems]
-    out += [
-        f"{ratio('n_thumbs_down', 'n_thumbs_up + n_thumbs_down')} AS thumbs_down_share",
-        f"{ratio('n_thumbs_up', 'n_songs')} AS thumbs_up_per_song",
-        f"{ratio('n_adverts', 'n_songs')} AS adverts_per_song",
-        "CAST(n_events AS DOUBLE) AS n_events",
-        "CAST(n_sessions AS DOUBLE) AS n_sessions",
-        "CAST(mean_session_minutes AS DOUBLE) AS mean_session_minutes",
-        "CAST(active_days AS DOUBLE) AS active_days",
-        f"{ratio('n_sessions', 'active_days')} AS sessions_per_day",
-        *([ "CAST(distinct_artists AS DOUBLE) AS distinct_artists",
-           f"{ratio('distinct_artists', 'n_songs')} AS artist_diversity"] if days.artists else []),
-        f"{ratio('paid_songs', 'n_songs')} AS paid_song_share",
-        "CAST(n_level_changes AS DOUBLE) AS n_level_changes",
-        f"coalesce({reg_days}, 0.0D) AS days_since_registration",
-        ("0.0D" if neutral_time else f"({cutoff_ms} - last_ms) / {DAY_MS}") + " AS days_since_last_activity",
-        ("0.0D" if neutral_time else "CAST(songs_last_14d AS DOUBLE)") + " AS songs_last_14d",
-        ("1.0D" if neutral_time else trend) + " AS activity_trend",
-        f"coalesce(last.level, {sql_literal(UNKNOWN)}) AS level",
-        f"coalesce(last.gender, {sql_literal(UNKNOWN)}) AS gender",
-        f"{os_sql('last.userAgent')} AS os",
-        f"{browser_sql('last.userAgent')} AS browser",
-        f"{region_sql('last.location')} AS region",
-    ]
-    return users.selectExpr(*out)
+def _observation_features(days: SessionDays, *, dates: tuple[int, ...] | None = None,
+                          ever_at: DataFrame | None = None, tenure_at_ms: int | None = None) -> DataFrame:
+    """DataFrame[userId, as_of_ms, *feature_names(days.artists)]: one row per observation
+    with at least one event in its window (see :func:`_observation_rows`). In 'ever' mode
+    (``ever_at``) the :data:`TIME_TO_END_FEATURES` take their neutral value and tenure is
+    measured at ``tenure_at_ms`` (the log's end)."""
+    long_ms = LONG_DAYS * DAY_MS
+    if dates is not None:
+        _require_exact(days, tuple(b for t in dates for b in (t, t - RECENT_DAYS * DAY_MS, t - long_ms)), "window")
+    agg = _observation_aggregates(_observation_rows(days, dates, ever_at), days)
+    start = "least(first_ms, coalesce(last.registration, first_ms))"
+    agg = agg.selectExpr(
+        "*", f"greatest(1.0D, least({float(LONG_DAYS)}D, (as_of_ms - {start}) / {DAY_MS}.0D)) AS exposure_days",
+        f"{'as_of_ms' if tenure_at_ms is None else f'{int(tenure_at_ms)}L'} AS tenure_at_ms")
+    agg = agg.selectExpr("*", f"least({float(RECENT_DAYS)}D, exposure_days) AS recent_days")
+    ever = ever_at is not None
+    out = [f"{spec.neutral if ever and spec.neutral is not None else spec.sql} AS {spec.name}"
+           for spec in FEATURES if spec.name in feature_names(days.artists)]
+    return agg.selectExpr("userId", "as_of_ms", *out)
 
 
 def _churn_times(days: SessionDays) -> DataFrame:
@@ -681,54 +768,58 @@ def _session_days_for(source: DataFrame | SessionDays, spec: LabelSpec, artists:
 
 def build_user_table(source: DataFrame | SessionDays, spec: LabelSpec | None = None,
                      artists: bool | None = None) -> tuple[DataFrame, LabelSpec]:
-    """Training table: one row per user with the features of :func:`feature_names` and ``churn``.
+    """Training table: one row per (user, observation date) with the features of
+    :func:`feature_names` and ``churn``.
 
     In:  cleaned user events (``LoadedEvents.events``) or their :class:`SessionDays`
          (``sparkify.dataset.load_log``), a :class:`LabelSpec`; ``artists``: add the
          opt-in :data:`ARTIST_FEATURES` (None: as the SessionDays were loaded, else no).
-    Out: (DataFrame[userId, *feature_names(artists), churn (int 0/1)], the spec with its
-         cutoff resolved). Lazy: nothing is computed until the caller acts, except one
-         small aggregate to find the log's end when ``spec.cutoff`` is None and, for
-         SessionDays with ``line_attributes``, the job that reads the text attributes
-         of each user's latest event.
+    Out: (DataFrame[userId, as_of_ms (epoch ms), *feature_names(artists), churn (int 0/1)],
+         the spec with its dates resolved). Lazy, except one small aggregate to find the
+         log's span when the dates depend on it and, for SessionDays with
+         ``line_attributes``, the job that reads the text attributes of each
+         observation's latest event.
     Raises ValueError when ``source`` is SessionDays that cannot be cut exactly at the
-    spec's times (see :meth:`SessionDays.exact_at`), or lacks the artist sets asked for.
+    spec's times (see :meth:`SessionDays.exact_at`), lacks the artist sets asked for, or
+    the log is too short for any observation date.
     See the module docstring for the two label designs.
     """
     days, spec = _session_days_for(source, spec or LabelSpec(), artists)
-    cutoff_ms = _ms(spec.cutoff)
-    churn = _churn_times(days)
-    start_ms = None if spec.observation_days is None else cutoff_ms - spec.observation_days * DAY_MS
+    churn = F.broadcast(_churn_times(days))
     if spec.mode == "ever":
-        feats = _user_features(days, cutoff_ms, start_ms, neutral_time=True, drop_cancel=True)
-        table = (feats.join(F.broadcast(churn), "userId", "left")
+        ever_at = _grouped(days.df.filter("NOT cancel_rel"), ["userId"],
+                           [f"(floor(max(p_end) / {DAY_MS}) + 1) * {DAY_MS} AS as_of_ms"])
+        feats = _observation_features(days, ever_at=ever_at, tenure_at_ms=days.log_end_ms("ever"))
+        table = (feats.join(churn, "userId", "left")
                  .withColumn("churn", F.col("churn_ms").isNotNull().cast("int")))
     else:
-        horizon_ms = cutoff_ms + spec.horizon_days * DAY_MS
-        feats = _user_features(days, cutoff_ms, start_ms, neutral_time=False)
-        table = (feats.join(F.broadcast(churn), "userId", "left")
-                 .filter(F.col("churn_ms").isNull() | (F.col("churn_ms") >= F.lit(cutoff_ms)))
-                 .withColumn("churn", (F.col("churn_ms").isNotNull()
-                                       & (F.col("churn_ms") > F.lit(cutoff_ms))
-                                       & (F.col("churn_ms") <= F.lit(horizon_ms))).cast("int")))
-    return table.select("userId", *feature_names(days.artists), "churn"), spec
+        horizon_ms = spec.horizon_days * DAY_MS
+        table = (_observation_features(days, dates=spec.dates).join(churn, "userId", "left")
+                 .filter("churn_ms IS NULL OR churn_ms >= as_of_ms")
+                 .withColumn("churn", F.expr(f"coalesce(churn_ms > as_of_ms AND churn_ms <= as_of_ms + {horizon_ms}, "
+                                             "false)").cast("int")))
+    return table.select("userId", "as_of_ms", *feature_names(days.artists), "churn"), spec
 
 
-def build_scoring_table(events: DataFrame, as_of: datetime | None = None,
-                        observation_days: int | None = None, artists: bool = False) -> DataFrame:
-    """Scoring table: one row per user still active at ``as_of``, features only.
+def build_scoring_table(source: DataFrame | SessionDays, as_of: datetime | None = None,
+                        artists: bool = False) -> DataFrame:
+    """Scoring table: one row per user still subscribed at ``as_of`` and active in the
+    window before it, features only: the rows :func:`build_user_table` builds for that
+    date, by the same code.
 
-    In:  cleaned user events; ``as_of`` (UTC; default: just after the log's last event);
-         optional observation window in days (use the model's); ``artists``: add the
-         opt-in :data:`ARTIST_FEATURES` (use :func:`uses_artists` on the model's features).
-    Out: DataFrame[userId, *feature_names(artists)] for users with an event before
-         ``as_of`` and no cancellation before it; same feature definitions as
-         :func:`build_user_table` in 'window' mode with cutoff = ``as_of``.
+    In:  cleaned user events or their :class:`SessionDays`; ``as_of`` (UTC; default: the
+         midnight after the log's last event); ``artists``: add the opt-in
+         :data:`ARTIST_FEATURES` (use :func:`uses_artists` on the model's features).
+    Out: DataFrame[userId, as_of_ms, *feature_names(artists)].
     """
-    as_of_ms = _ms(as_of) if as_of is not None else log_end_ms(events) + 1000
-    spec = LabelSpec(cutoff=_from_ms(as_of_ms), observation_days=observation_days)
-    days = session_day_partials(events, spec_boundaries(spec), artists=artists)
-    start_ms = None if observation_days is None else as_of_ms - observation_days * DAY_MS
-    feats = _user_features(days, as_of_ms, start_ms, neutral_time=False)
-    gone = _churn_times(days).filter(F.col("churn_ms") < F.lit(as_of_ms))
-    return feats.join(F.broadcast(gone), "userId", "left_anti").select("userId", *feature_names(artists))
+    if isinstance(source, SessionDays):
+        end = source.log_end_ms()
+    else:
+        end = log_end_ms(source)
+    when = _utc(as_of) if as_of is not None else _from_ms((end // DAY_MS + 1) * DAY_MS)
+    spec = LabelSpec(cutoff=when)
+    days, spec = _session_days_for(source, spec, artists)
+    t = spec.dates[0]
+    gone = F.broadcast(_churn_times(days).filter(F.col("churn_ms") < F.lit(t)))
+    feats = _observation_features(days, dates=spec.dates)
+    return feats.join(gone, "userId", "left_anti").select("userId", "as_of_ms", *feature_names(days.artists))

@@ -67,11 +67,14 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", choices=("window", "ever"), default="window",
                         help="window: prediction-time label (default); ever: seed-compatible 'ever cancelled'")
     parser.add_argument("--cutoff", metavar="ISO", default=None,
-                        help="cutoff time T (UTC), e.g. 2018-11-01; default: the log's last day minus 30 days")
+                        help="one observation date T (UTC), e.g. 2018-11-01, instead of weekly snapshots")
+    parser.add_argument("--last-date", metavar="ISO", default=None,
+                        help="the latest observation date of the snapshots (a midnight UTC); default: the "
+                             "latest whose horizon ends within the log")
+    parser.add_argument("--step-days", type=int, default=None,
+                        help="days between observation dates (default 7; 1 on a log of fewer than 2,000 users)")
     parser.add_argument("--horizon-days", type=int, default=DEFAULT_HORIZON_DAYS,
-                        help="label window (T, T + horizon] in days (default 30)")
-    parser.add_argument("--observation-days", type=int, default=None,
-                        help="features from the last N days before T only (default: all history)")
+                        help="label window (t, t + horizon] in days (default 30)")
     parser.add_argument("--folds", type=int, default=None, help="k of the k-fold cross-validation (default 3; 2 with --quick)")
     parser.add_argument("--models", default="rf,gbt,lr,svc",
                         help="families to compare, comma-separated from rf,gbt,lr,svc (default all four)")
@@ -90,7 +93,8 @@ def train_config_from_args(args: argparse.Namespace):
 
     models = tuple(m.strip().lower() for m in args.models.split(",") if m.strip())
     label = LabelSpec(mode=args.label, cutoff=parse_time(args.cutoff) if args.cutoff else None,
-                      horizon_days=args.horizon_days, observation_days=args.observation_days)
+                      horizon_days=args.horizon_days, step_days=args.step_days,
+                      last_date=parse_time(args.last_date) if args.last_date else None)
     label.validate()
     common = {"models": models, "seed": args.seed, "label": label,
               "artist_features": args.artist_features}
@@ -139,11 +143,20 @@ def run_train(args: argparse.Namespace) -> int:
     result = train(spark, args.events, args.model, config)
     m = result.metrics
     print()
-    print(f"test set: {m['data']['test_users']} users, {m['data']['test_churners']} churners "
-          f"(label {m['label']['mode']}, cutoff {m['label']['cutoff']})")
+    d = m["data"]
+    dates = m["label"].get("dates") or []
+    print(f"test set: {d['test_rows']:,} rows of {d['test_users']:,} held-out users, {d['test_churners']:,} churner "
+          f"rows (label {m['label']['mode']}, {len(dates)} observation date(s)"
+          + (f" {dates[0][:10]} .. {dates[-1][:10]}" if dates else "") + ")")
     print(_summary_table(m))
     best = m["best"]
-    print(f"best: {best['name']} {best['params']}  threshold {result.threshold:.4f}")
+    print(f"best: {best['name']} {best['params']}  threshold {result.threshold:.4f}, "
+          f"calibration {best['calibration']['method']}")
+    for period, b in best.get("periods", {}).items():
+        print(f"  {period.replace('_', '-')}: {b['rows']:,} rows of {b['users']:,} users, {b['churners']:,} churner "
+              f"rows: F1 {b['f1']:.3f}, PR-AUC {b['pr_auc']:.3f}, Brier {b['brier']:.4f}, expected/realized "
+              f"churners {b['expected_churners']:.1f}/{b['realized_churners']}, reliability bins within noise "
+              f"{b['bins_within']}/{b['bins']}")
     if m.get("label_comparison"):
         lc = m["label_comparison"]
         print(f"seed-compatible 'ever' label: churn F1 {lc['ever']['f1']:.3f}, weighted F1 "
@@ -151,7 +164,8 @@ def run_train(args: argparse.Namespace) -> int:
               f"{lc['window']['weighted_f1']:.3f})")
     if m.get("ceiling"):
         c = m["ceiling"]
-        print(f"ceiling (latent parameters): churn F1 {c['test']['f1']:.3f}, PR-AUC {c['test']['pr_auc']:.3f}")
+        print(f"true ceiling on the same {c['test']['rows']:,} test rows: churn F1 {c['test']['f1']:.3f}, "
+              f"PR-AUC {c['test']['pr_auc']:.3f}; the model reaches {c['model_pr_auc_fraction']:.2f} of it")
     if m.get("seed_spread"):
         s = m["seed_spread"]["f1"]
         print(f"churn F1 over {s['n']} splits: mean {s['mean']:.3f}, sd {s['sd']:.3f}, "
@@ -198,17 +212,25 @@ def run_score(args: argparse.Namespace) -> int:
         spark = _spark(args.master)
     except JavaNotFoundError as exc:
         return _err("score", str(exc))
-    from sparkify.dataset import load_events
+    from sparkify.dataset import load_log
+    from sparkify.features import LabelSpec, spec_boundaries, uses_artists
+    from sparkify.modeling.artifacts import load_model_json
     from sparkify.modeling.predict import score_users, write_scores
 
+    artists = uses_artists([f["name"] for f in load_model_json(model_dir)["features"]])
     _say(t0, f"loading {events} ...")
-    with load_events(spark, events) as loaded:
+    with load_log(spark, events, splits=spec_boundaries(LabelSpec(cutoff=as_of)) if as_of else (),
+                  artists=artists) as loaded:
         _say(t0, f"loaded {loaded.quality.user_rows:,} user events, {loaded.quality.users:,} users")
-        scores = score_users(spark, loaded.events, model_dir, as_of=as_of)
+        scores = score_users(spark, loaded.days, model_dir, as_of=as_of)
         _say(t0, "scoring ...")
         written = write_scores(scores, out)
     flagged = int(written["decision"].sum())
     _say(t0, f"{len(written):,} active users scored, {flagged:,} flagged as likely to churn -> {out}")
+    from sparkify.modeling.predict import rows_path
+
+    if rows_path(out).exists():
+        _say(t0, f"the scored feature rows (for per-user reasons in the web app) -> {rows_path(out)}")
     if len(written):
         print(written.head(10).to_string(index=False))
     return 0

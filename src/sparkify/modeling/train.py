@@ -5,27 +5,28 @@ In:  an event log (anything :func:`sparkify.dataset.load_events` reads) and a
 Out: a model directory (see ``docs/model-directory.md``) written atomically, and a
      :class:`TrainResult` with the figures and the time of every stage.
 
-The steps (each printed with its elapsed time):
+The steps (each a function below, printed with its elapsed time by one :class:`Progress`):
 
-1. load + clean the log in one pass into session-day rows (``load_log``), build the per-user table
-   (``build_user_table``: prediction-time labels by default), repartition it to about
-   the core count and cache it (a user table is small; at Spark's default 200
-   partitions every optimiser iteration pays 200 tasks);
-2. a stratified held-out test set by user (a hash of userId and the seed, so the split
-   does not depend on partitioning), untouched until step 5; stratified fold numbers
-   for the rest;
-3. compare the families: k-fold ``CrossValidator`` (our fold column, ``parallelism``
-   > 1) over a small grid each, parameters chosen by PR-AUC (threshold-free), the
-   family chosen by out-of-fold churn-class F1 at its best threshold;
-4. tune the best family over a bigger grid; choose the decision threshold on its
-   out-of-fold scores (max churn-class F1); for LinearSVC fit a Platt calibration on
-   the out-of-fold margins;
-5. evaluate every family and the tuned model on the test set; confusion matrix, top
-   10 %, named importances/coefficients; the seed-compatible ``ever`` label, the
-   ground-truth ceiling (simulated logs) and the split-seed spread (small test sets);
-6. write the directory (pipeline, model.json, metrics.json, data_quality.json,
-   features.parquet, activity.parquet, MODEL_CARD.md) into a temporary sibling and swap
-   it in.
+1. load: the log in one pass into session-day rows (``load_log``);
+2. features: one row per (user, observation date) (``build_user_table``: fixed windows,
+   prediction-time labels, dates every ``step_days``), repartitioned to about the core
+   count and cached; the split (:func:`assign_split`): users, not rows, are held out
+   (stratified by whether the user churns), and the latest date is out of time: no
+   training row is observed on it; fold numbers by user for the rest;
+3. :func:`step_compare`: each family's k-fold ``CrossValidator`` over a small grid,
+   parameters by PR-AUC, the family by out-of-fold churn-class F1 at its best threshold;
+4. :func:`step_tune`: the best family over a bigger grid, with and without class weights;
+   the decision threshold from its out-of-fold scores (max churn-class F1);
+5. :func:`step_calibrate`: Platt or isotonic on the out-of-fold scores, chosen by
+   cross-fitted log loss (:mod:`sparkify.modeling.calibration`);
+6. :func:`step_evaluate`: every family and the tuned model on the held-out users, all
+   test rows and the in-time and out-of-time parts apart, each figure with its rows,
+   users and churners; calibration figures (Brier, reliability, expected vs realized);
+7. :func:`step_extras`: the seed-compatible ``ever`` label, the true ceiling (simulated
+   logs) and the split-seed spread (small test sets);
+8. artifacts: the directory (pipeline, model.json, metrics.json, data_quality.json,
+   features.parquet, activity.parquet, MODEL_CARD.md) written into a temporary sibling
+   and swapped in.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from sparkify.modeling import artifacts
+from sparkify.modeling import calibration as cal
 from sparkify.modeling import evaluate as ev
 from sparkify.modeling.pipelines import (
     FAMILIES, FAMILY_NAMES, FOLD_COL, LABEL_COL, WEIGHT_COL, FamilySettings, build_pipeline,
@@ -48,6 +51,9 @@ from sparkify.modeling.pipelines import (
 
 SCORE_COL = "score"
 SPLIT_COL = "split"
+PERIOD_COL = "period"
+AS_OF_COL = "as_of_ms"
+UNIT_WEIGHT_COL = "unit_weight"
 
 
 # --------------------------------------------------------------------------- config
@@ -154,13 +160,14 @@ def feature_columns(mode: str = "window", artists: bool = False) -> tuple[list, 
 
 def prepare_table(table, numeric: list[str], categorical: list[str]):
     """Cast numerics to double (nulls -> 0.0), categoricals to string (nulls stay null:
-    StringIndexer 'keep' maps them to the unseen bucket), churn to double if present."""
+    StringIndexer 'keep' maps them to the unseen bucket), churn to double if present;
+    keeps ``userId`` and, when present, the observation time ``as_of_ms``."""
     from pyspark.sql import functions as F
 
     missing = [c for c in [*numeric, *categorical] if c not in table.columns]
     if missing:
         raise ValueError(f"feature table lacks column(s): {', '.join(missing)}")
-    cols = [F.col("userId")]
+    cols = [F.col("userId")] + ([F.col(AS_OF_COL)] if AS_OF_COL in table.columns else [])
     cols += [F.coalesce(F.col(c).cast("double"), F.lit(0.0)).alias(c) for c in numeric]
     cols += [F.col(c).cast("string").alias(c) for c in categorical]
     if LABEL_COL in table.columns:
@@ -168,34 +175,44 @@ def prepare_table(table, numeric: list[str], categorical: list[str]):
     return table.select(*cols)
 
 
-def assign_split(table, seed: int, test_fraction: float, folds: int):
-    """Add ``split`` ('train'/'test', stratified by churn) and ``fold`` (0..folds-1 for
-    train rows, stratified; -1 for test rows).
+def assign_split(table, seed: int, test_fraction: float, folds: int, oot_dates: tuple[int, ...] = ()):
+    """Add ``split`` and ``fold`` by user, and ``period``, to a table of (user, date) rows.
 
-    Users are ordered within each class by a hash of (userId, seed): deterministic for a
-    seed whatever the partitioning. The number of test users per class is
-    round(test_fraction * class size)."""
+    Users are grouped: every row of a user lands on the same side of every split. A user's
+    class is whether any of its rows is a churn; within each class users are ordered by a
+    hash of (userId, seed) (deterministic whatever the partitioning), the first
+    round(test_fraction * class size) are test users and the others get fold numbers
+    0..folds-1 in turn. ``period`` is 'out_of_time' for rows observed at ``oot_dates``
+    (the latest dates), else 'in_time'; ``split``: 'test' for a test user's rows,
+    'train' for the other users' in-time rows, 'unused' for their out-of-time rows (so
+    the models never see the out-of-time dates)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    users = table.groupBy("userId").agg(F.max(LABEL_COL).alias("_user_class"))
     key = F.xxhash64(F.col("userId"), F.lit(int(seed)))
-    w = Window.partitionBy(LABEL_COL).orderBy(key, F.col("userId"))
-    wn = Window.partitionBy(LABEL_COL)
-    ranked = (table.withColumn("_r", F.row_number().over(w) - 1)
-              .withColumn("_n", F.count(F.lit(1)).over(wn)))
+    w = Window.partitionBy("_user_class").orderBy(key, F.col("userId"))
+    ranked = (users.withColumn("_r", F.row_number().over(w) - 1)
+              .withColumn("_n", F.count(F.lit(1)).over(Window.partitionBy("_user_class"))))
     n_test = F.round(F.col("_n") * F.lit(float(test_fraction)))
     is_test = F.col("_r") < n_test
-    return (ranked
-            .withColumn(SPLIT_COL, F.when(is_test, F.lit("test")).otherwise(F.lit("train")))
-            .withColumn(FOLD_COL, F.when(is_test, F.lit(-1))
-                        .otherwise(((F.col("_r") - n_test) % F.lit(int(folds))).cast("int")))
-            .drop("_r", "_n"))
+    users = ranked.select("userId", is_test.alias("_test"),
+                          F.when(is_test, F.lit(-1)).otherwise(((F.col("_r") - n_test) % F.lit(int(folds))).cast("int"))
+                          .alias(FOLD_COL))
+    oot = F.col(AS_OF_COL).isin([int(t) for t in oot_dates]) if oot_dates else F.lit(False)
+    return (table.join(F.broadcast(users), "userId")
+            .withColumn(PERIOD_COL, F.when(oot, F.lit("out_of_time")).otherwise(F.lit("in_time")))
+            .withColumn(SPLIT_COL, F.when(F.col("_test"), F.lit("test"))
+                        .when(oot, F.lit("unused")).otherwise(F.lit("train")))
+            .drop("_test"))
 
 
 def add_class_weights(df, enabled: bool = True) -> tuple[Any, dict[str, float]]:
-    """Add ``weight``: n / (2 n_class) from the train rows' class counts (1.0 if disabled)."""
+    """Add ``weight``: n / (2 n_class) from the train rows' class counts (1.0 if disabled),
+    and ``unit_weight`` (1.0: the tuning grid's 'no class weights' point)."""
     from pyspark.sql import functions as F
 
+    df = df.withColumn(UNIT_WEIGHT_COL, F.lit(1.0))
     if not enabled:
         return df.withColumn(WEIGHT_COL, F.lit(1.0)), {"0": 1.0, "1": 1.0}
     counts = {int(r[0]): int(r[1]) for r in
@@ -215,36 +232,70 @@ def with_score(df, family: str):
     return df.withColumn(SCORE_COL, vector_to_array(F.col(source)).getItem(1))
 
 
-def _collect_scores(df) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(userId, label, score) arrays of a scored user table (one row per user)."""
-    pdf = df.select("userId", LABEL_COL, SCORE_COL).toPandas()
-    return pdf["userId"].to_numpy(), pdf[LABEL_COL].to_numpy().astype(int), pdf[SCORE_COL].to_numpy(dtype=float)
+@dataclass
+class Scored:
+    """Rows scored by a model, as NumPy arrays in one order: ``users``, ``as_of`` (epoch
+    ms), ``labels`` (0/1), ``scores`` and, for out-of-fold scores, ``folds``; ``period``
+    ('in_time' / 'out_of_time') for test rows."""
+
+    users: np.ndarray
+    as_of: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    folds: np.ndarray | None = None
+    period: np.ndarray | None = None
+
+    def keys(self) -> list[tuple[str, int]]:
+        return list(zip(self.users.tolist(), self.as_of.tolist()))
+
+    def subset(self, mask: np.ndarray) -> "Scored":
+        pick = (lambda a: None if a is None else a[mask])
+        return Scored(self.users[mask], self.as_of[mask], self.labels[mask], self.scores[mask],
+                      pick(self.folds), pick(self.period))
+
+    def counts(self) -> dict[str, int]:
+        """Rows, distinct users and churner rows."""
+        return {"rows": int(len(self.labels)), "users": int(len(np.unique(self.users))),
+                "churners": int(self.labels.sum())}
+
+
+def _collect_scores(df) -> Scored:
+    """The :class:`Scored` arrays of a scored table (one row per user and date)."""
+    cols = ["userId", AS_OF_COL, LABEL_COL, SCORE_COL] + [c for c in (FOLD_COL, PERIOD_COL) if c in df.columns]
+    pdf = df.select(*cols).toPandas()
+    return Scored(pdf["userId"].to_numpy(), pdf[AS_OF_COL].to_numpy(dtype=np.int64),
+                  pdf[LABEL_COL].to_numpy().astype(int), pdf[SCORE_COL].to_numpy(dtype=float),
+                  pdf[FOLD_COL].to_numpy() if FOLD_COL in pdf else None,
+                  pdf[PERIOD_COL].to_numpy() if PERIOD_COL in pdf else None)
 
 
 # --------------------------------------------------------------------------- cross-validation
 @dataclass
 class CVOutcome:
     """One CrossValidator run: the refit best model, its parameters, the CV metric of
-    each grid point, out-of-fold scores of the train users and the time it took."""
+    each grid point, out-of-fold scores of the train rows and the time it took."""
 
     family: str
     model: Any  # PipelineModel refit on all train rows
     params: dict[str, Any]
     grid_size: int
     cv_metrics: list[float]
-    oof_users: np.ndarray
-    oof_labels: np.ndarray
-    oof_scores: np.ndarray
+    oof: Scored
     seconds: float
 
     def threshold(self) -> tuple[float, float]:
-        return ev.best_threshold(self.oof_labels, self.oof_scores)
+        return ev.best_threshold(self.oof.labels, self.oof.scores)
+
+    def rank_key(self) -> tuple[float, float]:
+        """(out-of-fold F1 at its best threshold, out-of-fold PR-AUC): higher is better."""
+        return (self.threshold()[1], ev.average_precision(self.oof.labels, self.oof.scores))
 
 
 def cross_validate(train_df, family: str, numeric: list[str], categorical: list[str],
                    fixed: dict, grid: dict, config: TrainConfig) -> CVOutcome:
     """k-fold CV of one family over ``grid`` on the train rows (``fold`` column gives the
-    folds); returns the refit best model and the out-of-fold scores of its parameters."""
+    folds, by user); returns the refit best model and the out-of-fold scores of its
+    parameters."""
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator
     from pyspark.sql import functions as F
@@ -265,15 +316,15 @@ def cross_validate(train_df, family: str, numeric: list[str], categorical: list[
     for k in range(config.folds):
         sub = cv_model.subModels[k][best]
         parts.append(with_score(sub.transform(train_df.filter(F.col(FOLD_COL) == k)), family)
-                     .select("userId", LABEL_COL, SCORE_COL))
+                     .select("userId", AS_OF_COL, LABEL_COL, SCORE_COL, FOLD_COL))
     oof = parts[0]
     for p in parts[1:]:
         oof = oof.unionByName(p)
-    users, labels, scores = _collect_scores(oof)
+    scored = _collect_scores(oof)
     seconds = time.perf_counter() - t0
     params = dict(fixed)
     params.update(readable_params(maps[best]))
-    return CVOutcome(family, cv_model.bestModel, params, len(maps), metrics, users, labels, scores, seconds)
+    return CVOutcome(family, cv_model.bestModel, params, len(maps), metrics, scored, seconds)
 
 
 def fit_fixed(train_df, family, numeric, categorical, params, config) -> CVOutcome:
@@ -283,14 +334,16 @@ def fit_fixed(train_df, family, numeric, categorical, params, config) -> CVOutco
 
 
 # --------------------------------------------------------------------------- evaluation
-def test_scores(model, test_df, family: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def test_scores(model, test_df, family: str) -> Scored:
     return _collect_scores(with_score(model.transform(test_df), family))
 
 
-def model_figures(outcome: CVOutcome, test_df, calibration: ev.PlattCalibration | None = None) -> dict:
-    """Validation (out-of-fold) and test figures of one CV outcome at its OOF threshold."""
+def model_figures(outcome: CVOutcome, test_df) -> dict:
+    """Validation (out-of-fold) and test figures of one CV outcome at its OOF threshold,
+    each with its row, user and churner counts."""
     threshold, oof_f1 = outcome.threshold()
-    _, y, s = test_scores(outcome.model, test_df, outcome.family)
+    test = test_scores(outcome.model, test_df, outcome.family)
+    o = outcome.oof
     return {
         "name": FAMILY_NAMES[outcome.family],
         "params": outcome.params,
@@ -298,11 +351,9 @@ def model_figures(outcome: CVOutcome, test_df, calibration: ev.PlattCalibration 
         "cv_metric": max(outcome.cv_metrics),
         "train_seconds": round(outcome.seconds, 2),
         "threshold": threshold,
-        "validation": {"f1": oof_f1,
-                       "pr_auc": ev.average_precision(outcome.oof_labels, outcome.oof_scores),
-                       "roc_auc": ev.roc_auc(outcome.oof_labels, outcome.oof_scores),
-                       "users": int(len(outcome.oof_labels)), "churners": int(outcome.oof_labels.sum())},
-        "test": ev.score_metrics(y, s, threshold),
+        "validation": {"f1": oof_f1, "pr_auc": ev.average_precision(o.labels, o.scores),
+                       "roc_auc": ev.roc_auc(o.labels, o.scores), **o.counts()},
+        "test": {**ev.score_metrics(test.labels, test.scores, threshold), **test.counts()},
     }
 
 
@@ -325,10 +376,6 @@ def importances(model, sample_df, family: str, categorical: list[str]) -> list[d
 
 
 # --------------------------------------------------------------------------- ceiling
-TRUTH_NUMERIC = ("alpha", "beta")
-TRUTH_CATEGORICAL = ("cohort", "initial_level")
-
-
 def truth_path_for(events_path: str) -> Path | None:
     """The simulator's ground truth beside a log: ``<stem>_truth.parquet`` for a file,
     ``<dir>/_truth.parquet`` for a directory. None when absent or not a local path."""
@@ -346,38 +393,6 @@ def truth_path_for(events_path: str) -> Path | None:
                 break
         candidates.append(p.with_name(f"{name}_truth.parquet"))
     return next((c for c in candidates if c.exists()), None)
-
-
-def ceiling_figures(spark, truth: Path, table_split, family: str, params: dict, config: TrainConfig) -> dict:
-    """Train ``family`` on the simulator's latent per-user parameters (cohort, alpha,
-    beta, initial level: all fixed before T) for the same users, labels, split and
-    folds; its test churn-class F1 and PR-AUC are the ceiling."""
-    from pyspark.sql import functions as F
-
-    # Read on the driver: the table is small (one row per user), and Spark's file listing
-    # skips names starting with "_" such as a log directory's _truth.parquet.
-    import pyarrow.parquet as pq
-
-    truth_df = spark.createDataFrame(pq.read_table(str(truth)).to_pandas())
-    numeric = [c for c in TRUTH_NUMERIC if c in truth_df.columns]
-    categorical = [c for c in TRUTH_CATEGORICAL if c in truth_df.columns]
-    if not numeric and not categorical:
-        raise ValueError("ground truth has none of the latent columns")
-    latent = truth_df.select(F.col("userId").cast("string").alias("userId"),
-                             *[F.col(c).cast("double").alias(c) for c in numeric],
-                             *[F.col(c).cast("string").alias(c) for c in categorical])
-    df = (table_split.select("userId", LABEL_COL, SPLIT_COL, FOLD_COL, WEIGHT_COL)
-          .join(latent, "userId", "inner").cache())
-    train_df = df.filter(F.col(SPLIT_COL) == "train")
-    test_df = df.filter(F.col(SPLIT_COL) == "test")
-    if family in ("rf", "gbt"):  # latent space is tiny: sqrt of 4-6 slots would be 2
-        params = {k: v for k, v in params.items() if k != "featureSubsetStrategy"}
-    outcome = fit_fixed(train_df, family, numeric, categorical, params, config)
-    figures = model_figures(outcome, test_df)
-    df.unpersist()
-    return {"features": numeric + categorical, "family": family, "name": FAMILY_NAMES[family],
-            "test": {k: figures["test"][k] for k in ("f1", "precision", "recall", "pr_auc", "roc_auc")},
-            "validation_f1": figures["validation"]["f1"], "source": str(truth)}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -407,22 +422,39 @@ def _check_paths(events_path: str, model_dir: Path) -> None:
 
 
 def _split_counts(df) -> dict[str, int]:
-    rows = df.groupBy(SPLIT_COL, LABEL_COL).count().collect()
-    out = {"train_users": 0, "train_churners": 0, "test_users": 0, "test_churners": 0}
-    for split, label, n in rows:
-        out[f"{split}_users"] += int(n)
-        if label == 1.0:
-            out[f"{split}_churners"] += int(n)
-    out["users"] = out["train_users"] + out["test_users"]
-    out["churners"] = out["train_churners"] + out["test_churners"]
-    out["churn_rate"] = out["churners"] / out["users"] if out["users"] else 0.0
+    """Rows, distinct users and churner rows of the table and of each part: ``train_*``,
+    ``test_*`` (all test rows), ``test_in_time_*``, ``test_out_of_time_*``; ``users`` and
+    ``churners`` count distinct users (a churner: a user with a churn row)."""
+    from pyspark.sql import functions as F
+
+    parts = (df.groupBy(SPLIT_COL, PERIOD_COL)
+             .agg(F.count(F.lit(1)).alias("rows"), F.sum(LABEL_COL).alias("churners"),
+                  F.collect_set("userId").alias("users"),
+                  F.collect_set(F.when(F.col(LABEL_COL) == 1.0, F.col("userId"))).alias("churned"))
+             .collect())
+    out: dict[str, Any] = {}
+    groups: dict[str, list] = {}
+    for r in parts:
+        for name in (r[SPLIT_COL], f"{r[SPLIT_COL]}_{r[PERIOD_COL]}", "all"):
+            groups.setdefault(name, []).append(r)
+    for name in ("train", "test", "test_in_time", "test_out_of_time", "all"):
+        rs = groups.get(name, [])
+        prefix = "" if name == "all" else f"{name}_"
+        out[f"{prefix}rows"] = int(sum(r["rows"] for r in rs))
+        out[f"{prefix}churner_rows"] = int(sum(r["churners"] or 0 for r in rs))
+        out[f"{prefix}users"] = len({u for r in rs for u in r["users"]})
+        if name == "all":
+            out["churners"] = len({u for r in rs for u in r["churned"]})
+        else:
+            out[f"{prefix}churners"] = out[f"{prefix}churner_rows"]
+    out["churn_rate"] = out["churner_rows"] / out["rows"] if out["rows"] else 0.0
     return out
 
 
 def _user_base(loaded, spec, numeric, categorical, partitions: int):
-    """The prepared user table (features + churn) of a :class:`sparkify.dataset.LoadedLog`,
-    repartitioned to ``partitions`` and cached (computed once from the session-day rows).
-    Returns (table, spec)."""
+    """The prepared table (features + churn per user and date) of a
+    :class:`sparkify.dataset.LoadedLog`, repartitioned to ``partitions`` and cached
+    (computed once from the session-day rows). Returns (table, resolved spec)."""
     from sparkify.features import build_user_table
 
     table, resolved = build_user_table(loaded.days_for(spec), spec)
@@ -431,9 +463,15 @@ def _user_base(loaded, spec, numeric, categorical, partitions: int):
     return base, resolved
 
 
-def _split_weighted(base, config: TrainConfig, seed: int, partitions: int):
-    """Split + folds + class weights on a cached user table; cached. Returns (table, counts, weights)."""
-    split = assign_split(base, seed, config.test_fraction, config.folds)
+def oot_dates(spec) -> tuple[int, ...]:
+    """The out-of-time observation dates of a resolved spec: its latest date when it has
+    two or more, else none."""
+    return (max(spec.dates),) if len(spec.dates) >= 2 else ()
+
+
+def _split_weighted(base, config: TrainConfig, seed: int, partitions: int, oot: tuple[int, ...] = ()):
+    """Split + folds + class weights on a cached table; cached. Returns (table, counts, weights)."""
+    split = assign_split(base, seed, config.test_fraction, config.folds, oot)
     table, weights = add_class_weights(split, config.class_weights)
     table = table.repartition(partitions).cache()
     counts = _split_counts(table)
@@ -441,17 +479,106 @@ def _split_weighted(base, config: TrainConfig, seed: int, partitions: int):
 
 
 def _require_learnable(counts: dict, folds: int, what: str = "") -> None:
-    if counts["train_churners"] < folds or counts["train_users"] - counts["train_churners"] < folds:
+    if counts["train_churners"] < folds or counts["train_rows"] - counts["train_churners"] < folds:
         raise ValueError(
-            f"too few churners to train{what}: {counts['churners']} of {counts['users']} users "
+            f"too few churners to train{what}: {counts['churner_rows']} churner rows of {counts['rows']} "
             f"({counts['train_churners']} in the training part, {folds} folds). Use a longer log, "
-            "an earlier --cutoff, a longer --horizon-days or --label ever.")
+            "a smaller --step-days, a longer --horizon-days or --label ever.")
 
 
 def _split_frames(table):
     from pyspark.sql import functions as F
 
     return table.filter(F.col(SPLIT_COL) == "train"), table.filter(F.col(SPLIT_COL) == "test")
+
+
+def auto_step_days(users: int) -> int:
+    """The default days between observation dates: 7, or 1 on a log of fewer than
+    :data:`DAILY_STEP_MAX_USERS` users, where weekly dates leave too few churner rows to
+    measure anything (a user's rows never straddle a split, so more dates add rows, not
+    leakage)."""
+    from sparkify.config import DEFAULT_STEP_DAYS
+
+    return 1 if users < DAILY_STEP_MAX_USERS else DEFAULT_STEP_DAYS
+
+
+DAILY_STEP_MAX_USERS = 2000
+
+
+def _counts_note(c: dict) -> str:
+    return f"{c['rows']:,} rows, {c['users']:,} users, {c['churners']:,} churner rows"
+
+
+# --------------------------------------------------------------------------- steps
+def step_compare(train_df, numeric, categorical, config: TrainConfig, progress: "Progress") -> dict[str, CVOutcome]:
+    """Each family's k-fold CV over its comparison grid (parameters by the CV metric)."""
+    outcomes: dict[str, CVOutcome] = {}
+    for family in config.models:
+        s = config.settings[family]
+        with progress.stage(f"model {family}") as st:
+            outcomes[family] = cross_validate(train_df, family, numeric, categorical, s.fixed, s.compare_grid, config)
+            thr, f1 = outcomes[family].threshold()
+            st["note"] = (f"{FAMILY_NAMES[family]}: out-of-fold F1 {f1:.3f}, "
+                          f"CV {config.cv_metric} {max(outcomes[family].cv_metrics):.3f}")
+    return outcomes
+
+
+def step_tune(train_df, family: str, comparison: CVOutcome, numeric, categorical, config: TrainConfig
+              ) -> tuple[CVOutcome, str]:
+    """The family over its tuning grid, with and without class weights (kept only when
+    they help the CV metric); the comparison point is kept when the grid does not beat it
+    out of fold. Returns (outcome, 'tuning' | 'comparison')."""
+    s = config.settings[family]
+    grid = dict(s.tune_grid)
+    if config.class_weights:
+        grid["weightCol"] = [WEIGHT_COL, UNIT_WEIGHT_COL]
+    tuned = cross_validate(train_df, family, numeric, categorical, s.fixed, grid, config)
+    if tuned.rank_key() < comparison.rank_key():
+        return comparison, "comparison"
+    return tuned, "tuning"
+
+
+def step_calibrate(outcome: CVOutcome) -> tuple[cal.Calibration, dict]:
+    """The calibration map of the chosen model, fitted on its out-of-fold scores (method
+    by cross-fitted log loss), and the out-of-fold figures of its probabilities."""
+    kind = "margin" if outcome.family == "svc" else "logit"
+    o = outcome.oof
+    calibration, losses = cal.choose_calibration(o.labels, o.scores, o.folds, kind)
+    figures = cal.probability_figures(o.labels, calibration(o.scores))
+    return calibration, {"method": calibration.method, "input": kind, "cross_fitted_log_loss": losses,
+                         "out_of_fold": figures}
+
+
+def probability_block(scored: Scored, calibration: cal.Calibration, threshold: float) -> dict:
+    """Every figure of a set of scored rows: ranking and threshold metrics on the score,
+    probability figures on the calibrated probability, with rows, users and churners."""
+    p = calibration(scored.scores)
+    return {**ev.score_metrics(scored.labels, scored.scores, threshold), **cal.probability_figures(scored.labels, p),
+            **scored.counts()}
+
+
+def step_evaluate(tuned: CVOutcome, outcomes: dict[str, CVOutcome], test_df, calibration, categorical) -> tuple[dict, dict, Scored]:
+    """Figures of every family and of the chosen model on the held-out users: all test
+    rows, and the in-time and out-of-time parts apart. Returns (families, best, test scores)."""
+    threshold, _ = tuned.threshold()
+    families = {fam: model_figures(o, test_df) for fam, o in outcomes.items()}
+    best = model_figures(tuned, test_df)
+    test = test_scores(tuned.model, test_df, tuned.family)
+    best["test"] = probability_block(test, calibration, threshold)
+    best["periods"] = {}
+    for period in ("in_time", "out_of_time"):
+        mask = test.period == period
+        if mask.any():
+            best["periods"][period] = probability_block(test.subset(mask), calibration, threshold)
+    best["importances"] = importances(tuned.model, test_df, tuned.family, categorical)
+    best["validation_curve"] = _thin_curve(ev.threshold_curve(tuned.oof.labels, tuned.oof.scores))
+    return families, best, test
+
+
+def _print_block(name: str, b: dict) -> str:
+    return (f"{name}: {b['rows']:,} rows of {b['users']:,} users, {b['churners']:,} churner rows: "
+            f"F1 {b['f1']:.3f}, PR-AUC {b['pr_auc']:.3f}, expected/realized churners "
+            f"{b['expected_churners']:.1f}/{b['realized_churners']}")
 
 
 # --------------------------------------------------------------------------- train
@@ -464,12 +591,13 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
          by Spark), a :class:`TrainConfig`.
     Out: :class:`TrainResult`. The directory is replaced atomically only when everything
          succeeded. Raises FileNotFoundError / PermissionError / ValueError for bad input.
+    Steps: load, features (+ split), compare, tune, calibrate, evaluate, extras (label
+    comparison, ceiling, seed spread), artifacts; each printed with its time.
     """
     from pyspark.sql import functions as F
 
     from sparkify.dataset import load_log
     from sparkify.features import LabelSpec, spec_boundaries
-    from sparkify.modeling import artifacts
 
     config = config or TrainConfig()
     config.validate()
@@ -480,129 +608,86 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
     spec.validate()
     progress = Progress(config.verbose)
     specs, numeric, categorical = feature_columns(spec.mode, config.artist_features)
+    frames: list = []
 
     with artifacts.staging_dir(model_dir) as staging:
         with progress.stage("load") as st:
             # one pass over the log into session-day rows; a given cutoff is a split point
-            splits = spec_boundaries(spec) if spec.cutoff is not None else ()
-            loaded = load_log(spark, events_path, quarantine_path=str(staging / "quarantine"), splits=splits,
-                              artists=config.artist_features)
+            loaded = load_log(spark, events_path, quarantine_path=str(staging / "quarantine"),
+                              splits=spec_boundaries(spec), artists=config.artist_features)
             q = loaded.quality
             st["note"] = (f"{q.user_rows:,} user events, {q.users:,} users, {q.churners:,} churners, "
                           f"{q.quarantined:,} quarantined")
         try:
             if config.verbose:
                 print(q.summary(), flush=True)
+            if spec.step_days is None:
+                spec = replace(spec, step_days=auto_step_days(q.users))
             partitions = config.partitions or _cores(spark)
             with progress.stage("features") as st:
                 base, spec = _user_base(loaded, spec, numeric, categorical, partitions)
-                table, counts, weights = _split_weighted(base, config, config.seed, partitions)
-                st["note"] = (f"{counts['users']:,} users ({counts['churners']:,} churners, "
-                              f"cutoff {spec.to_dict()['cutoff']}); train {counts['train_users']}, "
-                              f"test {counts['test_users']}")
+                frames.append(base)
+                table, counts, weights = _split_weighted(base, config, config.seed, partitions, oot_dates(spec))
+                frames.append(table)
+                st["note"] = (f"{len(spec.dates) or 'per-user'} observation date(s), {_counts_note(counts)}; "
+                              f"train {counts['train_rows']:,} rows ({counts['train_churners']:,} churner rows), "
+                              f"test {counts['test_rows']:,} rows of {counts['test_users']:,} users "
+                              f"({counts['test_churners']:,} churner rows)")
             _require_learnable(counts, config.folds)
             if counts["test_churners"] == 0:
-                raise ValueError(f"no churner in the test set ({counts['churners']} churners in all): "
-                                 "use a longer log or a larger horizon")
+                raise ValueError(f"no churner in the test set ({counts['churner_rows']} churner rows in all): "
+                                 "use a longer log, a smaller --step-days or a larger horizon")
             train_df, test_df = _split_frames(table)
 
-            # 3. compare the families
-            outcomes: dict[str, CVOutcome] = {}
-            for family in config.models:
-                s = config.settings[family]
-                with progress.stage(f"model {family}") as st:
-                    outcomes[family] = cross_validate(train_df, family, numeric, categorical,
-                                                      s.fixed, s.compare_grid, config)
-                    thr, f1 = outcomes[family].threshold()
-                    st["note"] = (f"{FAMILY_NAMES[family]}: out-of-fold F1 {f1:.3f}, "
-                                  f"CV {config.cv_metric} {max(outcomes[family].cv_metrics):.3f}")
-
-            def rank_key(fam):
-                o = outcomes[fam]
-                return (o.threshold()[1], ev.average_precision(o.oof_labels, o.oof_scores))
-
-            best_family = max(config.models, key=rank_key)
-
-            # 4. tune the best family
-            s = config.settings[best_family]
+            outcomes = step_compare(train_df, numeric, categorical, config, progress)
+            best_family = max(config.models, key=lambda fam: outcomes[fam].rank_key())
             with progress.stage("tuning") as st:
-                tuned = cross_validate(train_df, best_family, numeric, categorical, s.fixed,
-                                       s.tune_grid, config)
-                if rank_key_outcome(tuned) < rank_key(best_family):
-                    # the bigger grid did not beat the comparison point out of fold: keep it
-                    tuned_from = "comparison"
-                    tuned = outcomes[best_family]
-                else:
-                    tuned_from = "tuning"
+                tuned, tuned_from = step_tune(train_df, best_family, outcomes[best_family], numeric, categorical, config)
                 threshold, val_f1 = tuned.threshold()
-                calibration = ev.fit_platt(tuned.oof_labels, tuned.oof_scores) if best_family == "svc" else None
                 st["note"] = (f"{FAMILY_NAMES[best_family]} {tuned.params}, threshold {threshold:.4f}, "
                               f"out-of-fold F1 {val_f1:.3f}")
-
-            # 5. evaluate on the held-out test set
+            with progress.stage("calibration") as st:
+                calibration, cal_fig = step_calibrate(tuned)
+                oof = cal_fig["out_of_fold"]
+                st["note"] = (f"{calibration.method} (cross-fitted log loss "
+                              + ", ".join(f"{k} {v:.4f}" for k, v in cal_fig["cross_fitted_log_loss"].items())
+                              + f"); out of fold: expected {oof['expected_churners']:.1f} vs realized "
+                              f"{oof['realized_churners']} churner rows of {oof['rows']:,}")
             with progress.stage("evaluation") as st:
-                models_fig = {fam: model_figures(o, test_df) for fam, o in outcomes.items()}
-                best_fig = model_figures(tuned, test_df)
-                best_fig.update(family=best_family, selected_from=tuned_from,
-                                threshold_source="out-of-fold (k-fold CV on the training part), max churn-class F1",
-                                importances=importances(tuned.model, test_df, best_family, categorical),
-                                validation_curve=_thin_curve(ev.threshold_curve(tuned.oof_labels, tuned.oof_scores)))
-                test_users, test_y, test_s = test_scores(tuned.model, test_df, best_family)
-                if calibration is not None:
-                    best_fig["calibration"] = calibration.to_dict()
-                st["note"] = (f"test churn-class F1 {best_fig['test']['f1']:.3f}, "
-                              f"PR-AUC {best_fig['test']['pr_auc']:.3f} (base rate {test_y.mean():.3f})")
+                models_fig, best_fig, test = step_evaluate(tuned, outcomes, test_df, calibration, categorical)
+                best_fig.update(family=best_family, selected_from=tuned_from, calibration=cal_fig,
+                                threshold_source="out-of-fold (k-fold CV by user on the training part), "
+                                                 "max churn-class F1 of the raw score")
+                st["note"] = "; ".join(_print_block(k, b) for k, b in
+                                       [("test", best_fig["test"]), *best_fig["periods"].items()])
 
             metrics: dict[str, Any] = {
-                "format": 1,
+                "format": 2,
                 "label": spec.to_dict(),
                 "data": counts,
                 "class_weights": weights,
                 "cv": {"folds": config.folds, "metric": config.cv_metric, "parallelism": config.parallelism,
+                       "grouped_by": "userId",
                        "selection": "family by out-of-fold churn-class F1 at its best threshold"},
                 "models": models_fig,
                 "best": best_fig,
-                "baseline": ev.constant_predictor(test_y),
+                "baseline": ev.constant_predictor(test.labels),
             }
+            metrics.update(step_extras(spark, loaded, base, table, test, tuned, best_fig, spec, events_path,
+                                       numeric, categorical, config, partitions, progress))
 
-            # seed-compatible label, ceiling, split-seed spread
-            metrics["label_comparison"] = None
-            if config.label_comparison and spec.mode == "window":
-                with progress.stage("label comparison") as st:
-                    metrics["label_comparison"] = _label_comparison(
-                        spark, loaded, best_family, tuned.params, config, partitions, best_fig, spec)
-                    st["note"] = _label_note(metrics["label_comparison"])
-            metrics["ceiling"] = None
-            truth = truth_path_for(events_path) if config.ceiling else None
-            if truth is not None:
-                with progress.stage("ceiling") as st:
-                    try:
-                        metrics["ceiling"] = ceiling_figures(
-                            spark, truth, table, best_family, tuned.params, config)
-                    except Exception as exc:  # the ceiling is a yardstick: never fail training for it
-                        st["note"] = f"skipped: ground truth at {truth} could not be used ({exc})"
-                    else:
-                        metrics["ceiling"]["model_test_f1"] = best_fig["test"]["f1"]
-                        metrics["ceiling"]["model_test_pr_auc"] = best_fig["test"]["pr_auc"]
-                        st["note"] = (f"latent-parameter F1 {metrics['ceiling']['test']['f1']:.3f}, "
-                                      f"PR-AUC {metrics['ceiling']['test']['pr_auc']:.3f}")
-            metrics["seed_spread"] = None
-            if config.seed_spread > 0 and counts["test_users"] < config.spread_max_test_users:
-                with progress.stage("seed spread") as st:
-                    metrics["seed_spread"] = _seed_spread(base, numeric, categorical, best_family, tuned.params, config, partitions,
-                                                          best_fig["test"])
-                    sp = metrics["seed_spread"]["f1"]
-                    st["note"] = f"F1 over {sp['n']} splits: {sp['mean']:.3f} +/- {sp['sd']:.3f}"
-
-            # 6. artifacts
             with progress.stage("artifacts"):
                 metrics["timings"] = {k: round(v, 2) for k, v in progress.timings.items()}
-                pdf = (table.select("userId", *numeric, *categorical, LABEL_COL, SPLIT_COL).toPandas())
-                oof = dict(zip(tuned.oof_users, tuned.oof_scores))
-                oof.update(zip(test_users, test_s))
+                pdf = table.select("userId", AS_OF_COL, *numeric, *categorical, LABEL_COL, SPLIT_COL,
+                                   PERIOD_COL).toPandas()
+                scores = dict(zip(tuned.oof.keys(), tuned.oof.scores))
+                scores.update(zip(test.keys(), test.scores))
                 pdf[LABEL_COL] = pdf[LABEL_COL].astype(int)
-                pdf[SCORE_COL] = pdf["userId"].map(oof).astype(float)
-                activity = artifacts.activity_table(loaded.days.df, table.select("userId", LABEL_COL))
+                pdf[SCORE_COL] = [scores.get(k, np.nan) for k in zip(pdf["userId"], pdf[AS_OF_COL])]
+                pdf["probability"] = calibration(pdf[SCORE_COL].to_numpy(dtype=float))
+                latest = table.groupBy("userId").agg(F.max(AS_OF_COL).alias(AS_OF_COL))
+                labels = table.join(latest, ["userId", AS_OF_COL]).select("userId", LABEL_COL)
+                activity = artifacts.activity_table(loaded.days.df, labels)
                 model_json = artifacts.model_json(
                     family=best_family, threshold=threshold, calibration=calibration, spec=spec,
                     specs=specs, train_pdf=pdf[pdf[SPLIT_COL] == "train"], pipeline_model=tuned.model,
@@ -613,17 +698,83 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
             progress.timings["total"] = time.perf_counter() - progress.start
             metrics["timings"] = {k: round(v, 2) for k, v in progress.timings.items()}
             artifacts.write_json(staging / "metrics.json", metrics)
-            table.unpersist()
-            base.unpersist()
         finally:
+            for frame in frames:
+                frame.unpersist()
             loaded.unpersist()
     progress.say(f"model written to {model_dir}")
     return TrainResult(model_dir=model_dir, best_family=best_family, threshold=threshold,
                        metrics=metrics, timings=dict(progress.timings))
 
 
-def rank_key_outcome(o: CVOutcome) -> tuple[float, float]:
-    return (o.threshold()[1], ev.average_precision(o.oof_labels, o.oof_scores))
+def step_extras(spark, loaded, base, table, test: Scored, tuned: CVOutcome, best_fig: dict, spec, events_path: str,
+                numeric, categorical, config: TrainConfig, partitions: int, progress: Progress) -> dict:
+    """The extra evaluations: the seed-compatible 'ever' label, the true ceiling
+    (simulated logs) and the split-seed spread (small test sets)."""
+    from pyspark.sql import functions as F
+
+    out: dict[str, Any] = {"label_comparison": None, "ceiling": None, "seed_spread": None}
+    if config.label_comparison and spec.mode == "window":
+        with progress.stage("label comparison") as st:
+            out["label_comparison"] = _label_comparison(loaded, tuned.family, tuned.params, config, partitions,
+                                                        best_fig)
+            st["note"] = _label_note(out["label_comparison"])
+    truth = truth_path_for(events_path) if config.ceiling and spec.mode == "window" else None
+    if truth is not None:
+        with progress.stage("ceiling") as st:
+            try:
+                levels = table.filter(F.col(SPLIT_COL) != "unused").select("userId", AS_OF_COL, "level", LABEL_COL)
+                out["ceiling"] = _ceiling(truth, levels, test, tuned, spec)
+            except Exception as exc:  # the ceiling is a yardstick: never fail training for it
+                st["note"] = f"skipped: ground truth at {truth} could not be used ({exc})"
+            else:
+                c = out["ceiling"]
+                st["note"] = (f"true probability on the same {c['test']['rows']:,} test rows: PR-AUC "
+                              f"{c['test']['pr_auc']:.3f}, F1 {c['test']['f1']:.3f}; the model reaches "
+                              f"{c['model_pr_auc_fraction']:.2f} of its PR-AUC")
+    if config.seed_spread > 0 and best_fig["test"]["users"] < config.spread_max_test_users:
+        with progress.stage("seed spread") as st:
+            out["seed_spread"] = _seed_spread(base, numeric, categorical, tuned.family, tuned.params, config,
+                                              partitions, best_fig["test"], oot_dates(spec))
+            sp = out["seed_spread"]["f1"]
+            st["note"] = f"F1 over {sp['n']} splits: {sp['mean']:.3f} +/- {sp['sd']:.3f}"
+    return out
+
+
+def _ceiling(truth: Path, levels, test: Scored, tuned: CVOutcome, spec) -> dict:
+    """:func:`ceiling_figures` on the test rows (threshold from the train rows' true
+    probabilities), beside the model's own figures on them."""
+    pdf = levels.toPandas()
+    pdf[AS_OF_COL] = pdf[AS_OF_COL].astype("int64")
+    keyed = pdf.set_index(["userId", AS_OF_COL])
+    test_rows = keyed.loc[test.keys()].reset_index()
+    train_keys = tuned.oof.keys()
+    train_rows = keyed.loc[train_keys].reset_index()
+    out = ceiling_figures_rows(truth, test_rows, train_rows, spec.horizon_days)
+    model_pr = ev.average_precision(test.labels, test.scores)
+    out["model_test_pr_auc"] = model_pr
+    out["model_pr_auc_fraction"] = model_pr / out["test"]["pr_auc"] if out["test"]["pr_auc"] else float("nan")
+    return out
+
+
+def ceiling_figures_rows(truth: Path, test_rows, train_rows, horizon_days: int) -> dict:
+    """The true ceiling on ``test_rows`` (pandas [userId, as_of_ms, level, churn]), its
+    decision threshold chosen (max F1) on ``train_rows``' true probabilities."""
+    import pyarrow.parquet as pq
+
+    from sparkify.simulator.hazard import true_churn_probability
+
+    table = pq.read_table(str(truth)).to_pandas()
+    table["userId"] = table["userId"].astype(str)
+    p_train = true_churn_probability(table, train_rows[["userId", AS_OF_COL, "level"]], horizon_days)
+    threshold, _ = ev.best_threshold(train_rows[LABEL_COL].to_numpy().astype(int), p_train)
+    p = true_churn_probability(table, test_rows[["userId", AS_OF_COL, "level"]], horizon_days)
+    y = test_rows[LABEL_COL].to_numpy().astype(int)
+    test = {**ev.score_metrics(y, p, threshold), **cal.probability_figures(y, p),
+            "rows": int(len(y)), "users": int(test_rows["userId"].nunique()), "churners": int(y.sum())}
+    return {"test": test, "threshold": threshold, "source": str(truth),
+            "what": ("the simulator's true probability of cancelling within the horizon given each user's "
+                     "latent rates, cohort and level at the observation date, on the model's test rows")}
 
 
 def _thin_curve(curve: list[dict], max_points: int = 200) -> list[dict]:
@@ -637,7 +788,7 @@ def _label_note(lc: dict) -> str:
     return (f"'ever' F1 {lc['ever']['f1']:.3f} vs prediction-time F1 {lc['window']['f1']:.3f}")
 
 
-def _label_comparison(spark, loaded, family, params, config, partitions, best_fig, spec) -> dict:
+def _label_comparison(loaded, family, params, config, partitions, best_fig) -> dict:
     """The best family with its tuned parameters under the seed-compatible 'ever' label
     (same seed, fresh out-of-fold threshold), beside the prediction-time figures."""
     from sparkify.features import LabelSpec
@@ -645,13 +796,12 @@ def _label_comparison(spark, loaded, family, params, config, partitions, best_fi
     _, numeric, categorical = feature_columns("ever", config.artist_features)
     base, ever_spec = _user_base(loaded, LabelSpec(mode="ever"), numeric, categorical, partitions)
     table, counts, _w = _split_weighted(base, config, config.seed, partitions)
-    keys = ("f1", "precision", "recall", "pr_auc", "roc_auc", "accuracy", "weighted_f1")
+    keys = ("f1", "precision", "recall", "pr_auc", "roc_auc", "accuracy", "weighted_f1", "rows", "users", "churners")
     try:
         _require_learnable(counts, config.folds, " in 'ever' mode")
         train_df, test_df = _split_frames(table)
         fig = model_figures(fit_fixed(train_df, family, numeric, categorical, params, config), test_df)
         ever = {k: fig["test"][k] for k in keys}
-        ever.update(users=counts["users"], churners=counts["churners"], test_users=counts["test_users"])
     finally:
         table.unpersist()
         base.unpersist()
@@ -661,22 +811,22 @@ def _label_comparison(spark, loaded, family, params, config, partitions, best_fi
         "window": window,
         "ever": ever,
         "ever_spec": ever_spec.to_dict(),
-        "note": ("'ever' labels every user who ever cancelled in the log, with features from the whole "
-                 "log (cancellation events and time-to-last-event features removed). It answers 'who "
-                 "churned?', not 'who will churn?': features and label overlap in time, so its figures "
-                 "overstate what a model can do before the fact. The prediction-time ('window') "
-                 "figures are the honest ones."),
+        "note": ("'ever' labels every user who ever cancelled in the log, with features from the window before "
+                 "the user's last day (cancellation events and time-to-last-event features removed). It answers "
+                 "'who churned?', not 'who will churn?': features and label overlap in time, so its figures "
+                 "overstate what a model can do before the fact. The prediction-time ('window') figures are the "
+                 "honest ones."),
     }
 
 
-def _seed_spread(base, numeric, categorical, family, params, config, partitions,
-                 main_test: dict) -> dict:
+def _seed_spread(base, numeric, categorical, family, params, config, partitions, main_test: dict,
+                 oot: tuple[int, ...]) -> dict:
     """Churn-class F1 and PR-AUC of the tuned family over ``config.seed_spread`` extra
     split seeds (fresh out-of-fold threshold each), plus the main split."""
     f1s, praucs, seeds = [main_test["f1"]], [main_test["pr_auc"]], [config.seed]
     for i in range(1, config.seed_spread + 1):
         seed = config.seed + 1000 * i
-        table, counts, _w = _split_weighted(base, config, seed, partitions)
+        table, counts, _w = _split_weighted(base, config, seed, partitions, oot)
         try:
             if counts["test_churners"] == 0:
                 continue
@@ -690,4 +840,4 @@ def _seed_spread(base, numeric, categorical, family, params, config, partitions,
             table.unpersist()
     return {"seeds": seeds, "f1": ev.spread(f1s), "pr_auc": ev.spread(praucs),
             "f1_values": f1s, "pr_auc_values": praucs,
-            "note": "same family and parameters, a different stratified split per seed"}
+            "note": "same family and parameters, a different user split per seed"}

@@ -8,9 +8,10 @@ A missing (None/NaN) numeric value takes model.json's ``missing_numeric`` when i
         -> DataFrame[score, probability, decision, band]
     model.explain(record, top=5) -> [Reason(feature, value, contribution, direction), ...]
 
-Scores: ``probability`` = P(churn) for LogisticRegression / RandomForest / GBT and
-``score`` = the same; for LinearSVC ``score`` = the margin and ``probability`` comes from the
-Platt ``calibration`` {a, b} of model.json (p = 1 / (1 + exp(a m + b))) or is NaN without it.
+Scores: ``score`` = the classifier's P(churn) for LogisticRegression / RandomForest / GBT,
+the margin for LinearSVC; ``probability`` = model.json's ``calibration`` applied to the score
+(Platt or isotonic, :class:`sparkify.modeling.calibration.Calibration`); without one it is
+the score itself (probability models) or NaN (LinearSVC).
 ``decision`` = score > model.json ``threshold``. ``band``: "high" when the decision is churn,
 "medium" when score > the medium edge, else "low"; edges from model.json ``bands``
 {"medium", "high"} when present, else high = threshold and medium = threshold / 2
@@ -33,6 +34,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from sparkify.modeling.calibration import Calibration
 from sparkify.scorer.errors import ModelLoadError, ScoringInputError
 from sparkify.scorer.linear import LinearSVC, LogisticRegression
 from sparkify.scorer.pipeline import PipelineScorer
@@ -103,10 +105,11 @@ def _read_model_json(path: Path) -> dict[str, Any]:
     thr = meta["threshold"]
     if not isinstance(thr, (int, float)) or isinstance(thr, bool) or not math.isfinite(thr):
         raise ModelLoadError(f"{path}: 'threshold' must be a finite number, not {thr!r}")
-    cal = meta.get("calibration")
-    if cal is not None and not (isinstance(cal, dict) and all(
-            isinstance(cal.get(k), (int, float)) for k in ("a", "b"))):
-        raise ModelLoadError(f"{path}: 'calibration' must be null or {{\"a\": number, \"b\": number}}")
+    try:
+        Calibration.from_dict(meta.get("calibration"))
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise ModelLoadError(f"{path}: 'calibration' must be null, {{\"method\": \"platt\", \"a\": number, "
+                             f"\"b\": number}} or {{\"method\": \"isotonic\", \"x\": [...], \"y\": [...]}}: {exc}") from exc
     return meta
 
 
@@ -129,7 +132,7 @@ class ChurnModel:
             raise ModelLoadError(
                 f"model.json says score_kind {self.score_kind!r} but a {scorer.model_type} "
                 f"gives a {clf.score_kind}")
-        self.calibration = metadata.get("calibration")
+        self.calibration = Calibration.from_dict(metadata.get("calibration"))
         bands = metadata.get("bands") or {}
         default_medium = self.threshold / 2 if self.score_kind == "probability" else self.threshold - 1.0
         try:
@@ -238,11 +241,10 @@ class ChurnModel:
         """(score, probability, the pipeline's output columns incl. ``features``)."""
         out = self.scorer.transform_columns(cols)
         score = self.scorer.classifier.churn_score(out)
-        if self.score_kind == "probability":
+        if self.calibration is not None:
+            prob = self.calibration(score)
+        elif self.score_kind == "probability":
             prob = score
-        elif self.calibration:
-            a, b = float(self.calibration["a"]), float(self.calibration["b"])
-            prob = 1.0 / (1.0 + np.exp(a * score + b))
         else:
             prob = np.full(score.shape, np.nan)
         return score, prob, out
