@@ -112,7 +112,7 @@ def test_artist_features_are_opt_in(hand_events, window_table):
     from sparkify.features import ARTIST_FEATURES, FEATURE_NAMES, LabelSpec, build_user_table, feature_names
 
     table, _ = build_user_table(hand_events, LabelSpec(cutoff=T))
-    assert table.columns == ["userId", *feature_names(), "churn"]
+    assert table.columns == ["userId", "as_of_ms", *feature_names(), "churn"]
     assert set(FEATURE_NAMES) - set(table.columns) == set(ARTIST_FEATURES)
     with_artists = window_table[0]
     for r in table.collect():
@@ -121,52 +121,60 @@ def test_artist_features_are_opt_in(hand_events, window_table):
 
 def test_window_population_and_labels(window_table):
     rows, spec = window_table
-    assert spec.cutoff == T and spec.mode == "window"
+    assert spec.dates == (ms(T),) and spec.mode == "window"
     assert set(rows) == {"A", "B"}          # C gone before T, D not yet active
+    assert rows["A"]["as_of_ms"] == ms(T)
     assert rows["A"]["churn"] == 1           # Cancellation Confirmation on Nov 10, inside (T, T+30d]
     assert rows["B"]["churn"] == 0           # cancels Dec 5, after the horizon
 
 
-def test_window_counts_and_rates(window_table):
+def test_window_rates_are_per_day_of_the_fixed_window(window_table):
+    """A's session of Oct 10 lies before the 14-day window [Oct 18, Nov 1): only the
+    session of Oct 25 counts, and rates are per day of the window (A is older than it)."""
     a = window_table[0]["A"]
-    assert a["n_songs"] == 5 and a["n_thumbs_up"] == 1 and a["n_thumbs_down"] == 1
-    assert a["n_adverts"] == 1 and a["n_errors"] == 0
-    assert a["n_events"] == 10
-    assert a["n_sessions"] == 2
-    assert a["mean_session_minutes"] == pytest.approx(25.0)
-    assert a["active_days"] == 2
-    assert a["songs_per_day"] == pytest.approx(2.5)
-    assert a["songs_per_session"] == pytest.approx(2.5)
-    assert a["thumbs_up_per_session"] == pytest.approx(0.5)
-    assert a["thumbs_down_share"] == pytest.approx(0.5)
-    assert a["thumbs_up_per_song"] == pytest.approx(0.2)
-    assert a["adverts_per_song"] == pytest.approx(0.2)
-    assert a["distinct_artists"] == 3
-    assert a["artist_diversity"] == pytest.approx(0.6)
-    assert a["paid_song_share"] == pytest.approx(0.2)
-    assert a["n_level_changes"] == 1         # the Submit Downgrade after T is not counted
-    assert a["sessions_per_day"] == pytest.approx(1.0)
+    assert a["songs_per_day"] == pytest.approx(2 / 14)
+    assert a["events_per_day"] == pytest.approx(5 / 14)
+    assert a["adverts_per_day"] == pytest.approx(1 / 14)
+    assert a["thumbs_up_per_day"] == 0.0 and a["errors_per_day"] == 0.0
+    assert a["sessions_per_day"] == pytest.approx(1 / 14)
+    assert a["active_day_share"] == pytest.approx(1 / 14)
+    assert a["songs_per_session"] == pytest.approx(2.0)
+    assert a["mean_session_minutes"] == pytest.approx(30.0)
+    assert a["thumbs_down_share"] == 0.0
+    assert a["adverts_per_song"] == pytest.approx(0.5)
+    assert a["paid_song_share"] == pytest.approx(0.5)
+    assert a["level_changes"] == 1           # the Submit Downgrade after T is not counted
+    assert a["distinct_artists"] == 1 and a["artist_diversity"] == pytest.approx(0.5)
+    assert a["window_coverage"] == 1.0
 
 
-def test_window_time_features(window_table):
+def test_window_recent_and_time_features(window_table):
     a = window_table[0]["A"]
+    assert a["songs_per_day_recent"] == pytest.approx(2 / 7)        # Oct 25 is in [Oct 25, Nov 1)
+    assert a["sessions_per_day_recent"] == pytest.approx(1 / 7)
+    assert a["songs_trend"] == pytest.approx((2 / 7 + 1) / (0 / 7 + 1))
+    assert a["days_since_last_event"] == pytest.approx((T - d(10, 25, 12, 30)) / timedelta(days=1))
     assert a["days_since_registration"] == pytest.approx(61.0)
-    last = d(10, 25, 12, 30)
-    assert a["days_since_last_activity"] == pytest.approx((T - last) / timedelta(days=1))
-    assert a["songs_last_14d"] == 2
-    first = d(10, 10, 10, 0)
-    earlier_days = (T - timedelta(days=14) - first) / timedelta(days=1)
-    expected = (2 / 14 + 1) / (3 / earlier_days + 1)
-    assert a["activity_trend"] == pytest.approx(expected)
+
+
+def test_user_younger_than_the_window(window_table, hand_events):
+    """B registered Oct 20: its rates are over the 12 days it existed, and coverage says so;
+    D (registered Nov 2, scored Nov 5) is younger than the recent window: neutral trend."""
+    from sparkify.features import build_scoring_table
+
     b = window_table[0]["B"]
-    assert b["activity_trend"] == 1.0        # younger than 15 days: neutral
+    assert b["songs_per_day"] == pytest.approx(2 / 12)
+    assert b["window_coverage"] == pytest.approx(12 / 14)
+    assert b["songs_per_day_recent"] == pytest.approx(2 / 7)
+    assert b["songs_trend"] == pytest.approx((2 / 7 + 1) / (0 / 5 + 1))
     assert b["days_since_registration"] == pytest.approx(12.0)
-
-
-def test_sessions_keyed_by_user_and_session(window_table):
-    b = window_table[0]["B"]
-    assert b["n_sessions"] == 1 and b["n_songs"] == 2 and b["distinct_artists"] == 1
     assert b["mean_session_minutes"] == pytest.approx(4.0)
+    rows = {r["userId"]: r.asDict() for r in build_scoring_table(hand_events, as_of=d(11, 5)).collect()}
+    dd = rows["D"]
+    assert dd["window_coverage"] == pytest.approx(3 / 14)
+    assert dd["songs_per_day"] == pytest.approx(1 / 3)
+    assert dd["songs_per_day_recent"] == pytest.approx(1 / 3)
+    assert dd["songs_trend"] == 1.0
 
 
 def test_window_categoricals(window_table):
@@ -177,15 +185,21 @@ def test_window_categoricals(window_table):
     assert b["level"] == "free"
 
 
-def test_observation_window(hand_events):
+def test_snapshot_dates_and_labels(hand_events):
+    """Weekly dates back from the latest whose horizon fits (Dec 5 08:00 - 30 days -> Nov 5)
+    to the first with a full 14-day window of log (Oct 6 + 14 days = Oct 20); one row per
+    user active in each date's window and not gone before it."""
     from sparkify.features import LabelSpec, build_user_table
 
-    table, _ = build_user_table(hand_events, LabelSpec(cutoff=T, observation_days=10))
-    rows = {r["userId"]: r for r in table.collect()}
-    assert set(rows) == {"A", "B"}
-    assert rows["A"]["n_songs"] == 2 and rows["A"]["n_sessions"] == 1   # only Oct 22 onwards
-    table, _ = build_user_table(hand_events, LabelSpec(cutoff=T, observation_days=5))
-    assert {r["userId"] for r in table.collect()} == {"B"}              # A silent in the window
+    table, spec = build_user_table(hand_events, LabelSpec(step_days=7))
+    assert spec.dates == tuple(ms(x) for x in (d(10, 22), d(10, 29), d(11, 5)))
+    got = {(r["userId"], r["as_of_ms"]): r["churn"] for r in table.select("userId", "as_of_ms", "churn").collect()}
+    assert got == {("A", ms(d(10, 22))): 1, ("A", ms(d(10, 29))): 1, ("B", ms(d(10, 29))): 0,
+                   ("A", ms(d(11, 5))): 1, ("B", ms(d(11, 5))): 0, ("D", ms(d(11, 5))): 0}
+    last, _ = build_user_table(hand_events, LabelSpec(step_days=7, last_date=d(10, 29)))
+    assert {r["as_of_ms"] for r in last.select("as_of_ms").collect()} == {ms(d(10, 22)), ms(d(10, 29))}
+    with pytest.raises(ValueError, match="too short"):
+        build_user_table(hand_events, LabelSpec(horizon_days=60))
 
 
 def test_horizon_option(hand_events):
@@ -205,21 +219,14 @@ def test_ever_mode(hand_events):
     table, spec = build_user_table(hand_events, LabelSpec(mode="ever"))
     rows = {r["userId"]: r.asDict() for r in table.collect()}
     assert {u: r["churn"] for u, r in rows.items()} == {"A": 1, "B": 1, "C": 1, "D": 0}
-    # the reference time is just after the last non-cancellation event (D, Dec 1 09:00)
-    assert spec.cutoff == d(12, 1, 9, 0) + timedelta(seconds=1)
-    assert rows["C"]["n_events"] == 1        # Cancel and Cancellation Confirmation unseen
-    assert rows["A"]["n_events"] == 12       # 10 before T + 2 after, cancellations excluded
+    # each user is observed at the midnight after its last non-cancellation event
+    assert rows["A"]["as_of_ms"] == ms(d(11, 6)) and rows["C"]["as_of_ms"] == ms(d(10, 6))
+    assert rows["C"]["events_per_day"] == pytest.approx(1 / 14)   # Cancel pages unseen
     assert rows["A"]["level"] == "paid"      # level at the last non-cancel event (Submit Downgrade row)
+    # tenure at the log's last non-cancellation event (Dec 1 09:00) for everyone
+    assert rows["A"]["days_since_registration"] == pytest.approx((d(12, 1, 9) - d(9, 1)) / timedelta(days=1))
     for name in TIME_TO_END_FEATURES:
         assert len({r[name] for r in rows.values()}) == 1, name
-
-
-def test_default_cutoff(hand_events):
-    from sparkify.features import LabelSpec, resolve_spec
-
-    spec = resolve_spec(hand_events, LabelSpec())
-    # last event Dec 5 08:00 -> day start Dec 5 - 30 days
-    assert spec.cutoff == d(11, 5)
 
 
 @pytest.mark.parametrize("artists", [False, True])
@@ -229,12 +236,14 @@ def test_scoring_table_matches_training_features(hand_events, artists):
     names = feature_names(artists)
     train, _ = build_user_table(hand_events, LabelSpec(cutoff=T), artists=artists)
     score = build_scoring_table(hand_events, as_of=T, artists=artists)
-    assert score.columns == ["userId", *names]
-    want = {r["userId"]: tuple(r) for r in train.select("userId", *names).collect()}
+    assert score.columns == ["userId", "as_of_ms", *names]
+    want = {r["userId"]: tuple(r) for r in train.select("userId", "as_of_ms", *names).collect()}
     got = {r["userId"]: tuple(r) for r in score.collect()}
     assert got == want
-    # default as_of = end of log: A, B and C have cancelled by then, only D remains
-    assert {r["userId"] for r in build_scoring_table(hand_events).collect()} == {"D"}
+    # default as_of = the midnight after the log's end: A, B and C have cancelled by then,
+    # and D's last event (Dec 1) is in the window
+    default = build_scoring_table(hand_events).collect()
+    assert {r["userId"] for r in default} == {"D"} and default[0]["as_of_ms"] == ms(d(12, 6))
 
 
 def test_bad_label_spec(hand_events):
@@ -244,6 +253,10 @@ def test_bad_label_spec(hand_events):
         build_user_table(hand_events, LabelSpec(mode="sometimes"))
     with pytest.raises(ValueError, match="horizon"):
         build_user_table(hand_events, LabelSpec(horizon_days=0))
+    with pytest.raises(ValueError, match="step_days"):
+        build_user_table(hand_events, LabelSpec(step_days=0))
+    with pytest.raises(ValueError, match="midnight"):
+        build_user_table(hand_events, LabelSpec(last_date=d(10, 29, 12)))
 
 
 def test_feature_catalogue():
@@ -258,7 +271,9 @@ def test_feature_catalogue():
     assert set(CATEGORICAL_FEATURES) == {"level", "gender", "os", "browser", "region"}
     assert all(f.categories for f in FEATURES if f.kind == "categorical")
     ever = {f.name for f in model_features("ever")}
-    assert "days_since_last_activity" not in ever and "n_songs" in ever
+    assert "days_since_last_event" not in ever and "songs_per_day" in ever
+    # each feature's value is one SQL expression of the catalogue
+    assert all(f.sql for f in FEATURES)
     from sparkify.features import ARTIST_FEATURES, uses_artists
 
     assert not {f.name for f in model_features()} & set(ARTIST_FEATURES)
@@ -333,21 +348,22 @@ def test_small_log_table(small_loaded):
     table, spec = build_user_table(small_loaded.events, LabelSpec(), artists=True)
     table = table.cache()
     n = table.count()
-    assert n > 50
-    assert table.select("userId").distinct().count() == n
-    assert table.columns == ["userId", *FEATURE_NAMES, "churn"]
+    assert len(spec.dates) >= 2 and all(t % 86_400_000 == 0 for t in spec.dates)
+    assert n > 100
+    assert table.select("userId", "as_of_ms").distinct().count() == n
+    assert table.columns == ["userId", "as_of_ms", *FEATURE_NAMES, "churn"]
     nulls = table.select(*[F.sum(F.col(c).isNull().cast("int")).alias(c) for c in table.columns]).first()
     assert all(v == 0 for v in nulls), {k: v for k, v in nulls.asDict().items() if v}
     nans = table.select(*[F.sum(F.isnan(c).cast("int")).alias(c) for c in NUMERIC_FEATURES]).first()
     assert all(v == 0 for v in nans)
     churners = table.filter("churn = 1").count()
     assert 0 < churners < n
-    assert spec.cutoff.hour == 0 and spec.cutoff.tzinfo is not None
     table.unpersist()
 
 
 def test_small_log_labels_match_truth(spark, small_log, small_loaded):
-    """Window labels agree with the simulator's ground truth (churn time in (T, T+h])."""
+    """Window labels agree with the simulator's ground truth (churn time in (t, t+h]) at
+    every observation date."""
     from datetime import datetime
 
     import pyarrow.parquet as pq
@@ -365,10 +381,11 @@ def test_small_log_labels_match_truth(spark, small_log, small_loaded):
 
     churn_ms = {str(r["userId"]): as_ms(r["churn_ts"]) for r in truth}
     table, spec = build_user_table(small_loaded.events, LabelSpec())
-    got = {r["userId"]: int(r["churn"]) for r in table.select("userId", "churn").collect()}
-    t0 = spec.cutoff.timestamp() * 1000
-    t1 = t0 + spec.horizon_days * 86_400_000
-    expected = {u: int(churn_ms.get(u) is not None and t0 < churn_ms[u] <= t1) for u in got}
-    mismatched = [u for u in got if expected[u] != got[u]]
+    got = {(r["userId"], r["as_of_ms"]): int(r["churn"]) for r in table.select("userId", "as_of_ms", "churn").collect()}
+    h = spec.horizon_days * 86_400_000
+    expected = {(u, t): int(churn_ms.get(u) is not None and t < churn_ms[u] <= t + h) for u, t in got}
+    mismatched = [k for k in got if expected[k] != got[k]]
     assert not mismatched, mismatched[:10]
     assert sum(got.values()) == sum(expected.values()) > 0
+    # nobody already gone at a date is in that date's rows
+    assert all(churn_ms.get(u) is None or churn_ms[u] > t for u, t in got)

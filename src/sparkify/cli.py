@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("sparkify.modeling.cli", "clean a raw event log and write it as Parquet"),
     "train": ("sparkify.modeling.cli", "build features, train and compare models, save the best"),
     "score": ("sparkify.modeling.cli", "score every active user with a saved model (ranked at-risk list)"),
+    "backtest": ("sparkify.modeling.cli", "apply a saved model at a later date and compare with what happened"),
     "serve": ("sparkify.webapp.cli", "serve the web app for a saved model"),
     "report": ("sparkify.report", "write a self-contained HTML report of the data and the models"),
 }

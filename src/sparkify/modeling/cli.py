@@ -1,4 +1,4 @@
-"""``sparkify ingest | train | score``: argument parsing and console output only.
+"""``sparkify ingest | train | score | backtest``: argument parsing and console output only.
 
 Each ``run_<name>(args)`` returns the exit code: 0 on success, 2 for a user mistake
 (missing file, unwritable directory, bad option; printed as one line, no traceback).
@@ -233,4 +233,51 @@ def run_score(args: argparse.Namespace) -> int:
         _say(t0, f"the scored feature rows (for per-user reasons in the web app) -> {rows_path(out)}")
     if len(written):
         print(written.head(10).to_string(index=False))
+    return 0
+
+
+# --------------------------------------------------------------------------- backtest
+def configure_backtest(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("events", metavar="EVENTS",
+                        help="event log reaching at least the model's horizon past --as-of")
+    parser.add_argument("--model", metavar="DIR", required=True, help="model directory written by `sparkify train`")
+    parser.add_argument("--as-of", metavar="ISO", required=True,
+                        help="the later date to apply the model at (UTC), e.g. 2018-12-01")
+    _add_master(parser)
+
+
+def run_backtest(args: argparse.Namespace) -> int:
+    from sparkify.features import LabelSpec, parse_time, spec_boundaries, uses_artists
+    from sparkify.spark import JavaNotFoundError
+
+    t0 = time.perf_counter()
+    model_dir = Path(args.model)
+    if not (model_dir / "model.json").exists():
+        return _err("backtest", f"no model at {model_dir} (missing model.json)")
+    events = str(args.events)
+    if "://" not in events and not any(ch in events for ch in "*?[") and not Path(events).exists():
+        return _err("backtest", f"event log not found: {events}")
+    try:
+        as_of = parse_time(args.as_of)
+    except ValueError as exc:
+        return _err("backtest", str(exc))
+    try:
+        spark = _spark(args.master)
+    except JavaNotFoundError as exc:
+        return _err("backtest", str(exc))
+    from sparkify.dataset import load_log
+    from sparkify.modeling.artifacts import load_model_json
+    from sparkify.modeling.backtest import backtest, summary, write_backtest
+
+    artists = uses_artists([f["name"] for f in load_model_json(model_dir)["features"]])
+    _say(t0, f"loading {events} ...")
+    with load_log(spark, events, splits=spec_boundaries(LabelSpec(cutoff=as_of)), artists=artists) as loaded:
+        _say(t0, f"loaded {loaded.quality.user_rows:,} user events, {loaded.quality.users:,} users")
+        try:
+            result = backtest(spark, loaded.days, model_dir, as_of)
+        except ValueError as exc:
+            return _err("backtest", str(exc))
+    path = write_backtest(model_dir, result)
+    print(summary(result))
+    _say(t0, f"written to {path} and {model_dir / 'backtest.json'}")
     return 0

@@ -1,0 +1,115 @@
+"""Out-of-time backtest: a saved model applied at a later date, compared with what happened.
+
+In:  the session-day rows of a log (``sparkify.dataset.load_log(...).days``) that runs at
+     least ``horizon_days`` past ``as_of``, a model directory written by ``train``.
+Out: a dict of figures (written as ``backtest.json`` beside the model, and under
+     ``backtests/`` by date): on every user still subscribed at ``as_of`` and active in
+     the feature window before it, with labels = Cancellation Confirmation in
+     (as_of, as_of + horizon]: PR-AUC, ROC-AUC, lift in the top 10 %, precision and recall
+     at the saved threshold, Brier score, expected vs realized churners and the
+     reliability curve, each with its row and churner counts, beside the model's own
+     test figures.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from sparkify.modeling import artifacts
+from sparkify.modeling import evaluate as ev
+from sparkify.modeling.calibration import Calibration, probability_figures
+
+BACKTEST_FILE = "backtest.json"
+BACKTEST_DIR = "backtests"
+
+
+def backtest(spark, days, model_dir: str | Path, as_of: datetime) -> dict:
+    """Score every user at ``as_of`` with the saved model (the same rows as training
+    builds for that date) and compare with the labels of (as_of, as_of + horizon].
+    Raises ValueError when the log ends before the horizon does, or no user is active."""
+    from pyspark.sql import functions as F
+
+    from sparkify.features import LabelSpec, build_user_table, parse_time
+    from sparkify.modeling.predict import score_table
+
+    model_dir = Path(model_dir)
+    meta = artifacts.load_model_json(model_dir)
+    label = meta.get("label") or {}
+    horizon = int(label.get("horizon_days", 30))
+    as_of = parse_time(as_of)
+    as_of_ms = int(as_of.timestamp() * 1000)
+    end_ms = days.log_end_ms()
+    if end_ms < as_of_ms + horizon * 86_400_000:
+        raise ValueError(f"the log ends at {_iso(end_ms)}, before {as_of:%Y-%m-%d} + {horizon} days: a backtest "
+                         "needs the whole horizon after --as-of (use an earlier --as-of or a longer log)")
+    table, _ = build_user_table(days, LabelSpec(cutoff=as_of, horizon_days=horizon))
+    table = table.cache()
+    try:
+        scored = score_table(spark, table, model_dir).select("userId", "score", "probability", "decision")
+        pdf = scored.join(table.select("userId", "churn"), "userId").toPandas()
+    finally:
+        table.unpersist()
+    if pdf.empty:
+        raise ValueError(f"no user is subscribed and active in the window before {as_of:%Y-%m-%d}")
+    y = pdf["churn"].to_numpy().astype(int)
+    s = pdf["score"].to_numpy(dtype=float)
+    p = pdf["probability"].to_numpy(dtype=float)
+    threshold = float(meta["threshold"])
+    figures = {**ev.score_metrics(y, s, threshold), **probability_figures(y, p),
+               "rows": int(len(y)), "users": int(pdf["userId"].nunique()), "churners": int(y.sum())}
+    own = _model_test(model_dir)
+    return {
+        "as_of": _iso(as_of_ms), "horizon_days": horizon, "model": str(model_dir),
+        "model_dates": label.get("dates") or [], "calibration": (Calibration.from_dict(meta.get("calibration"))
+                                                                  or Calibration("none")).method,
+        "threshold": threshold, "figures": figures, "model_test": own,
+        "pr_auc_vs_test": figures["pr_auc"] / own["pr_auc"] if own.get("pr_auc") else float("nan"),
+    }
+
+
+def _model_test(model_dir: Path) -> dict:
+    """The model's own test figures from metrics.json (empty when absent)."""
+    path = model_dir / "metrics.json"
+    if not path.exists():
+        return {}
+    t = artifacts.read_json(path)["best"]["test"]
+    return {k: t.get(k) for k in ("pr_auc", "roc_auc", "f1", "rows", "users", "churners", "expected_churners",
+                                   "realized_churners")}
+
+
+def write_backtest(model_dir: str | Path, result: dict) -> Path:
+    """Write ``result`` to ``backtests/backtest_<date>.json`` and ``backtest.json`` (the
+    latest, which the report shows). Returns the dated path."""
+    model_dir = Path(model_dir)
+    dated = model_dir / BACKTEST_DIR / f"backtest_{result['as_of'][:10]}.json"
+    dated.parent.mkdir(parents=True, exist_ok=True)
+    artifacts.write_json(dated, result)
+    artifacts.write_json(model_dir / BACKTEST_FILE, result)
+    return dated
+
+
+def summary(result: dict) -> str:
+    """A few lines for the console: every figure with its row and churner counts."""
+    f = result["figures"]
+    t = result.get("model_test") or {}
+    lines = [
+        f"backtest at {result['as_of'][:10]} (labels in the next {result['horizon_days']} days): "
+        f"{f['rows']:,} users, {f['churners']:,} churners (base rate {f['churners'] / max(f['rows'], 1):.3f})",
+        f"  PR-AUC {f['pr_auc']:.3f} (model's own test: {t.get('pr_auc', float('nan')):.3f} on {t.get('rows', 0):,} "
+        f"rows, {t.get('churners', 0):,} churner rows; ratio {result['pr_auc_vs_test']:.2f}), ROC-AUC {f['roc_auc']:.3f}",
+        f"  top 10 %: {f['top10']['users']:,} users, precision {f['top10']['precision']:.3f}, lift {f['top10']['lift']:.2f}",
+        f"  at the saved threshold: {int(f['confusion']['tp'] + f['confusion']['fp']):,} flagged, precision "
+        f"{f['precision']:.3f}, recall {f['recall']:.3f}, F1 {f['f1']:.3f}",
+        f"  probabilities ({result['calibration']}): expected {f['expected_churners']:.1f} vs realized "
+        f"{f['realized_churners']} churners (ratio {f['expected_over_realized']:.2f}, z {f['z']:+.2f}), "
+        f"Brier {f['brier']:.4f}, reliability bins within the noise {f['bins_within']}/{f['bins']}",
+    ]
+    return "\n".join(lines)
+
+
+def _iso(ms: int) -> str:
+    from datetime import timezone
+
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
