@@ -47,7 +47,10 @@ has the earliest events).
 Ground truth beside the log: ``<name>_truth.parquet`` for a file ``<name>.json``, or
 ``<dir>/_truth.parquet`` for a directory: one row per user in the log (userId, cohort,
 alpha, beta, initial_level, initial_auth, registration, arrival_ts, churned, churn_ts,
-n_events, n_hidden_events, ...). Training never reads it.
+n_events, n_hidden_events, ...). Training never reads it. Its key-value metadata
+``sparkify.simulator`` (also ``DataFrame.attrs`` after ``pq.read_table(p).to_pandas()``)
+holds the run spec (config, cohort overrides, window, seed) from which
+:mod:`.hazard` rebuilds each user's exact model.
 """
 
 from __future__ import annotations
@@ -260,7 +263,54 @@ def user_suffixes(roster) -> list[bytes]:
     return out
 
 
-def _write_truth(path: Path, roster, cohorts, outcome: dict, models) -> None:
+TRUTH_META_KEY = "sparkify.simulator"  # parquet key-value metadata (and DataFrame.attrs) key of the run spec
+
+
+def _config_dict(cfg: EventsimConfig) -> dict:
+    """The eventsim config of a run as a JSON-able dict (the file as read, else rebuilt)."""
+    if cfg.raw:
+        return cfg.raw
+    return {
+        "alpha": cfg.alpha, "beta": cfg.beta, "damping": cfg.damping, "weekend-damping": cfg.weekend_damping,
+        "weekend-damping-offset": cfg.weekend_damping_offset, "weekend-damping-scale": cfg.weekend_damping_scale,
+        "session-gap": cfg.session_gap, "churned-state": cfg.churned_state,
+        "show-user-details": [{"auth": a, "show": v} for a, v in cfg.show_user_details.items()],
+        "levels": [{"level": k, "weight": v} for k, v in cfg.levels.items()],
+        "auths": [{"auth": k, "weight": v} for k, v in cfg.auths.items()],
+        "new-user-auth": cfg.new_user_auth, "new-user-level": cfg.new_user_level,
+        "new-session": cfg.new_session, "transitions": cfg.transitions,
+    }
+
+
+def run_spec(cfg: EventsimConfig, cohorts, start: int, end: int, seed: int, growth_rate: float) -> str:
+    """What rebuilds every user's model (config, cohort overrides, window) as a JSON string:
+    stored beside the ground truth so :mod:`.hazard` can recompute true churn hazards."""
+    import json
+
+    return json.dumps({
+        "version": 1, "seed": int(seed), "start": int(start), "end": int(end), "growth_rate": float(growth_rate),
+        "cohorts": [{"name": c.name, "share": c.share, "user_id_base": c.user_id_base, "page_scale": c.page_scale,
+                     "alpha_scale": c.alpha_scale, "beta_scale": c.beta_scale, "end_scale": c.end_scale}
+                    for c in cohorts],
+        "config": _config_dict(cfg),
+    }, separators=(",", ":"))
+
+
+def _with_spec(table, spec: str):
+    """Attach the run spec as parquet key-value metadata, and as pandas ``attrs`` so that
+    ``pq.read_table(p).to_pandas().attrs[TRUTH_META_KEY]`` carries it too (the frame is
+    otherwise exactly what it was without the metadata)."""
+    import json
+
+    import pyarrow as pa
+
+    pandas_meta = json.loads(pa.Table.from_pandas(table.to_pandas(), preserve_index=False).schema.metadata[b"pandas"])
+    pandas_meta["attributes"] = {TRUTH_META_KEY: spec}
+    return table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode(),
+                                          TRUTH_META_KEY.encode(): spec.encode()})
+
+
+def _write_truth(path: Path, roster, cohorts, outcome: dict, models, spec: str | None = None) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -281,6 +331,8 @@ def _write_truth(path: Path, roster, cohorts, outcome: dict, models) -> None:
         "n_events": pa.array(outcome["n_events"][keep], pa.int64()),
         "n_hidden_events": pa.array(outcome["n_hidden"][keep], pa.int64()),
     })
+    if spec is not None:
+        table = _with_spec(table, spec)
     pq.write_table(table, path)
 
 
@@ -372,7 +424,8 @@ def simulate(out, users: int | None = None, preset: str | None = None, days: flo
         roster=roster, models=models, start=start_s, end=end_s, timing=timing, catalogue=catalogue, seed=int(seed),
         workers=workers, out_files=None, single_file=single, directory=directory, gzip=gzip,
         hidden_user_id=hidden_user_id, user_suffix=user_suffixes(roster), progress=progress)
-    _write_truth(truth_path, roster, cohorts, outcome, models)
+    _write_truth(truth_path, roster, cohorts, outcome, models,
+                 spec=run_spec(cfg, cohorts, start_s, end_s, int(seed), g))
     visible = outcome["n_events"] > 0
     return SimulationSummary(
         path=single if single is not None else directory,
