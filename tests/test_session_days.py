@@ -1,6 +1,6 @@
 """The one-pass loader (``load_log``) and the session-day rows it builds: the same quality
 counts and the same user tables as the event path (``load_events`` + events), for the
-default cutoff, 'ever' labels, a mid-day cutoff, an observation window; duplicates,
+weekly snapshots, 'ever' labels, a mid-day cutoff, daily snapshots up to a last date; duplicates,
 malformed lines and the activity chart."""
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ BAD_LINES = [
 ]
 
 
-def _rows(table) -> dict[str, dict]:
-    return {r["userId"]: r.asDict() for r in table.collect()}
+def _rows(table) -> dict[tuple, dict]:
+    rows = {(r["userId"], r["as_of_ms"]): r.asDict() for r in table.collect()}
+    assert len(rows) == table.count(), "one row per (user, observation date)"
+    return rows
 
 
 def assert_same_tables(expected, actual) -> None:
@@ -104,11 +106,11 @@ def test_log_end_comes_with_the_quality_job_and_equals_the_events(spark, both, s
 
 
 @pytest.mark.parametrize("spec_kwargs", [
-    {},                                                          # default cutoff (a midnight)
+    {},                                                          # weekly snapshots (midnights)
     {"mode": "ever"},
     {"cutoff": datetime(2018, 11, 10, 13, 30, tzinfo=UTC)},      # mid-day: a split point
-    {"cutoff": datetime(2018, 11, 10, tzinfo=UTC), "observation_days": 20},
-], ids=["window", "ever", "midday-cutoff", "observation-window"])
+    {"step_days": 2, "last_date": datetime(2018, 10, 31, tzinfo=UTC)},
+], ids=["window", "ever", "midday-cutoff", "snapshots"])
 def test_user_table_equals_the_event_path(spark, both, messy_log, spec_kwargs):
     from sparkify.dataset import load_log
     from sparkify.features import LabelSpec, build_user_table, spec_boundaries
@@ -130,12 +132,12 @@ def test_user_table_equals_the_event_path(spark, both, messy_log, spec_kwargs):
 
 
 def test_days_for_rebuilds_when_a_cut_falls_inside_a_day(both):
-    """'ever' labels with an observation window start it at a time that is not a midnight:
-    days_for rebuilds the rows with that split point and the table stays exact."""
+    """A cutoff inside a day, not given to the pass as a split point: days_for rebuilds the
+    rows with that split point and the table stays exact."""
     from sparkify.features import LabelSpec, build_user_table
 
     events, log, _ = both
-    spec = LabelSpec(mode="ever", observation_days=15)
+    spec = LabelSpec(cutoff=datetime(2018, 11, 10, 13, 30, tzinfo=UTC))
     expected, _ = build_user_table(events.events, spec)
     days = log.days_for(spec)
     assert days is not log.days and days.splits
@@ -166,7 +168,7 @@ def test_artist_sets_equal_the_event_path(spark, both, messy_log):
 def test_text_attributes_are_read_late_from_the_latest_event(spark, small_log, tmp_path):
     """The one pass parses no gender, userAgent or location; the features read them from
     each user's latest event before the cutoff. A user who moved and changed device gets
-    the new ones, as on the event path. A whitespace-only line, which the JSON reader
+    the new ones at every observation date, as on the event path. A whitespace-only line, which the JSON reader
     reads as no row, shifts the plain text read's line numbers: the lines are then found
     with the JSON reader, with the same table."""
     from sparkify.dataset import load_events, load_log
@@ -202,8 +204,10 @@ def test_text_attributes_are_read_late_from_the_latest_event(spark, small_log, t
                 assert lookup.read_with == read_with
                 assert 1 < lookup.partitions_read[0] <= lookup.partitions_read[1]
                 assert_same_tables(expected, actual)
-                row = _rows(actual)[mover]
-                assert (row["region"], row["os"], row["browser"]) == ("Northeast", "iPhone", "Mobile Safari")
+                rows = [r for (user, _), r in _rows(actual).items() if user == mover]
+                assert len(rows) >= 2       # one per observation date, each from its own latest event
+                assert all((r["region"], r["os"], r["browser"]) == ("Northeast", "iPhone", "Mobile Safari")
+                           for r in rows)
         finally:
             spark.conf.unset("spark.sql.files.maxPartitionBytes")
 
@@ -246,7 +250,7 @@ def test_activity_table_from_session_days(both):
     from sparkify.modeling.artifacts import activity_table
 
     events, log, _ = both
-    table, _ = build_user_table(log.days, LabelSpec())
+    table, _ = build_user_table(log.days, LabelSpec(cutoff=datetime(2018, 11, 1, tzinfo=UTC)))
     labels = table.select("userId", "churn")
     got = activity_table(log.days.df, labels)
     ev = events.events.join(labels, "userId").withColumn("date", F.to_date("time"))

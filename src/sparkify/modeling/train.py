@@ -506,7 +506,7 @@ DAILY_STEP_MAX_USERS = 2000
 
 
 def _counts_note(c: dict) -> str:
-    return f"{c['rows']:,} rows, {c['users']:,} users, {c['churners']:,} churner rows"
+    return f"{c['rows']:,} rows of {c['users']:,} users, {c['churner_rows']:,} churner rows of {c['churners']:,} churners"
 
 
 # --------------------------------------------------------------------------- steps
