@@ -87,28 +87,89 @@ def test_bad_metric_input_is_a_clear_error():
         ev.average_precision([0, 2], [0.1, 0.2])
 
 
+# --------------------------------------------------------------------------- calibration (NumPy)
+def test_isotonic_fit_is_the_pool_adjacent_violators_solution():
+    from sparkify.modeling.calibration import fit_isotonic
+
+    cal = fit_isotonic([0, 1, 0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    # blocks: {0.1}: 0, {0.2, 0.3, 0.4}: 1/3, {0.5, 0.6}: 1
+    assert cal.x == pytest.approx([0.1, 0.3, 0.55]) and cal.y == pytest.approx([0.0, 1 / 3, 1.0])
+    assert cal(np.array([0.0, 0.3, 0.425, 0.9])) == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
+    rng = np.random.default_rng(1)
+    s = rng.random(2000)
+    y = (rng.random(2000) < s ** 3).astype(int)
+    fitted = fit_isotonic(y, s)
+    assert np.all(np.diff(fitted.y) > 0)                  # strictly increasing knots
+    assert fitted(s).sum() == pytest.approx(y.sum(), rel=0.01)   # about the mean (steps joined linearly)
+
+
+def test_calibration_choice_and_figures():
+    from sparkify.modeling.calibration import Calibration, choose_calibration, probability_figures
+
+    rng = np.random.default_rng(2)
+    n = 6000
+    folds = rng.integers(0, 3, n)
+    # a model pushed towards 0.5 (as class weights do): true p = 0.1 * score ** 4
+    s = rng.random(n)
+    y = (rng.random(n) < 0.4 * s ** 4).astype(int)
+    cal, losses = choose_calibration(y, s, folds, "logit")
+    assert set(losses) == {"platt", "isotonic", "uncalibrated"}
+    assert losses[cal.method] == min(losses["platt"], losses["isotonic"]) < losses["uncalibrated"]
+    fig = probability_figures(y, cal(s))
+    assert fig["expected_churners"] == pytest.approx(y.sum(), rel=0.05)
+    assert fig["bins_within"] >= 8 and fig["rows"] == n and fig["churners"] == y.sum()
+    raw = probability_figures(y, s)                       # uncalibrated: far from the diagonal
+    assert raw["expected_churners"] > 3 * y.sum() and raw["bins_within"] <= 2
+    assert Calibration.from_dict(cal.to_dict()) == cal
+    assert Calibration.from_dict({"a": -1.0, "b": 0.5}).method == "platt"      # older model.json
+    with pytest.raises(ValueError, match="method"):
+        Calibration.from_dict({"method": "magic"})
+
+
+def test_calibration_sql_equals_numpy(spark):
+    from sparkify.modeling.calibration import Calibration, fit_isotonic
+
+    rng = np.random.default_rng(4)
+    s = rng.random(500)
+    y = (rng.random(500) < s).astype(int)
+    cals = [fit_isotonic(y, s), Calibration("platt", "logit", a=-1.3, b=0.7), Calibration("platt", "margin", a=-2.0, b=0.1)]
+    probe = [0.0, 1e-9, 0.05, 0.31, 0.5, 0.77, 0.999, 1.0] + list(s[:50])
+    df = spark.createDataFrame([(float(v),) for v in probe], "s double")
+    for cal in cals:
+        got = [r[0] for r in df.selectExpr(f"{cal.sql('s')} AS p").collect()]
+        assert got == pytest.approx(cal(np.array(probe)), rel=1e-9, abs=1e-12), cal.method
+
+
 # --------------------------------------------------------------------------- split (Spark, tiny)
-def test_split_is_stratified_deterministic_and_folds_cover_train(spark):
+def test_split_groups_users_and_holds_the_latest_date_out(spark):
     from sparkify.modeling.train import add_class_weights, assign_split
 
-    pdf = pd.DataFrame({"userId": [str(i) for i in range(100)], "churn": [1.0] * 20 + [0.0] * 80})
-    df = spark.createDataFrame(pdf)
-    a = assign_split(df, 42, 0.2, 3).toPandas().set_index("userId").sort_index()
-    b = assign_split(df.repartition(3), 42, 0.2, 3).toPandas().set_index("userId").sort_index()
+    dates = [1000, 2000, 3000]
+    rows = [(str(i), t, 1.0 if (i < 20 and t == 3000) else 0.0) for i in range(100) for t in dates]
+    df = spark.createDataFrame(pd.DataFrame(rows, columns=["userId", "as_of_ms", "churn"]))
+    a = assign_split(df, 42, 0.2, 3, (3000,)).toPandas().sort_values(["userId", "as_of_ms"]).reset_index(drop=True)
+    b = (assign_split(df.repartition(3), 42, 0.2, 3, (3000,)).toPandas()
+         .sort_values(["userId", "as_of_ms"]).reset_index(drop=True))
     pd.testing.assert_frame_equal(a, b)  # independent of partitioning
-    test = a[a.split == "test"]
-    assert len(test) == 20 and test.churn.sum() == 4  # 20 % of each class
+    per_user = a.groupby("userId").agg(splits=("split", lambda x: set(x) - {"unused"}), churns=("churn", "max"),
+                                       folds=("fold", "nunique"))
+    assert (per_user.splits.map(len) == 1).all()          # no user on both sides
+    assert (per_user.folds == 1).all()                    # nor in two folds
+    test_users = per_user[per_user.splits == {"test"}]
+    assert len(test_users) == 20 and test_users.churns.sum() == 4   # 20 % of each class of users
+    assert set(a[a.split == "unused"].as_of_ms) == {3000}            # train users' latest date: unused
+    assert not (a[a.split == "train"].as_of_ms == 3000).any()
+    assert set(a[a.split == "test"].period) == {"in_time", "out_of_time"}
+    assert set(a[a.as_of_ms == 3000].period) == {"out_of_time"}
     train = a[a.split == "train"]
-    assert set(train.fold) == {0, 1, 2} and (test.fold == -1).all()
-    for _, part in train.groupby("fold"):  # each fold holds churners
-        assert part.churn.sum() >= 5
-    c = assign_split(df, 7, 0.2, 3).toPandas().set_index("userId").sort_index()
+    assert set(train.fold) == {0, 1, 2} and (a[a.split == "test"].fold == -1).all()
+    c = assign_split(df, 7, 0.2, 3, (3000,)).toPandas().sort_values(["userId", "as_of_ms"]).reset_index(drop=True)
     assert not (c.split == a.split).all()  # another seed, another split
     weighted, w = add_class_weights(assign_split(df, 42, 0.2, 3))
     wp = weighted.toPandas()
-    # weights balance the classes on the training part
     tr = wp[wp.split == "train"]
     assert tr[tr.churn == 1].weight.sum() == pytest.approx(tr[tr.churn == 0].weight.sum())
+    assert (wp.unit_weight == 1.0).all()
 
 
 # --------------------------------------------------------------------------- the model directory
@@ -128,9 +189,10 @@ def test_model_json_contract(trained_model: Path):
     m = json.loads((trained_model / "model.json").read_text())
     assert m["format"] == 1 and m["model_type"] in FAMILY_NAMES
     assert m["score_kind"] == ("margin" if m["model_type"] == "LinearSVC" else "probability")
-    assert (m["calibration"] is not None) == (m["score_kind"] == "margin")
+    assert m["calibration"]["method"] in ("platt", "isotonic")
     assert isinstance(m["threshold"], float)
-    assert m["label"]["mode"] == "window" and m["label"]["cutoff"].endswith("Z")
+    assert m["label"]["mode"] == "window" and len(m["label"]["dates"]) >= 2
+    assert all(d.endswith("T00:00:00Z") for d in m["label"]["dates"])
     assert [f["name"] for f in m["features"]] == [f.name for f in model_features("window")]
     for f in m["features"]:
         if f["kind"] == "numeric":
@@ -148,10 +210,11 @@ def test_metrics_are_in_range_and_consistent(trained_model: Path):
         for k in UNIT_KEYS:
             assert 0.0 <= t[k] <= 1.0, (fig["name"], k, t[k])
         c = t["confusion"]
-        assert c["tp"] + c["fp"] + c["fn"] + c["tn"] == t["users"] == m["data"]["test_users"]
+        assert c["tp"] + c["fp"] + c["fn"] + c["tn"] == t["rows"] == m["data"]["test_rows"]
         assert c["tp"] + c["fn"] == t["churners"] == m["data"]["test_churners"]
+        assert t["users"] == m["data"]["test_users"] < t["rows"]
         assert t["f1"] == pytest.approx(ev.f1_from_counts(c["tp"], c["fp"], c["fn"]))
-        assert t["accuracy"] == pytest.approx((c["tp"] + c["tn"]) / t["users"])
+        assert t["accuracy"] == pytest.approx((c["tp"] + c["tn"]) / t["rows"])
         assert fig["train_seconds"] > 0
     best = m["best"]
     assert best["name"] == m["models"][best["family"]]["name"]
@@ -160,7 +223,17 @@ def test_metrics_are_in_range_and_consistent(trained_model: Path):
     assert names and not any(n.startswith("slot_") for n in names)
     assert any(" = " in n for n in names)  # one-hot slots named "<column> = <category>"
     assert m["data"]["users"] == m["data"]["train_users"] + m["data"]["test_users"]
-    assert m["ceiling"] is not None and 0 <= m["ceiling"]["test"]["f1"] <= 1  # small_log has its truth
+    # calibrated probabilities, and the parts of the test set each with their counts
+    b = best["test"]
+    assert 0 <= b["brier"] <= 1 and b["expected_churners"] > 0 and len(b["reliability"]) == b["bins"]
+    periods = best["periods"]
+    assert set(periods) == {"in_time", "out_of_time"}
+    assert sum(p["rows"] for p in periods.values()) == b["rows"]
+    assert periods["out_of_time"]["rows"] == m["data"]["test_out_of_time_rows"] == periods["out_of_time"]["users"]
+    assert best["calibration"]["method"] in best["calibration"]["cross_fitted_log_loss"]
+    c = m["ceiling"]                          # small_log has its truth
+    assert c is not None and c["test"]["rows"] == b["rows"] and 0 <= c["test"]["pr_auc"] <= 1
+    assert c["model_pr_auc_fraction"] == pytest.approx(b["pr_auc"] / c["test"]["pr_auc"])
     for stage in ("load", "features", "tuning", "evaluation", "total"):
         assert stage in m["timings"]
 
@@ -184,9 +257,17 @@ def test_saved_test_scores_reproduce_the_reported_test_metrics(trained_model: Pa
     y, s = test.churn.to_numpy(), test.score.to_numpy()
     assert ev.classification_metrics(y, s > model["threshold"])["f1"] == pytest.approx(metrics["best"]["test"]["f1"])
     assert ev.average_precision(y, s) == pytest.approx(metrics["best"]["test"]["pr_auc"])
-    # the split is stratified: the churn rates of both parts are close
-    rates = feats.groupby("split").churn.mean()
-    assert abs(rates["train"] - rates["test"]) < 0.05
+    assert model_probability_matches(model, s, metrics["best"]["test"]["expected_churners"])
+    # the split is stratified by user: the shares of users who churn in both parts are close
+    users = feats[feats.split != "unused"].groupby(["split", "userId"]).churn.max().groupby("split").mean()
+    assert abs(users["train"] - users["test"]) < 0.05
+    assert not set(feats[feats.split == "train"].userId) & set(feats[feats.split == "test"].userId)
+
+
+def model_probability_matches(model: dict, scores, expected: float) -> bool:
+    from sparkify.modeling.calibration import Calibration
+
+    return Calibration.from_dict(model["calibration"])(scores).sum() == pytest.approx(expected)
 
 
 def test_model_beats_a_constant_predictor(trained_model: Path):

@@ -27,6 +27,11 @@ EPS = 1e-6
 METHODS = ("platt", "isotonic")
 
 
+def _lit(value: float) -> str:
+    """A double as Spark SQL literal text."""
+    return f"CAST({float(value)!r} AS DOUBLE)"
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, EPS, 1 - EPS)
     return np.log(p / (1 - p))
@@ -58,16 +63,19 @@ class Calibration:
         """Spark SQL text of the calibrated probability of score column (SQL text) ``score``."""
         if self.method == "isotonic":
             x, y = self.x, self.y
-            parts = [f"WHEN {score} <= {x[0]!r}D THEN {y[0]!r}D"]
+            parts = [f"WHEN {score} <= {_lit(x[0])} THEN {_lit(y[0])}"]
             for i in range(1, len(x)):
                 if x[i] == x[i - 1]:
                     continue
                 slope = (y[i] - y[i - 1]) / (x[i] - x[i - 1])
-                parts.append(f"WHEN {score} <= {x[i]!r}D THEN {y[i - 1]!r}D + ({score} - {x[i - 1]!r}D) * {slope!r}D")
-            return f"CASE {' '.join(parts)} ELSE {y[-1]!r}D END"
-        z = score if self.input == "margin" else (
-            f"ln(greatest(least({score}, {1 - EPS!r}D), {EPS!r}D) / (1.0D - greatest(least({score}, {1 - EPS!r}D), {EPS!r}D)))")
-        return f"1.0D / (1.0D + exp({self.a!r}D * ({z}) + {self.b!r}D))"
+                parts.append(f"WHEN {score} <= {_lit(x[i])} THEN {_lit(y[i - 1])} + ({score} - {_lit(x[i - 1])}) * {_lit(slope)}")
+            return f"CASE {' '.join(parts)} ELSE {_lit(y[-1])} END"
+        if self.input == "margin":
+            z = score
+        else:
+            clipped = f"greatest(least({score}, {_lit(1 - EPS)}), {_lit(EPS)})"
+            z = f"ln({clipped} / (1.0D - {clipped}))"
+        return f"1.0D / (1.0D + exp({_lit(self.a)} * ({z}) + {_lit(self.b)}))"
 
     def to_dict(self) -> dict:
         if self.method == "isotonic":
@@ -111,8 +119,8 @@ def fit_isotonic(y_true, scores, input_kind: str = "margin") -> Calibration:
             blocks[-1][0] += t
             blocks[-1][1] += n_
             blocks[-1][2] += x_
-    knots_x = [b[2] / b[1] for b in blocks]
-    knots_y = [b[0] / b[1] for b in blocks]
+    knots_x = [float(b[2] / b[1]) for b in blocks]
+    knots_y = [float(b[0] / b[1]) for b in blocks]
     return Calibration("isotonic", input_kind, x=knots_x, y=knots_y)
 
 
