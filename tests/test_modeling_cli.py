@@ -1,4 +1,4 @@
-"""`sparkify ingest | train | score` and `data/process_data.py`: exit codes, messages, outputs."""
+"""`sparkify ingest | train | score | backtest` and `data/process_data.py`: exit codes, messages, outputs."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ def test_train_unwritable_model_dir_exits_2(capsys, tmp_path, real_sample):
     ("--cutoff", "yesterday", "cannot read time"),
     ("--folds", "1", "at least 2"),
     ("--horizon-days", "0", "horizon_days"),
+    ("--step-days", "0", "step_days"),
+    ("--last-date", "2018-11-01T12:00:00Z", "midnight"),
 ])
 def test_train_bad_options_exit_2(capsys, tmp_path, real_sample, option, value, message):
     code, _, err = run(capsys, "train", str(real_sample), "--model", str(tmp_path / "m"), option, value)
@@ -62,6 +64,27 @@ def test_score_command_writes_a_ranked_list(capsys, spark, small_log, trained_mo
     df = pd.read_parquet(out)
     assert list(df["rank"]) == list(range(1, len(df) + 1))
     assert len(df) > 100 and df.decision.isin([0, 1]).all()
+
+
+def test_backtest_command(capsys, small_log, trained_model, tmp_path):
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_model, model)
+    code, _, err = run(capsys, "backtest", str(small_log), "--model", str(tmp_path / "none"), "--as-of", "2018-11-01")
+    assert code == 2 and "no model at" in err
+    code, _, err = run(capsys, "backtest", str(small_log), "--model", str(model), "--as-of", "2018-11-20")
+    assert code == 2 and "needs the whole horizon" in err and "Traceback" not in err
+    as_of = json.loads((model / "model.json").read_text())["label"]["dates"][-1]
+    code, stdout, err = run(capsys, "backtest", str(small_log), "--model", str(model), "--as-of", as_of)
+    assert code == 0, err
+    assert "expected" in stdout and "churners" in stdout and "PR-AUC" in stdout
+    result = json.loads((model / "backtest.json").read_text())
+    f = result["figures"]
+    assert result["as_of"] == as_of and f["rows"] > 50 and 0 < f["churners"] < f["rows"]
+    assert f["realized_churners"] == f["churners"] and 0 <= f["pr_auc"] <= 1
+    assert (model / "backtests" / f"backtest_{as_of[:10]}.json").exists()
 
 
 def test_ingest_command_writes_parquet_the_loader_reads(capsys, spark, real_sample, tmp_path):

@@ -1,36 +1,42 @@
-"""Leakage-free per-user features and churn labels.
+"""Leakage-free features and churn labels, one row per (user, observation date).
 
 In:  the cleaned user events of :func:`sparkify.dataset.load_events` (columns ``ts``
      (epoch ms), ``userId``, ``sessionId``, ``page``, ``auth``, ``level``, ``location``,
-     ``userAgent``, ``registration``, ``gender``, ``artist``, ...).
-Out: one row per user: ``userId``, the columns of :func:`feature_names` (every feature of
-     :data:`FEATURES`; the :data:`ARTIST_FEATURES` only on request) and (for training)
-     ``churn``.
+     ``userAgent``, ``registration``, ``gender``, ``artist``, ...), or their
+     :class:`SessionDays` (:func:`sparkify.dataset.load_log`).
+Out: one row per user and observation time t: ``userId``, ``as_of_ms`` (t, epoch ms), the
+     columns of :func:`feature_names` (every feature of :data:`FEATURES`; the
+     :data:`ARTIST_FEATURES` only on request) and (for training) ``churn``.
+
+Features (:data:`FEATURES`, one catalogue: each entry's name, kind, unit, description,
+categories and Spark SQL expression; the model card, the web form and the API help come
+from it): every behavioural feature is measured over fixed windows that end at t, the last
+:data:`LONG_DAYS` days and, for recent activity and the trend, the last
+:data:`RECENT_DAYS`: rates per day the user existed in the window, per session, shares,
+plus recency, tenure and level at t. Nothing depends on how much log precedes t.
 
 Label designs (:class:`LabelSpec`):
 
-* ``window`` (default, prediction-time): a cutoff T (default: the day the log ends, minus
-  30 days, at 00:00 UTC). Features use only events with ``T - observation_days <= ts < T``
-  (default: all history before T). Label = 1 if the user reaches Cancellation
-  Confirmation in ``(T, T + horizon_days]``. Users gone (cancelled) before T, and users
-  with no event in the observation window, are excluded.
-* ``ever`` (seed-compatible): churn = the user ever reached Cancellation Confirmation.
+* ``window`` (default, prediction-time): observation dates every ``step_days`` (or one
+  ``cutoff``); label = 1 if the user reaches Cancellation Confirmation in
+  ``(t, t + horizon_days]``. Users gone (cancelled) before t, and users with no event in
+  the window before t, have no row at t.
+* ``ever`` (seed-compatible): one row per user, observed at the midnight after the user's
+  last non-cancellation event; churn = the user ever reached Cancellation Confirmation.
   Features never see the Cancel / Cancellation Confirmation pages nor auth ``Cancelled``
-  rows, and nothing is measured to a user's last event: the features of
-  :data:`TIME_TO_END_FEATURES` are set to a neutral constant (0, or 1 for the trend).
-  Use :func:`model_features` to get the columns that carry information in a mode.
-  "Days since registration" is measured at the log's end (the same instant for every
-  user, independent of when a churner left).
+  rows, and the features measured to the user's last event (:data:`TIME_TO_END_FEATURES`)
+  take a neutral constant. "Days since registration" is measured at the log's end.
 
 The aggregation goes through :class:`SessionDays`: one ``groupBy(userId, sessionId, day,
 cancellation flag, period)`` over the events, partially aggregated on each partition so only
-partial rows are shuffled, never the events. Features and labels for any cutoff that falls
-between partial rows (any midnight UTC, or a time given in advance as a split point) are
-then sums, mins and maxes over those rows (per session, then per user) and set unions
-(per user). The raw-JSON loader :func:`sparkify.dataset.load_log` builds the rows
-straight from the parse, so a 12 GB log is parsed once; its rows point to their latest
-event instead of carrying the long text attributes (:data:`LINE_ATTRIBUTES`), which the
-features then read for one event per user. The opt-in artist features
+partial rows are shuffled, never the events. A partial row belongs to the window of every
+observation time t with t - LONG_DAYS <= its start and its end < t (a handful of dates
+each), so all dates' features come from one aggregation over those rows (per session, then
+per user and date). Any midnight UTC is an exact cut; another time must be given to the
+loader in advance as a split point. The raw-JSON loader :func:`sparkify.dataset.load_log`
+builds the rows straight from the parse, so a 12 GB log is parsed once; its rows point to
+their latest event instead of carrying the long text attributes (:data:`LINE_ATTRIBUTES`),
+which the features then read for one event per user and date. The opt-in artist features
 (:data:`ARTIST_FEATURES`) add an exact set of artists to every row, which makes that pass
 Spark's object hash aggregation and costs about as much as the parse on a full log
 (benchmarks/RESULTS.md).
