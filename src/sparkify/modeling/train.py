@@ -524,18 +524,23 @@ def step_compare(train_df, numeric, categorical, config: TrainConfig, progress: 
 
 
 def step_tune(train_df, family: str, comparison: CVOutcome, numeric, categorical, config: TrainConfig
-              ) -> tuple[CVOutcome, str]:
-    """The family over its tuning grid, with and without class weights (kept only when
-    they help the CV metric); the comparison point is kept when the grid does not beat it
-    out of fold. Returns (outcome, 'tuning' | 'comparison')."""
+              ) -> tuple[CVOutcome, str, dict | None]:
+    """The family over its tuning grid (the comparison point is kept when the grid does not
+    beat it out of fold), then the chosen point without class weights: the weights are kept
+    only when they give the better out-of-fold PR-AUC (ranking; calibration fixes the
+    probabilities either way). Returns (outcome, 'tuning' | 'comparison', the weights'
+    out-of-fold PR-AUC with and without, or None when class weights are off)."""
     s = config.settings[family]
-    grid = dict(s.tune_grid)
-    if config.class_weights:
-        grid["weightCol"] = [WEIGHT_COL, UNIT_WEIGHT_COL]
-    tuned = cross_validate(train_df, family, numeric, categorical, s.fixed, grid, config)
+    tuned = cross_validate(train_df, family, numeric, categorical, s.fixed, s.tune_grid, config)
+    source = "tuning"
     if tuned.rank_key() < comparison.rank_key():
-        return comparison, "comparison"
-    return tuned, "tuning"
+        tuned, source = comparison, "comparison"
+    if not config.class_weights:
+        return tuned, source, None
+    plain = fit_fixed(train_df, family, numeric, categorical, {**tuned.params, "weightCol": UNIT_WEIGHT_COL}, config)
+    pr = {name: ev.average_precision(o.oof.labels, o.oof.scores) for name, o in (("weighted", tuned), ("unweighted", plain))}
+    kept = pr["weighted"] >= pr["unweighted"]
+    return (tuned if kept else plain), source, {"out_of_fold_pr_auc": pr, "kept": kept}
 
 
 def step_calibrate(outcome: CVOutcome) -> tuple[cal.Calibration, dict]:
@@ -642,10 +647,15 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
             outcomes = step_compare(train_df, numeric, categorical, config, progress)
             best_family = max(config.models, key=lambda fam: outcomes[fam].rank_key())
             with progress.stage("tuning") as st:
-                tuned, tuned_from = step_tune(train_df, best_family, outcomes[best_family], numeric, categorical, config)
+                tuned, tuned_from, weighting = step_tune(train_df, best_family, outcomes[best_family], numeric,
+                                                         categorical, config)
                 threshold, val_f1 = tuned.threshold()
                 st["note"] = (f"{FAMILY_NAMES[best_family]} {tuned.params}, threshold {threshold:.4f}, "
-                              f"out-of-fold F1 {val_f1:.3f}")
+                              f"out-of-fold F1 {val_f1:.3f}" + (
+                                  "" if weighting is None else
+                                  f"; class weights {'kept' if weighting['kept'] else 'dropped'} (out-of-fold PR-AUC "
+                                  f"{weighting['out_of_fold_pr_auc']['weighted']:.3f} with, "
+                                  f"{weighting['out_of_fold_pr_auc']['unweighted']:.3f} without)"))
             with progress.stage("calibration") as st:
                 calibration, cal_fig = step_calibrate(tuned)
                 oof = cal_fig["out_of_fold"]
@@ -656,6 +666,7 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
             with progress.stage("evaluation") as st:
                 models_fig, best_fig, test = step_evaluate(tuned, outcomes, test_df, calibration, categorical)
                 best_fig.update(family=best_family, selected_from=tuned_from, calibration=cal_fig,
+                                class_weights=weighting,
                                 threshold_source="out-of-fold (k-fold CV by user on the training part), "
                                                  "max churn-class F1 of the raw score")
                 st["note"] = "; ".join(_print_block(k, b) for k, b in
