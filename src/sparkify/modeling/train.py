@@ -752,6 +752,9 @@ def step_extras(spark, loaded, base, table, test: Scored, tuned: CVOutcome, best
     return out
 
 
+CEILING_THRESHOLD_ROWS = 5000
+
+
 def _ceiling(truth: Path, levels, test: Scored, tuned: CVOutcome, spec) -> dict:
     """:func:`ceiling_figures` on the test rows (threshold from the train rows' true
     probabilities), beside the model's own figures on them."""
@@ -759,8 +762,9 @@ def _ceiling(truth: Path, levels, test: Scored, tuned: CVOutcome, spec) -> dict:
     pdf[AS_OF_COL] = pdf[AS_OF_COL].astype("int64")
     keyed = pdf.set_index(["userId", AS_OF_COL])
     test_rows = keyed.loc[test.keys()].reset_index()
-    train_keys = tuned.oof.keys()
-    train_rows = keyed.loc[train_keys].reset_index()
+    train_rows = keyed.loc[tuned.oof.keys()].reset_index()
+    if len(train_rows) > CEILING_THRESHOLD_ROWS:   # the threshold needs a sample, not every row
+        train_rows = train_rows.sample(CEILING_THRESHOLD_ROWS, random_state=0)
     out = ceiling_figures_rows(truth, test_rows, train_rows, spec.horizon_days)
     model_pr = ev.average_precision(test.labels, test.scores)
     out["model_test_pr_auc"] = model_pr
