@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = train(spark, log, model_dir, config)
         t0 = time.perf_counter()
-        scores = score_users(spark, log, model_dir)
+        scores = score_users(spark, str(log), model_dir)
         written = write_scores(scores, model_dir / "scores.csv")
         score_s = time.perf_counter() - t0
     finally:
@@ -104,19 +104,29 @@ def main(argv: list[str] | None = None) -> int:
     m = result.metrics
     print()
     print(f"log: {log}")
-    print(f"users labelled {m['data']['users']:,} ({m['data']['churners']:,} churners), "
-          f"test {m['data']['test_users']:,}; scored {len(written):,} active users; "
+    d = m["data"]
+    dates = m["label"].get("dates") or []
+    print(f"{len(dates)} observation date(s); labelled {d['rows']:,} rows of {d['users']:,} users "
+          f"({d['churner_rows']:,} churner rows of {d['churners']:,} churners); test {d['test_rows']:,} rows of "
+          f"{d['test_users']:,} users ({d['test_churners']:,} churner rows); scored {len(written):,} active users; "
           f"cores {spark.sparkContext.defaultParallelism}")
     print(table(rows, total))
     best = m["best"]
-    print(f"\nbest {best['name']} {best['params']}: test churn F1 {best['test']['f1']:.3f}, "
-          f"PR-AUC {best['test']['pr_auc']:.3f}, ROC-AUC {best['test']['roc_auc']:.3f}, "
-          f"weighted F1 {best['test']['weighted_f1']:.3f}")
+    t = best["test"]
+    print(f"\nbest {best['name']} {best['params']}: test churn F1 {t['f1']:.3f}, PR-AUC {t['pr_auc']:.3f}, "
+          f"ROC-AUC {t['roc_auc']:.3f}, top-10 % lift {t['top10']['lift']:.2f}, Brier {t['brier']:.4f}, "
+          f"expected/realized churners {t['expected_churners']:.1f}/{t['realized_churners']}, reliability bins "
+          f"within noise {t['bins_within']}/{t['bins']} ({t['rows']:,} rows, {t['churners']:,} churner rows)")
+    for period, b in best.get("periods", {}).items():
+        print(f"  {period:<12} {b['rows']:,} rows of {b['users']:,} users, {b['churners']:,} churner rows: "
+              f"PR-AUC {b['pr_auc']:.3f}, expected/realized {b['expected_churners']:.1f}/{b['realized_churners']}")
     for fam, fig in m["models"].items():
-        t = fig["test"]
-        print(f"  {fig['name']:<24} F1 {t['f1']:.3f}  PR-AUC {t['pr_auc']:.3f}  CV {fig['train_seconds']:.1f}s")
+        ft = fig["test"]
+        print(f"  {fig['name']:<24} F1 {ft['f1']:.3f}  PR-AUC {ft['pr_auc']:.3f}  CV {fig['train_seconds']:.1f}s")
     if m.get("ceiling"):
-        print(f"ceiling (latent parameters): F1 {m['ceiling']['test']['f1']:.3f}, PR-AUC {m['ceiling']['test']['pr_auc']:.3f}")
+        c = m["ceiling"]
+        print(f"true ceiling on the same rows: F1 {c['test']['f1']:.3f}, PR-AUC {c['test']['pr_auc']:.3f}; "
+              f"model PR-AUC / ceiling PR-AUC = {c['model_pr_auc_fraction']:.2f}")
     if m.get("label_comparison"):
         lc = m["label_comparison"]
         print(f"'ever' label: F1 {lc['ever']['f1']:.3f}, weighted F1 {lc['ever']['weighted_f1']:.3f}")
