@@ -1,11 +1,21 @@
 """HTML pages: dashboard and form (``master.html``), result (``go.html``), user look-up,
-ranked at-risk list with CSV download, and plotly.js served from the plotly package."""
+ranked at-risk list with CSV download, and plotly.js served from the plotly package.
+
+The look-up and the at-risk list show each user's exact reasons (the model's per-feature
+contributions, as ``go.html`` shows for a form entry), computed from the feature rows that
+``sparkify score`` keeps beside the scores file (``scores.rows.parquet``).
+"""
 
 from __future__ import annotations
 
 import io
+import logging
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 import plotly
 from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
@@ -13,12 +23,21 @@ from flask import (Blueprint, Response, abort, current_app, redirect, render_tem
 
 from sparkify.webapp import service
 from sparkify.webapp.state import ModelBundle, ScoresStore
-from sparkify.webapp.validation import validate_record
+from sparkify.webapp.validation import OTHER_CATEGORY, validate_record
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("pages", __name__)
 
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 MAX_USER_ID_LENGTH = 100
+AT_RISK_REASONS = 3  # reasons per user on the at-risk list (the look-up shows as many as /go)
+# The model loaded now must give the score the scores file holds for the same feature
+# values (the NumPy scorer matches Spark to about 1e-9); otherwise the rows or the scores
+# come from another run or model and reasons would explain a different number.
+SCORE_TOLERANCE = 1e-6
+# Cells a spreadsheet would run as a formula (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _bundle() -> ModelBundle:
@@ -84,12 +103,114 @@ def go():
     return render_template("go.html", result=result, entered=entered, record=record)
 
 
-def _record_from_scores(bundle: ModelBundle, row: dict) -> dict | None:
-    """The feature record stored beside a user's score, when the scores file has every feature."""
-    if not all(spec.name in row and row[spec.name] is not None for spec in bundle.specs):
+def _finite(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
         return None
-    record, errors = validate_record(bundle.specs, row)
-    return None if errors else record
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def record_from_values(bundle: ModelBundle, values: Mapping[str, Any]) -> tuple[dict | None, str | None]:
+    """A scorer record from stored feature values (a row of the rows file, or a scores row
+    carrying every feature): numeric features as floats, categorical ones as text (a
+    missing category becomes the "other" entry, the unseen bucket, as Spark's
+    ``handleInvalid="keep"`` treats a null). Out: (record, None) or (None, why not)."""
+    record: dict[str, Any] = {}
+    missing, bad = [], []
+    for spec in bundle.specs:
+        if spec.name not in values:
+            missing.append(spec.name)
+            continue
+        value = values[spec.name]
+        if spec.numeric:
+            number = _finite(value)
+            if number is None:
+                bad.append(spec.name)
+            else:
+                record[spec.name] = number
+        elif value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+            record[spec.name] = OTHER_CATEGORY
+        else:
+            record[spec.name] = str(value)
+    if missing:
+        return None, (f"the stored feature row lacks {', '.join(missing[:5])}"
+                      f"{' and others' if len(missing) > 5 else ''}: it was scored by another model; "
+                      "run `sparkify score` again with this model")
+    if bad:
+        return None, f"the stored feature row has no finite value for {', '.join(bad[:5])}"
+    return record, None
+
+
+def _score_mismatch(result: dict, row: Mapping[str, Any]) -> str | None:
+    """Why reasons computed now would not explain the stored score (None when they do)."""
+    for key in ("score", "probability"):
+        stored, now = _finite(row.get(key)), _finite(result.get(key))
+        if stored is None or now is None:
+            continue
+        if abs(stored - now) > SCORE_TOLERANCE * max(1.0, abs(stored)):
+            return (f"the model loaded now gives this user's stored features a {key} of {now:.4f}, "
+                    f"but the scores file says {stored:.4f}: the scores and the feature rows come from "
+                    "another model or another run, so the reasons would explain a different number; "
+                    "run `sparkify score` again")
+        return None
+    return None
+
+
+def explain_users(bundle: ModelBundle, scores: ScoresStore, rows: Sequence[Mapping[str, Any]],
+                  top: int) -> tuple[dict[str, dict], dict[str, str]]:
+    """The exact reasons of each scored user in ``rows`` (rows of the scores file), with one
+    batched scorer call, the same one ``/go`` makes for a form entry.
+
+    Feature values come from the rows file beside the scores, else from the scores row
+    itself when it carries every feature. Out: (userId -> {"record", "result"}: the
+    record and ``service.predict``'s answer with ``reasons``; userId -> why there are
+    no reasons for that user). Never raises for bad or missing data."""
+    ids = [str(row.get("userId")) for row in rows]
+    try:
+        stored = scores.feature_rows(ids)
+    except Exception as exc:  # defensive: a broken rows file must not break the page
+        log.warning("feature rows unavailable: %s", exc)
+        stored = {}
+    names = [spec.name for spec in bundle.specs]
+    records: dict[str, dict] = {}
+    by_id: dict[str, Mapping[str, Any]] = {}
+    why: dict[str, str] = {}
+    for uid, row in zip(ids, rows):
+        values = stored.get(uid)
+        if values is None and all(name in row for name in names):
+            values = row
+        if values is None:
+            if scores.rows_error:
+                why[uid] = scores.rows_error
+            else:
+                rows_name = scores.rows_path.name if scores.rows_path else "the rows file"
+                why[uid] = f"{rows_name} holds no feature row for this user"
+            continue
+        record, problem = record_from_values(bundle, values)
+        if record is None:
+            why[uid] = problem or "no usable feature values"
+            continue
+        records[uid], by_id[uid] = record, row
+    explained: dict[str, dict] = {}
+    if not records:
+        return explained, why
+    try:
+        results = service.predict(bundle, list(records.values()), reasons=True, top=top)
+    except Exception as exc:  # the scorer refusing a stored row must not break the page
+        log.warning("cannot explain stored feature rows: %s", exc)
+        for uid in records:
+            why[uid] = f"reasons could not be computed: {str(exc)[:200]}"
+        return explained, why
+    for (uid, record), result in zip(records.items(), results):
+        problem = _score_mismatch(result, by_id[uid])
+        if problem:
+            why[uid] = problem
+        else:
+            explained[uid] = {"record": record, "result": result}
+    return explained, why
 
 
 @bp.get("/users")
@@ -100,7 +221,7 @@ def users():
     user_id = request.args.get("userId", "").strip()
     frame = scores.frame()
     context = {"user_id": user_id, "scores_error": scores.error, "has_scores": frame is not None,
-               "row": None, "result": None, "record": None, "form_url": None}
+               "row": None, "result": None, "record": None, "form_url": None, "reasons_note": None}
     if not user_id:
         return render_template("user.html", **context)
     if len(user_id) > MAX_USER_ID_LENGTH:
@@ -114,11 +235,14 @@ def users():
         context["message"] = "No user with this userId in the latest scores."
         return render_template("user.html", **context), 404
     context["row"] = row
-    record = _record_from_scores(bundle, row)
-    if record is not None:
-        context["record"] = record
-        context["result"] = service.predict(bundle, [record], reasons=True)[0]
-        context["form_url"] = url_for("pages.index", **record)
+    explained, why = explain_users(bundle, scores, [row], top=service.DEFAULT_TOP_REASONS)
+    found = explained.get(str(row["userId"]))
+    if found is not None:
+        context["record"] = found["record"]
+        context["result"] = found["result"]
+        context["form_url"] = url_for("pages.index", **found["record"])
+    else:
+        context["reasons_note"] = why.get(str(row["userId"]))
     return render_template("user.html", **context)
 
 
@@ -142,21 +266,56 @@ def at_risk():
     columns = [c for c in AT_RISK_COLUMNS if c in frame]
     part = frame.iloc[(page - 1) * size: page * size]
     rows = part.to_dict("records")
+    explained, why = explain_users(_bundle(), scores, rows, top=AT_RISK_REASONS)
+    reasons = {uid: item["result"].get("reasons") or [] for uid, item in explained.items()}
+    reasons_note = None
+    if rows and not reasons:  # one message for the page rather than one per row
+        reasons_note = next(iter(why.values()), None)
+    if reasons:  # the exact reasons replace the "furthest from typical" hint
+        columns = [c for c in columns if c != "top_features"] + ["reasons"]
+    scored = scores.frame()
     return render_template("at_risk.html", rows=rows, error=None, show_all=show_all, page=page,
-                           pages=pages, total=total, columns=columns,
-                           scored=len(scores.frame() if scores.frame() is not None else []))
+                           pages=pages, total=total, columns=columns, reasons=reasons,
+                           reasons_missing=why, reasons_note=reasons_note,
+                           scored=len(scored) if scored is not None else 0)
+
+
+def _neutral_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` safe to open in a spreadsheet: every text cell (and column
+    name) starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a leading
+    ``'`` so it is shown as text, never run as a formula (OWASP CSV injection). Numbers
+    stay numbers, negative ones included; only strings are changed.
+
+    For files meant for people only (the ``/at-risk.csv`` download): the scores file that
+    ``sparkify score`` writes is a data file and keeps its values as they are."""
+    out = frame.copy()
+    for column in out.columns:
+        series = out[column]
+        if series.dtype.kind in "biufcmM":  # numbers, booleans, times: never formulas
+            continue
+        out[column] = series.astype(object).map(_neutral_cell)
+    out.columns = [_neutral_cell(c) for c in out.columns]
+    return out
 
 
 @bp.get("/at-risk.csv")
 def at_risk_csv():
-    """The at-risk list (``?all=1``: every scored user) as a CSV download, in rank order."""
+    """The at-risk list (``?all=1``: every scored user) as a CSV download, in rank order,
+    with cells a spreadsheet would run as formulas neutralised (:func:`neutralise_formulas`)."""
     scores = _scores()
     show_all = request.args.get("all") in ("1", "true", "yes")
     frame = scores.at_risk(flagged_only=not show_all)
     if frame is None:
         abort(404)
     buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
+    # CRLF rows (RFC 4180): a field holding a CR or LF is then quoted, never split
+    neutralise_formulas(frame).to_csv(buffer, index=False, lineterminator="\r\n")
     name = "scored_users.csv" if show_all else "at_risk_users.csv"
     return Response(buffer.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f"attachment; filename={name}"})

@@ -267,22 +267,35 @@ def load_bundle(model_dir: str | Path, model: Any | None = None, charts: bool = 
 # --------------------------------------------------------------------------- scores
 
 class ScoresStore:
-    """The latest ``sparkify score`` output (CSV or Parquet), re-read when it changes.
+    """The latest ``sparkify score`` output (CSV or Parquet), re-read when it changes,
+    and the feature rows it scored (``scores.rows.parquet`` beside it, also re-read when
+    it changes).
 
     Columns used: ``userId`` (required), ``probability``, ``score``, ``decision``,
     ``rank`` (when present; otherwise ranks are computed from the probability),
     ``band`` (computed from the score and the model's band edges when absent),
     and any others (shown and exported as they are).
+
+    The rows file (:func:`sparkify.modeling.predict.rows_path`) holds userId and every
+    feature the model scored; :meth:`feature_rows` serves them, so the pages can compute
+    each user's exact reasons. When it is missing or unreadable, ``rows_error`` says why.
     """
 
     def __init__(self, path: str | Path | None, band_edges: tuple[float, float] | None = None):
+        from sparkify.modeling.predict import rows_path
+
         self.path = Path(path) if path else None
+        self.rows_path = rows_path(self.path) if self.path is not None else None
         self.band_edges = band_edges  # (medium, high) score edges: adds a band when the file has none
         self._lock = threading.Lock()
         self._mtime: float | None = None
         self._frame: pd.DataFrame | None = None
         self._index: dict[str, int] = {}
         self.error: str | None = None
+        self._rows_key: tuple[int, int] | None = None
+        self._rows: pd.DataFrame | None = None
+        self._rows_index: dict[str, int] = {}
+        self.rows_error: str | None = None
 
     def _read(self, path: Path) -> pd.DataFrame:
         if path.suffix == ".parquet" or path.is_dir():
@@ -342,6 +355,59 @@ class ScoresStore:
         if i is None:
             return None
         return {k: _plain(v) for k, v in frame.iloc[i].to_dict().items()}
+
+    # ------------------------------------------------------------------ feature rows
+    @staticmethod
+    def _read_rows(path: Path) -> pd.DataFrame:
+        frame = pd.read_parquet(path)
+        if "userId" not in frame:
+            raise ValueError("no userId column")
+        frame["userId"] = frame["userId"].astype(str)
+        return frame.drop_duplicates("userId", keep="first").reset_index(drop=True)
+
+    def rows(self) -> pd.DataFrame | None:
+        """The scored feature rows (userId + features), or None with ``rows_error`` set
+        when the rows file is missing or unreadable. Re-read when its mtime or size changes."""
+        return self._rows_state()[0]
+
+    def _rows_state(self) -> tuple[pd.DataFrame | None, dict[str, int]]:
+        """(rows, userId -> position), taken together (a re-read replaces both)."""
+        path = self.rows_path
+        if path is None:
+            return None, {}
+        try:
+            st = path.stat()
+        except OSError:
+            with self._lock:
+                self._rows, self._rows_key, self._rows_index = None, None, {}
+                self.rows_error = (f"no feature rows file {path.name} beside {self.path.name}; "
+                                   "run `sparkify score` again to keep the rows it scores")
+            return None, {}
+        key = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if key != self._rows_key:
+                try:
+                    rows = self._read_rows(path)
+                    self._rows, self.rows_error = rows, None
+                    self._rows_index = {uid: i for i, uid in enumerate(rows["userId"])}
+                except Exception as exc:  # a bad file must not break the pages
+                    log.warning("cannot read feature rows %s: %s", path, exc)
+                    self._rows, self._rows_index = None, {}
+                    self.rows_error = f"cannot read {path.name}: {str(exc)[:200]}"
+                self._rows_key = key
+            return self._rows, self._rows_index
+
+    def feature_rows(self, user_ids: Sequence[str]) -> dict[str, dict]:
+        """The feature row (plain values) of each of ``user_ids`` found in the rows file."""
+        rows, index = self._rows_state()
+        if rows is None:
+            return {}
+        out = {}
+        for uid in user_ids:
+            i = index.get(str(uid))
+            if i is not None:
+                out[str(uid)] = {k: _plain(v) for k, v in rows.iloc[i].to_dict().items()}
+        return out
 
     def at_risk(self, flagged_only: bool = True) -> pd.DataFrame | None:
         """Users in rank order; only those the model flags (decision true) by default."""
