@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sparkify.modeling.artifacts import PIPELINE_DIR, load_model_json
+from sparkify.modeling.calibration import Calibration
 
 OUTPUT_COLUMNS = ["userId", "probability", "score", "decision", "rank", "top_features"]
 #: the scored feature rows are written beside the scores file: scores.csv -> scores.rows.parquet
@@ -84,13 +85,16 @@ def score_table(spark, table, model_dir: str | Path):
     prepared = prepare_table(table, numeric, categorical)
     model = PipelineModel.load(str(model_dir / PIPELINE_DIR))
     scored = model.transform(prepared)
-    if meta["score_kind"] == "margin":
-        score = vector_to_array(F.col("rawPrediction")).getItem(1)
-        cal = meta.get("calibration") or {"a": -1.0, "b": 0.0}
-        probability = 1.0 / (1.0 + F.exp(F.lit(float(cal["a"])) * score + F.lit(float(cal["b"]))))
-    else:
-        score = vector_to_array(F.col("probability")).getItem(1)
+    source = "rawPrediction" if meta["score_kind"] == "margin" else "probability"
+    scored = scored.withColumn("_score", vector_to_array(F.col(source)).getItem(1))
+    score = F.col("_score")
+    calibration = Calibration.from_dict(meta.get("calibration"))
+    if calibration is not None:
+        probability = F.expr(calibration.sql("_score"))
+    elif source == "probability":
         probability = score
+    else:
+        probability = F.lit(None).cast("double")
     clash = sorted(set(numeric + categorical) & set(OUTPUT_COLUMNS))
     if clash:
         raise ValueError(f"feature name(s) {', '.join(clash)} clash with the scores file's columns")
@@ -106,29 +110,30 @@ def score_table(spark, table, model_dir: str | Path):
 
 
 def score_users(spark, events_path_or_df, model_dir: str | Path, as_of: datetime | str | None = None):
-    """Every user still active at ``as_of`` (default: the log's end), scored and ranked.
+    """Every user still subscribed at ``as_of`` and active in the feature window before
+    it, scored and ranked, from rows built by the same code as the training rows
+    (``sparkify.features.build_scoring_table``).
 
-    In:  a SparkSession; an event log path (anything ``load_events`` reads) or a DataFrame
-         of cleaned events; a model directory written by ``train``; ``as_of`` (datetime
-         or ISO text, UTC) - features use only events before it, and users who cancelled
-         before it are left out.
-    Out: Spark DataFrame [userId, probability (P(churn), calibrated for margin models),
-         score (what the threshold applies to), decision (1 = flagged), rank (1 = highest
-         risk), top_features]. The caller owns the cleaned events' cache when it passes a
-         DataFrame; a path is loaded here (its cache is kept until the DataFrame is used).
+    In:  a SparkSession; an event log path (read like ``train`` reads it:
+         ``sparkify.dataset.load_log``), or a DataFrame of cleaned events, or their
+         ``SessionDays``; a model directory written by ``train``; ``as_of`` (datetime or
+         ISO text, UTC; default: the midnight after the log's last event).
+    Out: Spark DataFrame as :func:`score_table` gives it: [userId, probability (calibrated
+         P(churn)), score (what the threshold applies to), decision (1 = flagged), rank
+         (1 = highest risk), top_features, then the feature values scored]. A path is
+         loaded here and its session-day rows stay cached while the result is used.
     """
-    from sparkify.dataset import load_events
-    from sparkify.features import build_scoring_table, parse_time, uses_artists
+    from sparkify.dataset import load_log
+    from sparkify.features import LabelSpec, build_scoring_table, parse_time, spec_boundaries, uses_artists
 
     meta = load_model_json(Path(model_dir))
-    if isinstance(events_path_or_df, (str, Path)):
-        events = load_events(spark, str(events_path_or_df)).events
-    else:
-        events = events_path_or_df
     when = parse_time(as_of) if as_of is not None else None
-    observation = (meta.get("label") or {}).get("observation_days")
     artists = uses_artists([f["name"] for f in meta["features"]])
-    table = build_scoring_table(events, when, observation_days=observation, artists=artists)
+    source = events_path_or_df
+    if isinstance(source, (str, Path)):
+        splits = spec_boundaries(LabelSpec(cutoff=when)) if when is not None else ()
+        source = load_log(spark, str(source), splits=splits, artists=artists).days
+    table = build_scoring_table(source, when, artists=artists)
     return score_table(spark, table, model_dir)
 
 
