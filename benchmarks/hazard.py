@@ -33,28 +33,6 @@ import pandas as pd
 DAY = 86_400
 
 
-def read_visible(path: Path, until_ms: int) -> pd.DataFrame:
-    """ts/userId/page/auth/level of the visible rows before ``until_ms`` (time-ordered log;
-    only the part of the file up to the first 8 MB block past it is parsed)."""
-    import pyarrow as pa
-    import pyarrow.json as pj
-
-    buf = bytearray()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 23):
-            buf += chunk
-            end = buf.rfind(b"\n")
-            last = bytes(buf[buf.rfind(b"\n", 0, max(end, 0)) + 1: end]) if end > 0 else b""
-            if last and json.loads(last)["ts"] >= until_ms:
-                break
-    buf = buf[: buf.rfind(b"\n") + 1]
-    schema = pa.schema([("ts", pa.int64()), ("userId", pa.string()), ("page", pa.string()),
-                        ("auth", pa.string()), ("level", pa.string())])
-    df = pj.read_json(pa.BufferReader(bytes(buf)), parse_options=pj.ParseOptions(
-        explicit_schema=schema, unexpected_field_behavior="ignore")).to_pandas()
-    return df[(df["userId"] != "") & (df["ts"] < until_ms)]
-
-
 def auc(y: np.ndarray, p: np.ndarray) -> float:
     y = np.asarray(y, dtype=bool)
     n1, n0 = int(y.sum()), int((~y).sum())
@@ -66,7 +44,7 @@ def auc(y: np.ndarray, p: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     from sparkify.simulator import simulate
-    from sparkify.simulator.hazard import read_truth, run_model, true_churn_probability
+    from sparkify.simulator.hazard import read_truth, run_model, true_churn_probability, visible_rows_before
     from sparkify.simulator.hazard import _tables
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if not cutoffs:
             raise SystemExit("no observation date leaves a whole horizon inside the window")
         t = time.perf_counter()
-        events = read_visible(log, max(cutoffs))
+        events = visible_rows_before(log, max(cutoffs))
         # the users' own rows (a full-preset log puts a placeholder userId on logged-out rows)
         events = events[events["auth"].isin(["Logged In", "Cancelled"]) & events["userId"].isin(truth["userId"])]
         print(f"read {len(events):,} visible events before the last date in {time.perf_counter() - t:.1f} s")

@@ -10,8 +10,6 @@ from bisect import bisect_right
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.json as pj
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,6 +18,7 @@ from sparkify.simulator.engine import DAY, Timing, UserBlock, next_session_start
 from sparkify.simulator.eventsim_config import compile_model, load_config
 from sparkify.simulator.hazard import (
     META_KEY, _Calendar, mean_session_durations, read_truth, run_model, session_outcomes, true_churn_probability,
+    visible_rows_before,
 )
 from sparkify.simulator.presets import DEFAULT_COHORTS, Cohort
 from sparkify.simulator.songs import build_catalogue
@@ -37,26 +36,6 @@ def auc(y: np.ndarray, p: np.ndarray) -> float:
     ranks = pd.Series(p).rank().to_numpy()
     n1, n0 = int(y.sum()), int((~y).sum())
     return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def read_log_until(path, t_ms: int) -> pd.DataFrame:
-    """ts/userId/page/auth/level of the visible rows of a time-ordered log before t_ms
-    (reads only the part of the file up to the first block past t_ms)."""
-    buf = bytearray()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 23):
-            buf += chunk
-            end = buf.rfind(b"\n")
-            last = bytes(buf[buf.rfind(b"\n", 0, max(end, 0)) + 1: end]) if end > 0 else b""
-            if last and json.loads(last)["ts"] >= t_ms:
-                break
-    buf = buf[: buf.rfind(b"\n") + 1]
-    schema = pa.schema([("ts", pa.int64()), ("userId", pa.string()), ("page", pa.string()),
-                        ("auth", pa.string()), ("level", pa.string())])
-    table = pj.read_json(pa.BufferReader(bytes(buf)),
-                         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
-    df = table.to_pandas()
-    return df[(df["userId"] != "") & (df["ts"] < t_ms)]
 
 
 def observation_rows(events: pd.DataFrame, truth: pd.DataFrame, t_ms: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -92,7 +71,7 @@ def sim_log(tmp_path_factory):
     summary = simulate(out=out, users=1200, days=LOG_DAYS, seed=2024, progress=False)
     truth = pq.read_table(summary.truth_path).to_pandas()
     t_list = [(OCT1 + d * DAY) * 1000 for d in AS_OF_DAYS]
-    events = read_log_until(out, max(t_list))
+    events = visible_rows_before(out, max(t_list))
     obs = [observation_rows(events, truth, t) for t in t_list]
     rows = pd.concat([r for r, _ in obs], ignore_index=True)
     y = np.concatenate([y for _, y in obs])

@@ -175,6 +175,36 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- score
+def _check_model_log_time(model_dir: Path, events: str, as_of: str | None):
+    """(the user's mistake in words or None, the parsed time or None) for commands that
+    apply a saved model to a log, checked before Spark starts."""
+    from sparkify.features import parse_time
+
+    if not (model_dir / "model.json").exists():
+        return (f"no model at {model_dir} (missing model.json); "
+                f"train one with `sparkify train EVENTS --model {model_dir}`"), None
+    if "://" not in events and not any(ch in events for ch in "*?[") and not Path(events).exists():
+        return f"event log not found: {events}", None
+    try:
+        return None, parse_time(as_of) if as_of else None
+    except ValueError as exc:
+        return str(exc), None
+
+
+def _load_for_model(spark, events: str, model_dir: Path, as_of, t0: float):
+    """The log as session-day rows that serve a saved model at ``as_of`` (its split points,
+    its artist sets when the model uses them): a ``LoadedLog`` to use in ``with``."""
+    from sparkify.dataset import load_log
+    from sparkify.features import LabelSpec, spec_boundaries, uses_artists
+    from sparkify.modeling.artifacts import load_model_json
+
+    artists = uses_artists([f["name"] for f in load_model_json(model_dir)["features"]])
+    _say(t0, f"loading {events} ...")
+    loaded = load_log(spark, events, splits=spec_boundaries(LabelSpec(cutoff=as_of)), artists=artists)
+    _say(t0, f"loaded {loaded.quality.user_rows:,} user events, {loaded.quality.users:,} users")
+    return loaded
+
+
 def configure_score(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("events", metavar="EVENTS",
                         help="event log: .json/.json.gz file, directory, glob, or Parquet from `sparkify ingest`")
@@ -194,34 +224,17 @@ def run_score(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else model_dir / "scores.csv"
     if out.suffix.lower() not in (".csv", ".parquet"):
         return _err("score", f"--out must end in .csv or .parquet, not {out.name!r}")
-    if not (model_dir / "model.json").exists():
-        return _err("score", f"no model at {model_dir} (missing model.json); "
-                             f"train one with `sparkify train EVENTS --model {model_dir}`")
     events = str(args.events)
-    if "://" not in events and not any(ch in events for ch in "*?[") and not Path(events).exists():
-        return _err("score", f"event log not found: {events}")
-    as_of = None
-    if args.as_of:
-        from sparkify.features import parse_time
-
-        try:
-            as_of = parse_time(args.as_of)
-        except ValueError as exc:
-            return _err("score", str(exc))
+    problem, as_of = _check_model_log_time(model_dir, events, args.as_of)
+    if problem:
+        return _err("score", problem)
     try:
         spark = _spark(args.master)
     except JavaNotFoundError as exc:
         return _err("score", str(exc))
-    from sparkify.dataset import load_log
-    from sparkify.features import LabelSpec, spec_boundaries, uses_artists
-    from sparkify.modeling.artifacts import load_model_json
     from sparkify.modeling.predict import score_users, write_scores
 
-    artists = uses_artists([f["name"] for f in load_model_json(model_dir)["features"]])
-    _say(t0, f"loading {events} ...")
-    with load_log(spark, events, splits=spec_boundaries(LabelSpec(cutoff=as_of)) if as_of else (),
-                  artists=artists) as loaded:
-        _say(t0, f"loaded {loaded.quality.user_rows:,} user events, {loaded.quality.users:,} users")
+    with _load_for_model(spark, events, model_dir, as_of, t0) as loaded:
         scores = score_users(spark, loaded.days, model_dir, as_of=as_of)
         _say(t0, "scoring ...")
         written = write_scores(scores, out)
@@ -247,32 +260,21 @@ def configure_backtest(parser: argparse.ArgumentParser) -> None:
 
 
 def run_backtest(args: argparse.Namespace) -> int:
-    from sparkify.features import LabelSpec, parse_time, spec_boundaries, uses_artists
     from sparkify.spark import JavaNotFoundError
 
     t0 = time.perf_counter()
     model_dir = Path(args.model)
-    if not (model_dir / "model.json").exists():
-        return _err("backtest", f"no model at {model_dir} (missing model.json)")
     events = str(args.events)
-    if "://" not in events and not any(ch in events for ch in "*?[") and not Path(events).exists():
-        return _err("backtest", f"event log not found: {events}")
-    try:
-        as_of = parse_time(args.as_of)
-    except ValueError as exc:
-        return _err("backtest", str(exc))
+    problem, as_of = _check_model_log_time(model_dir, events, args.as_of)
+    if problem:
+        return _err("backtest", problem)
     try:
         spark = _spark(args.master)
     except JavaNotFoundError as exc:
         return _err("backtest", str(exc))
-    from sparkify.dataset import load_log
-    from sparkify.modeling.artifacts import load_model_json
     from sparkify.modeling.backtest import backtest, summary, write_backtest
 
-    artists = uses_artists([f["name"] for f in load_model_json(model_dir)["features"]])
-    _say(t0, f"loading {events} ...")
-    with load_log(spark, events, splits=spec_boundaries(LabelSpec(cutoff=as_of)), artists=artists) as loaded:
-        _say(t0, f"loaded {loaded.quality.user_rows:,} user events, {loaded.quality.users:,} users")
+    with _load_for_model(spark, events, model_dir, as_of, t0) as loaded:
         try:
             result = backtest(spark, loaded.days, model_dir, as_of)
         except ValueError as exc:

@@ -567,3 +567,26 @@ def _draw(cum: np.ndarray, rng, which: np.ndarray | None = None) -> np.ndarray:
     flat = (cum.reshape(-1, k) + np.arange(cum.size // k)[:, None]).ravel()
     r = np.arange(len(cum)) if which is None else which
     return np.searchsorted(flat, r + rng.random(len(r)), side="right") - r * k
+
+
+def visible_rows_before(path: str | Path, t_ms: int) -> pd.DataFrame:
+    """ts, userId, page, auth, level of the visible (non-empty userId) rows of a
+    time-ordered simulated log before ``t_ms``: what a check of the probabilities needs to
+    know each user's state at t. Reads only the file up to the first 8 MB block past t."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    buf = bytearray()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 23):
+            buf += chunk
+            end = buf.rfind(b"\n")
+            last = bytes(buf[buf.rfind(b"\n", 0, max(end, 0)) + 1: end]) if end > 0 else b""
+            if last and json.loads(last)["ts"] >= t_ms:
+                break
+    buf = buf[: buf.rfind(b"\n") + 1]
+    schema = pa.schema([("ts", pa.int64()), ("userId", pa.string()), ("page", pa.string()),
+                        ("auth", pa.string()), ("level", pa.string())])
+    df = pj.read_json(pa.BufferReader(bytes(buf)), parse_options=pj.ParseOptions(
+        explicit_schema=schema, unexpected_field_behavior="ignore")).to_pandas()
+    return df[(df["userId"] != "") & (df["ts"] < t_ms)]
