@@ -30,13 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--last-date", default="2018-11-01")
     parser.add_argument("--as-of", default="2018-12-01")
     parser.add_argument("--quick", action="store_true", help="TrainConfig.fast(): tiny grids (a smoke run)")
+    parser.add_argument("--reuse-model", action="store_true", help="backtest the model already in DIR/model")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
     from sparkify.dataset import load_log
     from sparkify.features import LabelSpec, parse_time
     from sparkify.modeling.backtest import backtest, summary, write_backtest
-    from sparkify.modeling.train import TrainConfig, train
+    from sparkify.modeling.train import TrainConfig, train, truth_path_for
     from sparkify.simulator import simulate
     from sparkify.spark import get_spark
 
@@ -51,11 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     label = LabelSpec(last_date=parse_time(args.last_date))
     config = (TrainConfig.fast if args.quick else TrainConfig)(label=label)
     t0 = time.perf_counter()
-    result = train(spark, log, out / "model", config)
-    train_s = time.perf_counter() - t0
+    if args.reuse_model and (out / "model" / "metrics.json").exists():
+        from types import SimpleNamespace
+
+        result = SimpleNamespace(metrics=json.loads((out / "model" / "metrics.json").read_text()))
+        train_s = float(result.metrics["timings"]["total"])
+    else:
+        result = train(spark, log, out / "model", config)
+        train_s = time.perf_counter() - t0
     with load_log(spark, log) as loaded:
         t1 = time.perf_counter()
-        bt = backtest(spark, loaded.days, out / "model", parse_time(args.as_of))
+        bt = backtest(spark, loaded.days, out / "model", parse_time(args.as_of), truth=truth_path_for(str(log)))
         bt_s = time.perf_counter() - t1
     write_backtest(out / "model", bt)
     m = result.metrics

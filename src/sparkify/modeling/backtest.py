@@ -24,10 +24,12 @@ BACKTEST_FILE = "backtest.json"
 BACKTEST_DIR = "backtests"
 
 
-def backtest(spark, days, model_dir: str | Path, as_of: datetime) -> dict:
+def backtest(spark, days, model_dir: str | Path, as_of: datetime, truth: Path | None = None) -> dict:
     """Score every user at ``as_of`` with the saved model (the same rows as training
     builds for that date) and compare with the labels of (as_of, as_of + horizon].
-    Raises ValueError when the log ends before the horizon does, or no user is active."""
+    ``truth``: the simulator's ground truth beside a simulated log: the true ceiling on
+    the same rows is added (``ceiling``). Raises ValueError when the log ends before the
+    horizon does, or no user is active."""
     from pyspark.sql import functions as F
 
     from sparkify.features import LabelSpec, build_user_table, parse_time
@@ -47,7 +49,7 @@ def backtest(spark, days, model_dir: str | Path, as_of: datetime) -> dict:
     table = table.cache()
     try:
         scored = score_table(spark, table, model_dir).select("userId", "score", "probability", "decision")
-        pdf = scored.join(table.select("userId", "churn"), "userId").toPandas()
+        pdf = scored.join(table.select("userId", "as_of_ms", "level", "churn"), "userId").toPandas()
     finally:
         table.unpersist()
     if pdf.empty:
@@ -59,12 +61,20 @@ def backtest(spark, days, model_dir: str | Path, as_of: datetime) -> dict:
     figures = {**ev.score_metrics(y, s, threshold), **probability_figures(y, p),
                "rows": int(len(y)), "users": int(pdf["userId"].nunique()), "churners": int(y.sum())}
     own = _model_test(model_dir)
+    ceiling = None
+    if truth is not None:
+        from sparkify.modeling.train import ceiling_on_rows
+
+        ceiling = ceiling_on_rows(truth, pdf, horizon)
+        ceiling["model_pr_auc_fraction"] = (figures["pr_auc"] / ceiling["test"]["pr_auc"]
+                                            if ceiling["test"]["pr_auc"] else float("nan"))
     return {
         "as_of": _iso(as_of_ms), "horizon_days": horizon, "model": str(model_dir),
         "model_dates": label.get("dates") or [], "calibration": (Calibration.from_dict(meta.get("calibration"))
                                                                   or Calibration("none")).method,
         "threshold": threshold, "figures": figures, "model_test": own,
         "pr_auc_vs_test": figures["pr_auc"] / own["pr_auc"] if own.get("pr_auc") else float("nan"),
+        "ceiling": ceiling,
     }
 
 
@@ -105,6 +115,11 @@ def summary(result: dict) -> str:
         f"{f['realized_churners']} churners (ratio {f['expected_over_realized']:.2f}, z {f['z']:+.2f}), "
         f"Brier {f['brier']:.4f}, reliability bins within the noise {f['bins_within']}/{f['bins']}",
     ]
+    c = result.get("ceiling")
+    if c:
+        lines.append(f"  true ceiling on the same users: PR-AUC {c['test']['pr_auc']:.3f}, expected "
+                     f"{c['test']['expected_churners']:.1f} churners; the model reaches {c['model_pr_auc_fraction']:.2f} "
+                     "of its PR-AUC")
     return "\n".join(lines)
 
 

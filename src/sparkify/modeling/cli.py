@@ -276,7 +276,9 @@ def run_backtest(args: argparse.Namespace) -> int:
 
     with _load_for_model(spark, events, model_dir, as_of, t0) as loaded:
         try:
-            result = backtest(spark, loaded.days, model_dir, as_of)
+            from sparkify.modeling.train import truth_path_for
+
+            result = backtest(spark, loaded.days, model_dir, as_of, truth=truth_path_for(events))
         except ValueError as exc:
             return _err("backtest", str(exc))
     path = write_backtest(model_dir, result)

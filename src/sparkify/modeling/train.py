@@ -765,31 +765,38 @@ def _ceiling(truth: Path, levels, test: Scored, tuned: CVOutcome, spec) -> dict:
     train_rows = keyed.loc[tuned.oof.keys()].reset_index()
     if len(train_rows) > CEILING_THRESHOLD_ROWS:   # the threshold needs a sample, not every row
         train_rows = train_rows.sample(CEILING_THRESHOLD_ROWS, random_state=0)
-    out = ceiling_figures_rows(truth, test_rows, train_rows, spec.horizon_days)
+    out = ceiling_on_rows(truth, test_rows, spec.horizon_days, threshold_rows=train_rows)
     model_pr = ev.average_precision(test.labels, test.scores)
     out["model_test_pr_auc"] = model_pr
     out["model_pr_auc_fraction"] = model_pr / out["test"]["pr_auc"] if out["test"]["pr_auc"] else float("nan")
     return out
 
 
-def ceiling_figures_rows(truth: Path, test_rows, train_rows, horizon_days: int) -> dict:
-    """The true ceiling on ``test_rows`` (pandas [userId, as_of_ms, level, churn]), its
-    decision threshold chosen (max F1) on ``train_rows``' true probabilities."""
+def ceiling_on_rows(truth: Path, rows, horizon_days: int, threshold_rows=None) -> dict:
+    """The true ceiling on ``rows`` (pandas [userId, as_of_ms, level, churn]): the
+    simulator's probability that each user cancels within the horizon given its state at
+    the row's date (``sparkify.simulator.hazard``), scored like a model; its decision
+    threshold is the F1-maximising one on ``threshold_rows``' true probabilities (None:
+    on ``rows`` themselves, an optimistic choice)."""
     import pyarrow.parquet as pq
 
     from sparkify.simulator.hazard import true_churn_probability
 
     table = pq.read_table(str(truth)).to_pandas()
     table["userId"] = table["userId"].astype(str)
-    p_train = true_churn_probability(table, train_rows[["userId", AS_OF_COL, "level"]], horizon_days)
-    threshold, _ = ev.best_threshold(train_rows[LABEL_COL].to_numpy().astype(int), p_train)
-    p = true_churn_probability(table, test_rows[["userId", AS_OF_COL, "level"]], horizon_days)
-    y = test_rows[LABEL_COL].to_numpy().astype(int)
+    cols = ["userId", AS_OF_COL, "level"]
+    p = true_churn_probability(table, rows[cols], horizon_days)
+    y = rows[LABEL_COL].to_numpy().astype(int)
+    if threshold_rows is not None:
+        p_thr = true_churn_probability(table, threshold_rows[cols], horizon_days)
+        threshold, _ = ev.best_threshold(threshold_rows[LABEL_COL].to_numpy().astype(int), p_thr)
+    else:
+        threshold, _ = ev.best_threshold(y, p)
     test = {**ev.score_metrics(y, p, threshold), **cal.probability_figures(y, p),
-            "rows": int(len(y)), "users": int(test_rows["userId"].nunique()), "churners": int(y.sum())}
+            "rows": int(len(y)), "users": int(rows["userId"].nunique()), "churners": int(y.sum())}
     return {"test": test, "threshold": threshold, "source": str(truth),
             "what": ("the simulator's true probability of cancelling within the horizon given each user's "
-                     "latent rates, cohort and level at the observation date, on the model's test rows")}
+                     "latent rates, cohort and level at the observation date, on the same rows")}
 
 
 def _thin_curve(curve: list[dict], max_points: int = 200) -> list[dict]:
