@@ -222,9 +222,20 @@ def test_svc_margin_and_calibration(svc_dir, record, tmp_path):
     assert model.score_kind == "margin"
     out = model.predict([record, dict(record, device="mac", level="paid")])
     m = out["score"].to_numpy()
-    a, b = model.calibration["a"], model.calibration["b"]
+    a, b = model.calibration.a, model.calibration.b       # an older model.json's bare {a, b}: Platt on the margin
     np.testing.assert_allclose(out["probability"].to_numpy(), 1 / (1 + np.exp(a * m + b)), rtol=1e-15)
     assert np.array_equal(out["decision"].to_numpy(), m > model.threshold)
+    # an isotonic map of model.json is applied to the score as written
+    d = copy_dir(svc_dir, tmp_path / "iso")
+    meta = json.loads((d / "model.json").read_text())
+    meta["calibration"] = {"method": "isotonic", "input": "margin", "x": [-1.0, 0.0, 1.0], "y": [0.1, 0.2, 0.6]}
+    (d / "model.json").write_text(json.dumps(meta))
+    iso = load_model(d).predict([record, dict(record, device="mac", level="paid")])
+    np.testing.assert_allclose(iso["probability"].to_numpy(), np.interp(m, [-1.0, 0.0, 1.0], [0.1, 0.2, 0.6]))
+    meta["calibration"] = {"method": "isotonic", "x": [1.0, 0.0], "y": [0.1, 0.2]}
+    (d / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match="calibration"):
+        load_model(d)
     # without calibration there is no probability
     d = copy_dir(svc_dir, tmp_path / "m")
     meta = json.loads((d / "model.json").read_text())

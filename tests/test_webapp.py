@@ -38,6 +38,8 @@ def write_scores(model, model_dir: Path, out: Path) -> pd.DataFrame:
     """Score the training users' feature rows like ``sparkify score`` does (userId,
     probability, decision, band, rank and the feature values) and write a CSV."""
     features = pd.read_parquet(model_dir / "features.parquet")
+    if "as_of_ms" in features:      # one row per user, at its latest observation date
+        features = features.sort_values("as_of_ms").groupby("userId").tail(1)
     names = [f["name"] for f in model.features]
     rows = features.dropna(subset=names).reset_index(drop=True)
     scored = model.predict(rows[names])
