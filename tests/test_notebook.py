@@ -23,6 +23,28 @@ def test_notebook_is_stored_without_outputs():
     assert any("parameters" in c.metadata.get("tags", []) for c in code)
 
 
+def test_notebook_uses_the_feature_catalogue_and_tells_the_new_story():
+    """Every feature the notebook names is in the catalogue (no name from before the
+    fixed windows), and its text covers snapshots, windows, the grouped split,
+    calibration and the out-of-time check."""
+    import re
+
+    from sparkify.features import FEATURE_NAMES
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown").lower()
+    for old in ("n_songs", "n_sessions", "days_since_last_activity", "activity_trend", "songs_last_14d",
+                "n_add_friend", "observation_days"):
+        assert not re.search(rf"\b{old}\b", source), old
+    main = re.search(r"MAIN = \[(.*?)\]", source, re.S)
+    assert main, "the notebook's list of main features"
+    named = re.findall(r'"([a-z_]+)"', main.group(1))
+    assert named and set(named) <= set(FEATURE_NAMES), set(named) - set(FEATURE_NAMES)
+    for idea in ("snapshot", "fixed window", "split by user", "calibrat", "out of time", "reliability"):
+        assert idea in text, idea
+
+
 @pytest.mark.slow
 def test_notebook_executes_on_a_small_log(tmp_path):
     """Runs every cell in a fresh kernel of this interpreter (its own SparkSession) on a
@@ -63,12 +85,32 @@ def test_notebook_executes_on_a_small_log(tmp_path):
     text = "".join(
         o.get("text", "") if o.get("output_type") == "stream" else str(o.get("data", {}).get("text/plain", "")) + "\n"
         for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    import json
+    import re
+
+    model_dir = tmp_path / "work" / "classifier"
+    assert (model_dir / "model.json").exists()
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    d, test = metrics["data"], metrics["best"]["test"]
+    # the snapshots, and the table train() built, with their counts
+    assert re.search(r"\d+ observation dates, every 7 days", text)
+    assert f"training table: {d['rows']:,} rows of {d['users']:,} users, {d['churner_rows']:,} churner rows" in text
+    assert f"{d['test_out_of_time_rows']:,} of them out of time" in text
     assert "churn-class F1" in text
+    assert f"test: {test['rows']:,} rows of {test['users']:,} users, {test['churners']:,} churner rows" in text
+    # calibration and the out-of-time check
+    cal = metrics["best"]["calibration"]
+    assert f"calibration: {cal['method']}" in text
+    oot = metrics["best"]["periods"]["out_of_time"]
+    assert f"Out of time ({oot['rows']} rows, {oot['churners']} churner rows)" in text
+    # the NumPy scorer reproduces the saved decisions and probabilities
     assert "decisions agree with the saved confusion matrix: True" in text
+    assert f"expected churners from the scorer's probabilities: {test['expected_churners']:.1f}" in text
     report = tmp_path / "work" / "sparkify_report.html"
     assert report.exists() and report.stat().st_size > 1_000_000
-    assert (tmp_path / "work" / "classifier" / "model.json").exists()
-    # the charts rendered as Plotly outputs
-    plotly_outputs = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                         if "application/vnd.plotly.v1+json" in o.get("data", {}))
-    assert plotly_outputs >= 8
+    assert 'id="period-table"' in report.read_text(encoding="utf-8")
+    # the charts rendered as Plotly outputs (the reliability curve among them)
+    plotly = [o["data"]["application/vnd.plotly.v1+json"] for c in nb.cells if c.cell_type == "code"
+              for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(plotly) >= 9
+    assert any("Reliability" in str(fig.get("layout", {}).get("title", "")) for fig in plotly)

@@ -92,23 +92,38 @@ def pretty_name(name: str) -> str:
 
 # --------------------------------------------------------------------------- churn rate
 
-def churn_rate(features: pd.DataFrame, label: str = "churn", by: str | None = None,
-               title: str | None = "Churn rate") -> go.Figure:
-    """Users who churned vs stayed, with the churn rate in the title.
+def _row_unit(frame: pd.DataFrame, user: str = "userId") -> str:
+    """'rows' when ``frame`` holds several rows per user (one per user and observation
+    date, as a training table does), else 'users'."""
+    if user in frame and frame[user].duplicated().any():
+        return "rows"
+    return "users"
 
-    In: one row per user with a 0/1 ``label`` column; optional ``by`` column
-    (e.g. ``split`` or ``level``) to show one bar pair per value.
-    Out: a bar chart of user counts per group (percentages on the bars).
+
+def churn_rate(features: pd.DataFrame, label: str = "churn", by: str | None = None,
+               title: str | None = "Churn rate", unit: str | None = None) -> go.Figure:
+    """Rows (or users) that churned vs stayed, with the churn rate in the title.
+
+    In: a table with a 0/1 ``label`` column: one row per user, or one per (user,
+    observation date) as in a training table; optional ``by`` column (e.g. ``split`` or
+    ``level``) to show one bar pair per value; ``unit``: what a row is, 'users' or 'rows'
+    (default: 'rows' when a ``userId`` repeats, and the title then also gives the users).
+    Out: a bar chart of counts per group (percentages on the bars).
     """
     if features is None or len(features) == 0 or label not in features:
         return empty_figure("no labelled users", title)
-    frame = features[[label] + ([by] if by else [])].dropna(subset=[label]).copy()
+    unit = unit or _row_unit(features)
+    keep = [label] + ([by] if by else []) + (["userId"] if "userId" in features and by != "userId" else [])
+    frame = features[keep].dropna(subset=[label]).copy()
     frame["group"] = group_label(frame[label])
     rate = float(frame[label].astype(float).mean())
-    full_title = f"{title}: {rate:.1%} of {len(frame):,} users" if title else None
+    of = f"{len(frame):,} {unit}"
+    if unit == "rows" and "userId" in frame:
+        of += f" of {frame['userId'].nunique():,} users"
+    full_title = f"{title}: {rate:.1%} of {of}" if title else None
     fig = go.Figure()
     if by:
-        counts = frame.groupby([by, "group"]).size().unstack("group", fill_value=0)
+        counts = frame.groupby([by, "group"], observed=True).size().unstack("group", fill_value=0)
         totals = counts.sum(axis=1)
         for group in ("stayed", "churned"):
             if group not in counts:
@@ -116,7 +131,8 @@ def churn_rate(features: pd.DataFrame, label: str = "churn", by: str | None = No
             share = counts[group] / totals
             fig.add_bar(x=[str(i) for i in counts.index], y=counts[group], name=group,
                         marker_color=GROUP_COLORS[group],
-                        text=[f"{s:.0%}" for s in share], textposition="auto")
+                        text=[f"{s:.0%}" for s in share], textposition="auto",
+                        hovertemplate="%{x}: %{y:,} " + unit + "<extra>" + group + "</extra>")
         fig.update_layout(barmode="stack", xaxis_title=pretty_name(by))
     else:
         counts = frame["group"].value_counts().reindex(["stayed", "churned"], fill_value=0)
@@ -124,7 +140,7 @@ def churn_rate(features: pd.DataFrame, label: str = "churn", by: str | None = No
                     marker_color=[GROUP_COLORS[g] for g in counts.index],
                     text=[f"{c:,} ({c / max(1, counts.sum()):.1%})" for c in counts.values],
                     textposition="auto", showlegend=False)
-    fig.update_yaxes(title_text="users")
+    fig.update_yaxes(title_text=unit)
     return _layout(fig, full_title, height=320)
 
 
@@ -132,12 +148,14 @@ def churn_rate(features: pd.DataFrame, label: str = "churn", by: str | None = No
 
 def group_comparison(features: pd.DataFrame, columns: Sequence[str], label: str = "churn",
                      kind: str = "box", units: Mapping[str, str] | None = None,
-                     cols: int = 3, title: str | None = "Churners vs stayers") -> go.Figure:
+                     cols: int = 3, title: str | None = "Churners vs stayers",
+                     log_columns: Sequence[str] = ()) -> go.Figure:
     """Distributions of numeric ``columns`` for churners and stayers, one panel each.
 
-    In: one row per user with a 0/1 ``label`` column; the numeric columns to
-    show; ``kind`` one of ``box``, ``violin``, ``hist``; optional units per
-    column (axis titles). Out: a grid of panels.
+    In: one row per user (or per user and date) with a 0/1 ``label`` column; the numeric
+    columns to show; ``kind`` one of ``box``, ``violin``, ``hist``; optional units per
+    column (axis titles); ``log_columns``: panels drawn on a log value axis (positive
+    ratios with heavy tails). Out: a grid of panels.
     """
     if kind not in ("box", "violin", "hist"):
         raise ValueError(f"kind must be box, violin or hist, not {kind!r}")
@@ -168,6 +186,11 @@ def group_comparison(features: pd.DataFrame, columns: Sequence[str], label: str 
             else:
                 trace = go.Histogram(x=v, opacity=0.6, histnorm="probability", nbinsx=30, **common)
             fig.add_trace(trace, row=r + 1, col=c + 1)
+        if column in log_columns:
+            if kind == "hist":
+                fig.update_xaxes(type="log", row=r + 1, col=c + 1)
+            else:
+                fig.update_yaxes(type="log", row=r + 1, col=c + 1)
     if kind == "hist":
         fig.update_layout(barmode="overlay")
     return _layout(fig, title, height=max(320, 290 * rows))
@@ -379,8 +402,10 @@ def contributions(reasons: Sequence[Mapping[str, Any]], title: str | None = "Why
 
 def score_distribution(probabilities: Sequence[float], labels: Sequence[int] | None = None,
                        threshold: float | None = None, bins: int = 30,
-                       title: str | None = "Predicted churn probability") -> go.Figure:
-    """Histogram of scores, split by true label when given, with the threshold line."""
+                       title: str | None = "Predicted churn probability", unit: str = "users",
+                       xaxis_title: str = "score") -> go.Figure:
+    """Histogram of scores, split by true label when given, with the threshold line;
+    ``unit`` names what is counted (y axis)."""
     p = pd.Series(probabilities, dtype="float64")
     if p.empty:
         return empty_figure("no scores", title)
@@ -396,8 +421,8 @@ def score_distribution(probabilities: Sequence[float], labels: Sequence[int] | N
     if threshold is not None:
         fig.add_vline(x=float(threshold), line_dash="dash", line_color="black",
                       annotation_text=f"threshold {threshold:.2f}")
-    fig.update_xaxes(title_text="score")
-    fig.update_yaxes(title_text="users")
+    fig.update_xaxes(title_text=xaxis_title)
+    fig.update_yaxes(title_text=unit)
     return _layout(fig, title, height=320)
 
 
@@ -430,17 +455,21 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str] = ("
 
 def churn_rate_by_category(features: pd.DataFrame, columns: Sequence[str], label: str = "churn",
                            cols: int = 2, min_users: int = 1, names: Mapping[str, str] | None = None,
-                           title: str | None = "Churn rate by category") -> go.Figure:
+                           title: str | None = "Churn rate by category", unit: str | None = None) -> go.Figure:
     """Churn rate of each value of categorical ``columns`` (e.g. level, gender, os,
     region), one panel per column, the number of users on each bar.
 
     In: one row per user with a 0/1 ``label`` column; categories with fewer than
     ``min_users`` users are left out; ``names`` gives panel titles (default: the column
-    name). Out: a grid of bar panels (rate in %), with the overall churn rate dotted.
+    name); ``unit``: what a row is ('users' or 'rows'; default: 'rows' when a ``userId``
+    repeats), shown as n on each bar. Out: a grid of bar panels (rate in %), with the
+    overall churn rate dotted.
     """
     columns = [c for c in columns if features is not None and c in features]
     if features is None or len(features) == 0 or not columns or label not in features:
         return empty_figure("no categorical features to compare", title)
+    unit = unit or _row_unit(features)
+    n_unit = "" if unit == "users" else f" {unit}"
     overall = float(features[label].astype(float).mean())
     cols = max(1, min(cols, len(columns)))
     rows = math.ceil(len(columns) / cols)
@@ -454,9 +483,10 @@ def churn_rate_by_category(features: pd.DataFrame, columns: Sequence[str], label
         stats = stats[stats["size"] >= min_users].sort_values("mean", ascending=False)
         fig.add_trace(go.Bar(
             x=list(stats.index), y=(stats["mean"] * 100).round(1), marker_color=CHURN_COLOR,
-            text=[f"{m:.0%}<br>n={n:,}" for m, n in zip(stats["mean"], stats["size"])],
-            textposition="auto", showlegend=False,
-            hovertemplate="%{x}: %{y:.1f} % churn<extra></extra>"), row=r + 1, col=c + 1)
+            text=[f"{m:.0%}<br>n={n:,}{n_unit}" for m, n in zip(stats["mean"], stats["size"])],
+            textposition="auto", showlegend=False, customdata=list(stats["size"]),
+            hovertemplate="%{x}: %{y:.1f} % churn of %{customdata:,} " + unit + "<extra></extra>"),
+            row=r + 1, col=c + 1)
         fig.add_hline(y=overall * 100, line_dash="dot", line_color=NEUTRAL_COLOR, row=r + 1, col=c + 1)
         fig.update_yaxes(title_text="churn rate (%)" if c == 0 else None, rangemode="tozero",
                          row=r + 1, col=c + 1)
@@ -612,3 +642,69 @@ def gains_chart(gains: Mapping[str, pd.DataFrame],
     fig.update_yaxes(title_text="share of churners caught", tickformat=".0%", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="lift (x random)", rangemode="tozero", row=1, col=2)
     return _layout(fig, title, height=380)
+
+
+def _reliability_frame(bins: Any) -> pd.DataFrame:
+    """Reliability bins (a list of dicts or a DataFrame) as a DataFrame with the columns of
+    :func:`sparkify.modeling.calibration.reliability`: ``rows``, ``predicted``,
+    ``observed``, ``observed_lo``, ``observed_hi`` (and ``lo``/``hi``, ``within`` when
+    given). The older ``calibration_bins`` names (``users``, ``mean_predicted``,
+    ``observed_rate``) are accepted too (no interval then)."""
+    frame = bins.copy() if isinstance(bins, pd.DataFrame) else pd.DataFrame(list(bins or []))
+    if frame.empty:
+        return frame
+    frame = frame.rename(columns={"users": "rows", "mean_predicted": "predicted", "observed_rate": "observed",
+                                  "low": "lo", "high": "hi"})
+    for col in ("observed_lo", "observed_hi"):
+        if col not in frame:
+            frame[col] = frame["observed"]
+    if "rows" not in frame:
+        frame["rows"] = float("nan")
+    return frame.sort_values("predicted").reset_index(drop=True)
+
+
+def reliability_curve(curves: Mapping[str, Any], title: str | None = "Reliability: predicted vs observed churn",
+                      unit: str = "rows", height: int = 420) -> go.Figure:
+    """Reliability curves: in each bin of rows with similar predicted probability, the
+    mean prediction (x) against the observed churn rate (y), with the 95 % Wilson
+    interval of that rate as error bars, and the diagonal (a calibrated model's points
+    lie on it within their bars).
+
+    In: ``{name: bins}``, bins as :func:`sparkify.modeling.calibration.reliability`
+    returns them (list of dicts with ``lo``, ``hi``, ``rows``, ``predicted``,
+    ``observed``, ``observed_lo``, ``observed_hi``, ``within``; as stored in
+    ``metrics.json`` and ``backtest.json``) or a DataFrame of those columns; ``unit``
+    names what a bin counts (hover text). Both axes share one range, from 0 to a little
+    above the largest prediction or interval end, so small probabilities stay readable.
+    """
+    usable = {str(k): _reliability_frame(v) for k, v in curves.items() if v is not None}
+    usable = {k: v for k, v in usable.items() if len(v)}
+    if not usable:
+        return empty_figure("no calibrated probabilities", title)
+    # room for every point; error bars may run off the top (their ends are in the hover text)
+    top = max(max(float(v["predicted"].max()), float(v["observed"].max())) for v in usable.values())
+    reach = max(float(v["observed_hi"].max()) for v in usable.values())
+    top = min(1.0, max(0.05, min(top * 1.3, reach * 1.02)))
+    fig = go.Figure()
+    fig.add_scatter(x=[0, top], y=[0, top], mode="lines", name="perfect calibration",
+                    line={"dash": "dot", "color": "#adb5bd"}, hoverinfo="skip")
+    palette = ["#d6452f", "#2f6fb0", "#3a9d5d", "#8e6bb8", "#e0a030"]
+    for i, (name, t) in enumerate(usable.items()):
+        color = palette[i % len(palette)]
+        rng = (t["lo"].map("{:.3f}".format) + "–" + t["hi"].map("{:.3f}".format)) if {"lo", "hi"} <= set(t) \
+            else pd.Series([""] * len(t))
+        inside = t["within"].map({True: "inside", False: "outside"}) if "within" in t else pd.Series([""] * len(t))
+        custom = list(zip(t["rows"], t["observed_lo"], t["observed_hi"], rng, inside))
+        fig.add_scatter(
+            x=t["predicted"], y=t["observed"], mode="lines+markers", name=name,
+            line={"color": color, "width": 1.5}, marker={"size": 8, "color": color},
+            error_y={"type": "data", "symmetric": False, "array": (t["observed_hi"] - t["observed"]).clip(lower=0),
+                     "arrayminus": (t["observed"] - t["observed_lo"]).clip(lower=0), "thickness": 1.2,
+                     "width": 4, "color": color},
+            customdata=custom,
+            hovertemplate=("predicted %{x:.3f}, observed %{y:.3f} (95 % interval %{customdata[1]:.3f}–"
+                           "%{customdata[2]:.3f}: prediction %{customdata[4]})<br>%{customdata[0]:,} " + unit
+                           + ", probabilities %{customdata[3]}<extra>" + name + "</extra>"))
+    fig.update_xaxes(title_text="mean predicted churn probability (bin)", range=[0, top])
+    fig.update_yaxes(title_text="observed churn rate (95 % Wilson interval)", range=[0, top])
+    return _layout(fig, title, height=height)

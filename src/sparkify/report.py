@@ -9,9 +9,13 @@ Out: ``<out>/sparkify_report.html`` (or ``--out`` itself when it ends in ``.html
      every chart is a Plotly figure from :mod:`sparkify.plots` (the charts the web app's
      dashboard uses).
 
-Sections: data quality, exploration (churners vs stayers), models (comparison of the
-four families, curves of the tuned model on the held-out test users, importances) and,
-for simulated logs, the ceiling a model on the simulator's true parameters reaches.
+Sections: data quality and the training table (rows of (user, observation date), users,
+churner rows), exploration (churners vs stayers), models (comparison of the families, the
+saved model's in-time and out-of-time test figures side by side, its calibration with a
+reliability curve, curves and importances), the true ceiling on simulated logs (the
+simulator's own probability of churning within the horizon, on the same test rows) and,
+when the model directory holds a ``backtest.json`` (``sparkify backtest``), the backtest.
+Every figure names the rows, users and churners it rests on.
 
 Where the work happens: every aggregation over events runs in Spark
 (:mod:`sparkify.report_data`); only aggregated tables reach the driver. The model
@@ -40,13 +44,24 @@ REPORT_NAME = "sparkify_report.html"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates_report"
 TEMPLATE_NAME = "report.html.j2"
 
-#: Numeric features shown as churner-vs-stayer distributions (when the model has them).
+#: Numeric features shown as churner-vs-stayer distributions (when the model has them): the
+#: volume over the window and its recent part, the trend, engagement, taste, recency and tenure.
 MAIN_FEATURES = (
-    "songs_per_day", "thumbs_up_per_day", "thumbs_down_per_day", "adverts_per_day",
-    "n_add_friend", "n_sessions", "days_since_registration", "days_since_last_activity",
-    "activity_trend",
+    "songs_per_day", "songs_per_day_recent", "songs_trend",
+    "active_day_share", "sessions_per_day", "mean_session_minutes",
+    "thumbs_down_share", "adverts_per_song", "days_since_last_event",
 )
 CATEGORY_FEATURES = ("level", "gender", "os", "region")
+#: Ratio features drawn on a log axis (1 = steady; heavy tails both ways).
+LOG_FEATURES = ("songs_trend",)
+#: The parts of a training table (features.parquet ``split`` and ``period``), in display order.
+PART_NAMES = {
+    ("train", "in_time"): "train",
+    ("unused", "out_of_time"): "unused: train users, latest date",
+    ("test", "in_time"): "test, in time",
+    ("test", "out_of_time"): "test, out of time",
+}
+PERIOD_NAMES = {"in_time": "in time", "out_of_time": "out of time"}
 WEEKLY_MEASURES = ("songs_per_active_day", "active_days_per_user", "thumbs_down_per_100_songs",
                    "adverts_per_100_songs")
 WEEKLY_UNITS = {"active_days_per_user": "of 7"}
@@ -176,13 +191,27 @@ class Progress:
 # --------------------------------------------------------------------------- data
 @dataclass
 class ModelEvaluation:
-    """Scores of the saved model on users it was not trained on (one row per user)."""
+    """Scores of the saved model on rows of users it was not trained on (one row per
+    user and observation date)."""
 
-    name: str                       # e.g. "test (held out)" or "out-of-fold (train)"
+    name: str                       # e.g. "test, all rows" or "out-of-fold (train)"
     labels: np.ndarray
     scores: np.ndarray              # the model's score (probability or margin)
     probabilities: np.ndarray | None   # churn probability (None when not calibrated)
     source: str                     # how the scores were obtained
+    users: np.ndarray | None = None  # the userId of each row
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """rows, users (distinct) and churners (churner rows)."""
+        n_users = len(np.unique(self.users)) if self.users is not None else len(self.labels)
+        return {"rows": int(len(self.labels)), "users": int(n_users), "churners": int(self.labels.sum())}
+
+    @property
+    def label(self) -> str:
+        """The name with its counts, for legends: 'test, in time (555 rows, 40 users, 81 churner rows)'."""
+        c = self.counts
+        return f"{self.name} ({c['rows']:,} rows, {c['users']:,} users, {c['churners']:,} churner rows)"
 
 
 @dataclass
@@ -196,12 +225,13 @@ class ReportData:
     daily: pd.DataFrame                          # date, churn, events, songs, active_users
     pages: pd.DataFrame                          # page, churn, events, users, share, per_user
     weekly: pd.DataFrame                         # churn, week, users, ... rates
-    features: pd.DataFrame | None                # the model's user table (churn, split, score)
+    features: pd.DataFrame | None                # the model's table: one row per (user, date), churn, split, period, score
     model_json: dict[str, Any]
     metrics: dict[str, Any]
     model_quality: dict[str, Any] | None         # data_quality.json of the model directory
     evaluations: list[ModelEvaluation] = field(default_factory=list)
     truth: dict[str, Any] | None = None          # simulator ground truth summary
+    backtest: dict[str, Any] | None = None       # backtest.json of the model directory (sparkify backtest)
     notes: list[str] = field(default_factory=list)
     weeks: int = 6
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
@@ -214,6 +244,13 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def read_backtest(model_dir: Path) -> dict[str, Any] | None:
+    """The model directory's ``backtest.json`` (the latest ``sparkify backtest``), or None
+    when there is none or it lacks its figures."""
+    bt = read_json(Path(model_dir) / "backtest.json")
+    return bt if isinstance(bt, dict) and isinstance(bt.get("figures"), dict) else None
 
 
 def read_model_artifacts(model_dir: Path) -> tuple[dict, dict, dict | None, pd.DataFrame | None]:
@@ -232,35 +269,47 @@ def read_model_artifacts(model_dir: Path) -> tuple[dict, dict, dict | None, pd.D
 
 def evaluate_saved_model(model_dir: Path, model_json: dict, features: pd.DataFrame | None,
                          notes: list[str]) -> list[ModelEvaluation]:
-    """Scores of the saved model for the held-out test users (and, when the model
-    directory kept them, the out-of-fold scores of the training users).
+    """Scores of the saved model on the held-out test users' rows: all of them
+    (``test, all rows``), then apart by period (``test, in time`` and ``test, out of
+    time``: the latest observation date, which no training row is from), and the
+    out-of-fold scores of the training rows (``out-of-fold (train)``) when kept.
 
-    Test users are scored afresh with :func:`sparkify.scorer.load_model` (NumPy, the
-    same code the web app runs); when the scorer cannot read the model, the test scores
-    stored in ``features.parquet`` are used instead (and a note says so).
+    Test rows are scored afresh with :func:`sparkify.scorer.load_model` (NumPy, the same
+    code the web app runs, calibrated probabilities included); when the scorer cannot
+    read the model, the scores stored in ``features.parquet`` are used instead (and a
+    note says so).
     """
     if features is None or "split" not in features or "churn" not in features:
         notes.append("The model directory has no features.parquet with churn and split columns: "
                      "no test-set curves.")
         return []
-    out: list[ModelEvaluation] = []
-    test = features[features["split"] == "test"]
-    calibration = model_json.get("calibration")
-    score_kind = model_json.get("score_kind", "probability")
+    from sparkify.modeling.calibration import Calibration
 
-    def to_prob(scores: np.ndarray) -> np.ndarray | None:
-        if score_kind == "probability":
-            return np.clip(scores, 0.0, 1.0)
-        if calibration:
-            return 1.0 / (1.0 + np.exp(float(calibration["a"]) * scores + float(calibration["b"])))
-        return None
+    out: list[ModelEvaluation] = []
+    test = features[features["split"] == "test"].reset_index(drop=True)
+    score_kind = model_json.get("score_kind", "probability")
+    try:
+        calibration = Calibration.from_dict(model_json.get("calibration"))
+    except (ValueError, KeyError, TypeError):
+        calibration = None
+
+    def to_prob(frame: pd.DataFrame, scores: np.ndarray) -> np.ndarray | None:
+        if "probability" in frame and frame["probability"].notna().all():
+            return frame["probability"].to_numpy(dtype=float)
+        if calibration is not None:
+            return calibration(scores)
+        return np.clip(scores, 0.0, 1.0) if score_kind == "probability" else None
+
+    def users(frame: pd.DataFrame) -> np.ndarray | None:
+        return frame["userId"].to_numpy() if "userId" in frame else None
 
     if len(test):
+        scores = probs = None
         try:
             from sparkify.scorer import load_model
 
             model = load_model(model_dir)
-            pred = model.predict(test[model.feature_names].reset_index(drop=True))
+            pred = model.predict(test[model.feature_names])
             scores = pred["score"].to_numpy(dtype=float)
             probs = pred["probability"].to_numpy(dtype=float)
             probs = None if np.isnan(probs).all() else probs
@@ -268,22 +317,74 @@ def evaluate_saved_model(model_dir: Path, model_json: dict, features: pd.DataFra
         except Exception as exc:  # noqa: BLE001 - fall back to the stored scores, say why
             if "score" not in test:
                 notes.append(f"Could not score the test users ({exc}); no test-set curves.")
-                scores = None
             else:
                 notes.append(f"The NumPy scorer could not load the model ({exc}); the test scores "
                              "stored by `sparkify train` are shown.")
                 scores = test["score"].to_numpy(dtype=float)
-                probs = to_prob(scores)
+                probs = to_prob(test, scores)
                 source = "stored in features.parquet by sparkify train"
         if scores is not None:
-            out.append(ModelEvaluation("test (held out)", test["churn"].to_numpy(dtype=int), scores, probs,
-                                       source))
+            labels = test["churn"].to_numpy(dtype=int)
+            ids = users(test)
+            out.append(ModelEvaluation("test, all rows", labels, scores, probs, source, ids))
+            if "period" in test and test["period"].nunique() > 1:
+                for period in ("in_time", "out_of_time"):
+                    mask = (test["period"] == period).to_numpy()
+                    if mask.any():
+                        out.append(ModelEvaluation(
+                            f"test, {PERIOD_NAMES[period]}", labels[mask], scores[mask],
+                            None if probs is None else probs[mask], source,
+                            None if ids is None else ids[mask]))
     train = features[features["split"] == "train"]
     if "score" in train and len(train) and train["score"].notna().all():
         scores = train["score"].to_numpy(dtype=float)
         out.append(ModelEvaluation("out-of-fold (train)", train["churn"].to_numpy(dtype=int), scores,
-                                   to_prob(scores), "out-of-fold scores stored by sparkify train"))
+                                   to_prob(train, scores), "out-of-fold scores stored by sparkify train",
+                                   users(train)))
     return out
+
+
+def split_table(features: pd.DataFrame | None, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parts of the model's table: one dict per part (``name``, ``rows``, ``users``,
+    ``churners`` = churner rows, ``churner_users``, ``dates`` = distinct observation
+    dates, ``what``), in the order train, unused, test in time, test out of time, and a
+    ``total``. From features.parquet when it has split and period columns, else from
+    metrics.json's ``data`` counts (without the unused part)."""
+    what = {
+        "train": "training users' rows before the latest date: fitted, tuned and calibrated on (folds by user)",
+        "unused: train users, latest date": "kept out of training so the latest date is out of time for every model",
+        "test, in time": "held-out users at the dates training also covers",
+        "test, out of time": "held-out users at the latest date, which no training row is from",
+    }
+    rows: list[dict[str, Any]] = []
+    if features is not None and {"split", "churn"} <= set(features.columns) and "period" in features:
+        for (split, period), name in PART_NAMES.items():
+            part = features[(features["split"] == split) & (features["period"] == period)]
+            if not len(part):
+                continue
+            rows.append({"name": name, "rows": int(len(part)), "users": int(part["userId"].nunique()),
+                         "churners": int(part["churn"].sum()),
+                         "churner_users": int(part.loc[part["churn"] == 1, "userId"].nunique()),
+                         "dates": int(part["as_of_ms"].nunique()) if "as_of_ms" in part else None,
+                         "what": what[name]})
+        f = features
+        rows.append({"name": "total", "rows": int(len(f)), "users": int(f["userId"].nunique()),
+                     "churners": int(f["churn"].sum()),
+                     "churner_users": int(f.loc[f["churn"] == 1, "userId"].nunique()),
+                     "dates": int(f["as_of_ms"].nunique()) if "as_of_ms" in f else None, "what": ""})
+        return rows
+    d = metrics.get("data") or {}
+    for prefix, name in (("train_", "train"), ("test_in_time_", "test, in time"),
+                         ("test_out_of_time_", "test, out of time")):
+        if d.get(f"{prefix}rows"):
+            rows.append({"name": name, "rows": d.get(f"{prefix}rows"), "users": d.get(f"{prefix}users"),
+                         "churners": d.get(f"{prefix}churner_rows", d.get(f"{prefix}churners")),
+                         "churner_users": None, "dates": None, "what": what[name]})
+    if d.get("rows"):
+        rows.append({"name": "total", "rows": d.get("rows"), "users": d.get("users"),
+                     "churners": d.get("churner_rows"), "churner_users": d.get("churners"), "dates": None,
+                     "what": ""})
+    return rows
 
 
 def truth_path_for(events_path: str) -> Path | None:
@@ -348,24 +449,39 @@ def collect_report_data(spark, events_path: str | Path, model_dir: str | Path, w
             groups_df.unpersist()
     finally:
         loaded.unpersist()
-    notes: list[str] = []
     with progress.stage("model"):
-        model_json, metrics, model_quality, features = read_model_artifacts(model_dir)
-        evaluations = evaluate_saved_model(model_dir, model_json, features, notes)
-        truth = truth_summary(truth_path_for(str(events_path)))
+        section = model_section(model_dir, events_path)
+    model_quality = section["model_quality"]
     if model_quality and (model_quality.get("users"), model_quality.get("churners")) != \
             (loaded.quality.users, loaded.quality.churners):
-        notes.append(
+        section["notes"].append(
             f"The model was trained on a different log ({model_quality.get('users')} users, "
             f"{model_quality.get('churners')} churners; this log: {loaded.quality.users} users, "
             f"{loaded.quality.churners} churners). Exploration describes this log; the model section "
-            "describes the model's own test users.")
+            "describes the model's own test rows.")
     return ReportData(
-        events_path=str(events_path), model_dir=str(model_dir), quality=loaded.quality.to_dict(),
-        groups=groups, daily=daily, pages=pages, weekly=weekly, features=features,
-        model_json=model_json, metrics=metrics, model_quality=model_quality,
-        evaluations=evaluations, truth=truth, notes=notes, weeks=weeks, timings=progress.timings,
+        events_path=str(events_path), quality=loaded.quality.to_dict(),
+        groups=groups, daily=daily, pages=pages, weekly=weekly, weeks=weeks,
+        timings=progress.timings, **section,
     )
+
+
+def model_section(model_dir: str | Path, events_path: str | Path) -> dict[str, Any]:
+    """What the report reads from a model directory (no Spark): the :class:`ReportData`
+    fields ``model_dir``, ``model_json``, ``metrics``, ``model_quality``, ``features``,
+    ``evaluations`` (the test rows scored by the NumPy scorer), ``truth`` (the simulator's
+    ground truth beside ``events_path``, if any), ``backtest`` (``backtest.json``, if any)
+    and ``notes``."""
+    model_dir = Path(model_dir)
+    notes: list[str] = []
+    model_json, metrics, model_quality, features = read_model_artifacts(model_dir)
+    return {
+        "model_dir": str(model_dir), "model_json": model_json, "metrics": metrics,
+        "model_quality": model_quality, "features": features,
+        "evaluations": evaluate_saved_model(model_dir, model_json, features, notes),
+        "truth": truth_summary(truth_path_for(str(events_path))),
+        "backtest": read_backtest(model_dir), "notes": notes,
+    }
 
 
 # --------------------------------------------------------------------------- figures and tables
@@ -379,22 +495,43 @@ def _num(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _counts(block: dict[str, Any] | None) -> dict[str, Any]:
+    b = block or {}
+    return {"rows": b.get("rows"), "users": b.get("users"), "churners": b.get("churners")}
+
+
+def counts_text(block: dict[str, Any] | None) -> str:
+    """'589 rows of 40 users, 86 churner rows' for a metrics block (empty when it has no
+    counts)."""
+    b = block or {}
+    if b.get("rows") is None:
+        return ""
+    text = f"{int(b['rows']):,} rows"
+    if b.get("users") is not None:
+        text += f" of {int(b['users']):,} users"
+    if b.get("churners") is not None:
+        text += f", {int(b['churners']):,} churner rows"
+    return text
+
+
 def comparison_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of the model comparison table from metrics.json: each family's test figures,
-    the tuned best, the ceiling and the constant baseline (when present).
+    the tuned best, the true ceiling and the constant baseline (when present).
 
     Each row: ``name``, ``kind`` (family/best/ceiling/baseline), the :data:`TABLE_COLUMNS`
-    keys (float or None), ``train_seconds``, ``threshold``."""
+    keys (float or None), ``train_seconds``, ``threshold``, and ``rows``, ``users``,
+    ``churners`` (the test rows it was measured on)."""
     rows: list[dict[str, Any]] = []
     best = metrics.get("best") or {}
     models = metrics.get("models") or {}
+    base_counts = _counts(best.get("test"))
     for key, fig in models.items():
         if not isinstance(fig, dict):
             continue
         test = fig.get("test") or {}
         row = {"name": fig.get("name") or key, "kind": "family", "family": key,
                "train_seconds": _num(fig.get("train_seconds")), "threshold": _num(fig.get("threshold")),
-               "chosen": key == best.get("family")}
+               "chosen": key == best.get("family"), **_counts(test)}
         row.update({k: _num(test.get(k)) for k, _, _ in TABLE_COLUMNS})
         rows.append(row)
     if best:
@@ -403,25 +540,138 @@ def comparison_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
         row = {"name": f"{best.get('name', 'best')} (saved{', tuned' if src == 'tuning' else ''})",
                "kind": "best", "family": best.get("family"),
                "train_seconds": _num(best.get("train_seconds")), "threshold": _num(best.get("threshold")),
-               "chosen": True}
+               "chosen": True, **_counts(test)}
         row.update({k: _num(test.get(k)) for k, _, _ in TABLE_COLUMNS})
         rows.append(row)
     ceiling = metrics.get("ceiling")
     if isinstance(ceiling, dict) and isinstance(ceiling.get("test"), dict):
-        row = {"name": "Ceiling (simulator's true parameters)", "kind": "ceiling",
-               "family": ceiling.get("family"), "train_seconds": None, "threshold": None, "chosen": False}
+        row = {"name": "True ceiling (simulator's probability)", "kind": "ceiling",
+               "family": None, "train_seconds": None, "threshold": _num(ceiling.get("threshold")),
+               "chosen": False, **_counts(ceiling["test"])}
         row.update({k: _num(ceiling["test"].get(k)) for k, _, _ in TABLE_COLUMNS})
         rows.append(row)
     base = metrics.get("baseline")
     if isinstance(base, dict):
         row = {"name": "Constant predictor (knows nothing)", "kind": "baseline", "family": None,
-               "train_seconds": None, "threshold": None, "chosen": False}
+               "train_seconds": None, "threshold": None, "chosen": False, **base_counts}
         row.update({k: None for k, _, _ in TABLE_COLUMNS})
         row["f1"] = _num(base.get("f1_flag_all"))
         row["pr_auc"] = _num(base.get("pr_auc"))
         row["roc_auc"] = _num(base.get("roc_auc"))
         rows.append(row)
     return rows
+
+
+def _dates_text(dates: list[str]) -> str:
+    days = [d[:10] for d in dates]
+    if not days:
+        return "–"
+    if len(days) == 1:
+        return days[0]
+    return f"{len(days)} dates, {days[0]} to {days[-1]}"
+
+
+def period_dates(label: dict[str, Any]) -> dict[str, str]:
+    """The observation dates of each part of the test set, as text: ``in_time`` (every
+    date but the latest), ``out_of_time`` (the latest, when there are two or more) and
+    ``all``."""
+    dates = sorted(label.get("dates") or [])
+    if len(dates) >= 2:
+        return {"in_time": _dates_text(dates[:-1]), "out_of_time": _dates_text(dates[-1:]), "all": _dates_text(dates)}
+    return {"in_time": _dates_text(dates), "out_of_time": "–", "all": _dates_text(dates)}
+
+
+#: The figures of a block of scored rows, in table order: (key, label, help).
+FIGURE_ROWS = (
+    ("rows", "rows (user, date)", "observations the figures rest on"),
+    ("users", "users", "distinct users among them"),
+    ("churners", "churner rows", "rows whose user cancels within the horizon; share = base rate"),
+    ("pr_auc", "PR-AUC", "area under precision-recall; a random ranking scores the base rate"),
+    ("roc_auc", "ROC-AUC", "0.5 = random ranking"),
+    ("top10", "top 10 %: precision (lift)", "the highest-scored tenth of the rows"),
+    ("flagged", "flagged at the threshold", "rows above the saved decision threshold"),
+    ("precision", "precision", "at the saved threshold"),
+    ("recall", "recall", "at the saved threshold"),
+    ("f1", "churn-class F1", "at the saved threshold"),
+    ("brier", "Brier score", "mean (probability - outcome)²; lower is better"),
+    ("log_loss", "log loss", "lower is better"),
+    ("expected", "expected vs realized churners", "sum of the probabilities vs churner rows (z = gap / its sd)"),
+    ("bins_within", "reliability bins within the noise",
+     "bins whose mean prediction lies in the 95 % interval of the observed rate"),
+)
+
+
+def figure_cell(block: dict[str, Any] | None, key: str) -> str:
+    """One figure of a metrics block as display text ('–' when absent)."""
+    b = block or {}
+    if not b:
+        return "–"
+    if key in ("rows", "users"):
+        return _fmt(b.get(key))
+    if key == "churners":
+        rows, ch = b.get("rows"), b.get("churners")
+        if ch is None:
+            return "–"
+        return f"{int(ch):,}" + (f" ({ch / rows:.1%})" if rows else "")
+    if key == "top10":
+        t = b.get("top10") or {}
+        if _num(t.get("precision")) is None:
+            return "–"
+        lift = _num(t.get("lift"))
+        return f"{t['precision']:.3f}" + (f" ({lift:.2f}×)" if lift is not None else "")
+    if key == "flagged":
+        c = b.get("confusion") or {}
+        if not c:
+            return "–"
+        return f"{int(c.get('tp', 0)) + int(c.get('fp', 0)):,} ({int(c.get('tp', 0)):,} churners)"
+    if key == "expected":
+        e, r = _num(b.get("expected_churners")), b.get("realized_churners")
+        if e is None or r is None:
+            return "–"
+        z = _num(b.get("z"))
+        return f"{e:,.1f} vs {int(r):,}" + (f" (z {z:+.1f})" if z is not None else "")
+    if key == "bins_within":
+        if b.get("bins") is None:
+            return "–"
+        return f"{b.get('bins_within', 0)} of {b['bins']}"
+    spec = "{:.4f}" if key in ("brier", "log_loss") else "{:.3f}"
+    return _fmt(_num(b.get(key)), spec)
+
+
+def figure_table(columns: list[tuple[str, dict[str, Any] | None]], dates: dict[str, str] | None = None
+                 ) -> list[dict[str, Any]]:
+    """Rows of a side-by-side table: one per :data:`FIGURE_ROWS` entry (plus the
+    observation dates when given, keyed like ``columns``' names), each with ``label``,
+    ``help``, ``key`` and ``cells`` (one text per column)."""
+    out = []
+    if dates is not None:
+        out.append({"key": "dates", "label": "observation dates", "help": "the dates t of the rows",
+                    "cells": [dates.get(name, "–") for name, _ in columns]})
+    for key, label, help_ in FIGURE_ROWS:
+        cells = [figure_cell(block, key) for _, block in columns]
+        if all(c == "–" for c in cells):
+            continue
+        out.append({"key": key, "label": label, "help": help_, "cells": cells})
+    return out
+
+
+def backtest_relation(backtest: dict[str, Any], label: dict[str, Any]) -> str:
+    """How a backtest's date relates to the model's observation dates, in a sentence."""
+    as_of = str(backtest.get("as_of") or "")[:10]
+    dates = sorted(d[:10] for d in (backtest.get("model_dates") or label.get("dates") or []))
+    if not dates or not as_of:
+        return ""
+    if as_of > dates[-1]:
+        return (f"{as_of} is after the model's latest observation date ({dates[-1]}): a true backtest, "
+                "on a date the model never saw.")
+    if as_of == dates[-1] and len(dates) >= 2:
+        return (f"{as_of} is the model's latest observation date, held out of training: no training row is "
+                "from it, but most users scored here are training users, whose rows at the dates just before "
+                "(nearly the same windows, overlapping horizons) the model was fitted on. These figures are "
+                "therefore optimistic; the out-of-time test part (section 3: held-out users only) is the "
+                "independent check at this date. Backtest at a date after the model's horizon for a clean one.")
+    return (f"{as_of} lies within the model's observation dates ({dates[0]} to {dates[-1]}): training rows "
+            "of that date were fitted on, so these figures are optimistic. Backtest at a later date.")
 
 
 def importance_series(metrics: dict[str, Any]) -> tuple[pd.Series, str]:
@@ -437,6 +687,15 @@ def importance_series(metrics: dict[str, Any]) -> tuple[pd.Series, str]:
             values[str(item.get("feature") or item.get("slot"))] = float(item["value"])
             kind = item.get("kind", kind)
     return pd.Series(values, dtype="float64"), kind
+
+
+def _with_parts(features: pd.DataFrame) -> pd.DataFrame:
+    """features.parquet with a ``part`` column (the :data:`PART_NAMES` of split and period)."""
+    if "period" not in features:
+        return features.assign(part=features["split"].astype(str))
+    names = [PART_NAMES.get((a, b), f"{a}, {b}") for a, b in zip(features["split"], features["period"])]
+    order = [n for n in PART_NAMES.values() if n in set(names)] + sorted(set(names) - set(PART_NAMES.values()))
+    return features.assign(part=pd.Categorical(names, categories=order, ordered=True))
 
 
 def build_figures(data: ReportData) -> dict[str, Any]:
@@ -458,60 +717,127 @@ def build_figures(data: ReportData) -> dict[str, Any]:
     try:
         from sparkify.features import FEATURES_BY_NAME
 
-        units = {k: v.unit for k, v in FEATURES_BY_NAME.items() if v.unit}
+        # the unit in a panel title, unless the name says it already ("songs_per_day")
+        units = {k: v.unit for k, v in FEATURES_BY_NAME.items() if v.unit and v.unit.replace(" ", "_") not in k}
     except ImportError:  # pragma: no cover - features always ships with the package
         pass
     if feats is not None:
         cols = [c for c in MAIN_FEATURES if c in feats]
-        figs["distributions"] = plots.group_comparison(feats, cols, kind="box", units=units,
-                                                       title="Main features: churners vs stayers")
+        figs["distributions"] = plots.group_comparison(
+            feats, cols, kind="box", units=units, log_columns=[c for c in cols if c in LOG_FEATURES],
+            title="Main features at each observation date: churner rows vs the others")
         figs["categories"] = plots.churn_rate_by_category(feats, [c for c in CATEGORY_FEATURES if c in feats],
                                                           names=CATEGORY_NAMES)
-        figs["churn_rate"] = plots.churn_rate(feats, by="split" if "split" in feats else None,
-                                              title="Label")
-        figs["churn_rate"].update_layout(margin={"t": 110}, height=420)
+        if "split" in feats:
+            parts = _with_parts(feats)
+            figs["churn_rate"] = plots.churn_rate(parts, by="part", title="Label")
+            figs["churn_rate"].update_layout(margin={"t": 110}, height=440, xaxis_title=None)
+        else:
+            figs["churn_rate"] = plots.churn_rate(feats, title="Label")
     figs["pages"] = plots.page_mix(data.pages)
     figs["weeks"] = plots.weeks_before_churn(data.weekly, WEEKLY_MEASURES, units=WEEKLY_UNITS)
 
     rows = comparison_rows(data.metrics)
-    frame = pd.DataFrame([{k: r.get(k) for k in ("f1", "pr_auc", "roc_auc", "recall")} for r in rows
-                          if r["kind"] in ("family", "best", "ceiling")],
-                         index=[r["name"] for r in rows if r["kind"] in ("family", "best", "ceiling")])
+    shown = [r for r in rows if r["kind"] in ("family", "best", "ceiling")]
+    frame = pd.DataFrame([{k: r.get(k) for k in ("f1", "pr_auc", "roc_auc", "recall")} for r in shown],
+                         index=[r["name"] for r in shown])
     frame.columns = ["churn-class F1", "PR-AUC", "ROC-AUC", "recall"]
-    figs["comparison"] = plots.model_comparison(frame.astype(float), columns=list(frame.columns),
-                                                title="Test-set scores of the models")
+    test_counts = counts_text((data.metrics.get("best") or {}).get("test"))
+    figs["comparison"] = plots.model_comparison(
+        frame.astype(float), columns=list(frame.columns),
+        title="Test scores of the models" + (f" ({test_counts})" if test_counts else ""))
     figs["comparison"].update_layout(height=460)
 
-    roc, pr, cal, gains = {}, {}, {}, {}
+    roc, pr, gains = {}, {}, {}
     for ev in data.evaluations:
-        roc[ev.name] = rc.roc_points(ev.labels, ev.scores)
-        pr[ev.name] = rc.pr_points(ev.labels, ev.scores)
-        gains[ev.name] = rc.gains_table(ev.labels, ev.scores)
-        if ev.probabilities is not None:
-            cal[ev.name] = rc.calibration_bins(ev.labels, ev.probabilities)
+        roc[ev.label] = rc.roc_points(ev.labels, ev.scores)
+        pr[ev.label] = rc.pr_points(ev.labels, ev.scores)
+        gains[ev.label] = rc.gains_table(ev.labels, ev.scores)
     base_rate = float(data.evaluations[0].labels.mean()) if data.evaluations else None
     figs["roc"] = plots.roc_curve(roc) if roc else plots.empty_figure("no test scores", "ROC curve")
     figs["pr"] = plots.precision_recall_curve(pr, base_rate=base_rate) if pr else \
         plots.empty_figure("no test scores", "Precision-recall curve")
-    figs["calibration"] = plots.calibration_plot(cal)
+    for fig in (figs["roc"], figs["pr"]):
+        fig.update_layout(height=460, legend={"orientation": "h", "y": -0.22, "yanchor": "top", "x": 0,
+                                              "xanchor": "left"}, margin={"b": 130})
     figs["gains"] = plots.gains_chart(gains)
-    confusion = ((data.metrics.get("best") or {}).get("test") or {}).get("confusion")
+    figs["gains"].update_layout(height=460, legend={"orientation": "h", "y": -0.25, "yanchor": "top", "x": 0,
+                                                    "xanchor": "left"}, margin={"b": 140})
+
+    best = data.metrics.get("best") or {}
+    test_block = best.get("test") or {}
+    periods = best.get("periods") or {}
+    evals = {e.name: e for e in data.evaluations}
+    curves = {}
+    for name, block in (("test, all rows", test_block), ("test, out of time", periods.get("out_of_time") or {})):
+        bins = chart_bins(block, evals.get(name))
+        if bins:
+            curves[f"{name} ({counts_text(block)}; {len(bins)} bin{'s' if len(bins) != 1 else ''})"] = bins
+    figs["reliability"] = plots.reliability_curve(
+        curves, title="Reliability of the calibrated probabilities (test rows)")
+    _legend_below(figs["reliability"])
+    ceiling = data.metrics.get("ceiling") if isinstance(data.metrics.get("ceiling"), dict) else None
+    if ceiling and (ceiling.get("test") or {}).get("reliability") and test_block.get("reliability"):
+        figs["ceiling_reliability"] = plots.reliability_curve(
+            {f"saved model ({counts_text(test_block)})": test_block["reliability"],
+             f"true probability ({counts_text(ceiling['test'])})": ceiling["test"]["reliability"]},
+            title="Reliability: the model vs the true probability, same test rows")
+        _legend_below(figs["ceiling_reliability"])
+    if data.backtest:
+        f = data.backtest.get("figures") or {}
+        figs["backtest_reliability"] = plots.reliability_curve(
+            {f"backtest at {str(data.backtest.get('as_of'))[:10]} ({counts_text(f)})": f.get("reliability") or []},
+            title="Reliability of the backtest's probabilities")
+        _legend_below(figs["backtest_reliability"])
+
+    confusion = test_block.get("confusion")
     if confusion:
-        figs["confusion"] = plots.confusion_matrix(rc.confusion_matrix_rows(confusion),
-                                                   title="Confusion matrix (test users, saved threshold)")
+        figs["confusion"] = plots.confusion_matrix(
+            rc.confusion_matrix_rows(confusion), title="Confusion matrix (test rows, saved threshold)")
     else:
         figs["confusion"] = plots.empty_figure("no confusion matrix in metrics.json", "Confusion matrix")
     threshold = _num(data.model_json.get("threshold"))
-    test = next((e for e in data.evaluations if e.name.startswith("test")), None)
+    test = next((e for e in data.evaluations if e.name == "test, all rows"), None)
     if test is not None:
-        figs["scores"] = plots.score_distribution(test.scores, test.labels, threshold=threshold,
-                                                  title="Test users' scores by actual outcome")
+        c = test.counts
+        figs["scores"] = plots.score_distribution(
+            test.scores, test.labels, threshold=threshold, unit="rows",
+            xaxis_title=("score (SVM margin)" if data.model_json.get("score_kind") == "margin"
+                         else "score (uncalibrated model output)"),
+            title=f"Test rows' scores by actual outcome ({c['rows']:,} rows, {c['churners']:,} churner rows)")
     imp, kind = importance_series(data.metrics)
     figs["importances"] = plots.feature_importances(
         imp, top=15, signed=(kind == "coefficient"),
         title="Feature importances" if kind != "coefficient" else "Coefficients (standardised inputs)",
         xaxis_title=kind)
     return figs
+
+
+#: Fewest rows a reliability bin should hold on a chart, on average: with fewer its interval spans most of [0, 1].
+MIN_BIN_ROWS = 15
+
+
+def chart_bins(block: dict[str, Any], evaluation: ModelEvaluation | None = None) -> list[dict[str, Any]]:
+    """The reliability bins to draw for a metrics block: its stored bins (metrics.json)
+    when each holds at least :data:`MIN_BIN_ROWS` rows on average; else, when the rows'
+    probabilities are at hand (``evaluation``, scored by the NumPy scorer), the same curve
+    (:func:`sparkify.modeling.calibration.reliability`) on fewer, larger bins; else the
+    stored bins."""
+    stored = list(block.get("reliability") or [])
+    rows = int(block.get("rows") or sum(b.get("rows", 0) for b in stored))
+    if not stored or rows >= MIN_BIN_ROWS * len(stored):
+        return stored
+    if evaluation is None or evaluation.probabilities is None or len(evaluation.labels) != rows:
+        return stored
+    from sparkify.modeling.calibration import reliability
+
+    bins = max(1, min(len(stored), rows // MIN_BIN_ROWS))
+    return reliability(evaluation.labels, evaluation.probabilities, bins)
+
+
+def _legend_below(fig) -> None:
+    fig.update_layout(height=520, legend={"orientation": "h", "y": -0.18, "yanchor": "top", "x": 0,
+                                          "xanchor": "left"}, margin={"b": 120})
 
 
 def figure_html(fig) -> str:
@@ -536,6 +862,17 @@ def _fmt(value: Any, spec: str = "{:,}") -> str:
         return spec.format(value)
     except (TypeError, ValueError):
         return str(value)
+
+
+def class_weighted(metrics: dict[str, Any]) -> bool:
+    """Whether the saved model was fitted with class weights: its tuned ``weightCol`` is
+    the class-weight column, or (no ``weightCol`` among its parameters) training weighted
+    the classes at all."""
+    col = ((metrics.get("best") or {}).get("params") or {}).get("weightCol")
+    if col is not None:
+        return col == "weight"
+    weights = metrics.get("class_weights") or {}
+    return any(abs(float(v) - 1.0) > 1e-9 for v in weights.values())
 
 
 def render_report(data: ReportData, title: str | None = None) -> str:
@@ -567,8 +904,36 @@ def render_report(data: ReportData, title: str | None = None) -> str:
                 part = weekly[(weekly["week"] == w) & (weekly["churn"] == churn)]
                 entry[key] = part.iloc[0].to_dict() if len(part) else None
             week_table.append(entry)
+    periods = best.get("periods") or {}
+    pdates = period_dates(label)
+    side_columns = [(name, periods.get(key)) for key, name in (("in_time", "in time"), ("out_of_time", "out of time"))
+                    if periods.get(key)]
+    side_columns.append(("all test rows", best.get("test")))
+    side_dates = {"in time": pdates["in_time"], "out of time": pdates["out_of_time"], "all test rows": pdates["all"]}
+    ceiling = metrics.get("ceiling") if isinstance(metrics.get("ceiling"), dict) else None
+    ceiling_table = (figure_table([("saved model", best.get("test")), ("true ceiling", ceiling.get("test"))])
+                     if ceiling and isinstance(ceiling.get("test"), dict) else [])
+    bt = data.backtest
+    backtest_table = (figure_table([(f"backtest at {str(bt.get('as_of'))[:10]}", bt.get("figures")),
+                                    ("model's own test rows", best.get("test"))],
+                                   {f"backtest at {str(bt.get('as_of'))[:10]}": str(bt.get("as_of"))[:10],
+                                    "model's own test rows": pdates["all"]})
+                      if bt else [])
     context = {
         "title": title or "Sparkify churn report",
+        "counts_text": counts_text,
+        "splits": split_table(data.features, metrics),
+        "pdates": pdates,
+        "side_columns": [name for name, _ in side_columns],
+        "side_table": figure_table(side_columns, side_dates),
+        "periods": periods,
+        "calibration": best.get("calibration") if isinstance(best.get("calibration"), dict) else None,
+        "class_weighted": class_weighted(metrics),
+        "ceiling_table": ceiling_table,
+        "backtest": bt,
+        "backtest_table": backtest_table,
+        "backtest_columns": [f"backtest at {str(bt.get('as_of'))[:10]}", "model's own test rows"] if bt else [],
+        "backtest_relation": backtest_relation(bt, label) if bt else "",
         "data": data,
         "q": q,
         "days": days,
@@ -580,7 +945,7 @@ def render_report(data: ReportData, title: str | None = None) -> str:
         "label": label,
         "metrics": metrics,
         "model_json": data.model_json,
-        "ceiling": metrics.get("ceiling") if isinstance(metrics.get("ceiling"), dict) else None,
+        "ceiling": ceiling,
         "label_comparison": metrics.get("label_comparison") if isinstance(metrics.get("label_comparison"), dict) else None,
         "seed_spread": metrics.get("seed_spread") if isinstance(metrics.get("seed_spread"), dict) else None,
         "evaluations": data.evaluations,

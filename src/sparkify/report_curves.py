@@ -1,7 +1,8 @@
 """Evaluation curves of one model's held-out scores (NumPy, no JVM).
 
-In:  one 0/1 churn label and one score per test user (a few dozen to a few thousand
-     values: the ``split == "test"`` rows of a model directory's ``features.parquet``).
+In:  one 0/1 churn label and one score per test row, a (user, observation date) (a few
+     dozen to a few thousand values: the ``split == "test"`` rows of a model directory's
+     ``features.parquet``).
 Out: plain arrays or small pandas tables for :mod:`sparkify.plots`: ROC and
      precision-recall points, reliability (calibration) bins, cumulative gains and lift.
 
