@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     d = m["data"]
     dates = m["label"].get("dates") or []
     print(f"{len(dates)} observation date(s); labelled {d['rows']:,} rows of {d['users']:,} users "
-          f"({d['churner_rows']:,} churner rows of {d['churners']:,} churners); test {d['test_rows']:,} rows of "
+          f"({d['churner_rows']:,} churner rows of {d['churning_users']:,} churning users); test {d['test_rows']:,} rows of "
           f"{d['test_users']:,} users ({d['test_churners']:,} churner rows); scored {len(written):,} active users; "
           f"cores {spark.sparkContext.defaultParallelism}")
     print(table(rows, total))

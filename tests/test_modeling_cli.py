@@ -76,7 +76,13 @@ def test_backtest_command(capsys, small_log, trained_model, tmp_path):
     assert code == 2 and "no model at" in err
     code, _, err = run(capsys, "backtest", str(small_log), "--model", str(model), "--as-of", "2018-11-20")
     assert code == 2 and "needs the whole horizon" in err and "Traceback" not in err
-    as_of = json.loads((model / "model.json").read_text())["label"]["dates"][-1]
+    meta = json.loads((model / "model.json").read_text())
+    as_of = meta["label"]["dates"][-1]
+    code, _, err = run(capsys, "backtest", str(small_log), "--model", str(model), "--as-of", as_of)
+    assert code == 2 and "not after the model's last observation date" in err
+    # the same model, said to be trained a week earlier, can be applied at that date
+    meta["label"]["dates"] = meta["label"]["dates"][:-7]
+    (model / "model.json").write_text(json.dumps(meta))
     code, stdout, err = run(capsys, "backtest", str(small_log), "--model", str(model), "--as-of", as_of)
     assert code == 0, err
     assert "expected" in stdout and "churners" in stdout and "PR-AUC" in stdout
@@ -85,6 +91,8 @@ def test_backtest_command(capsys, small_log, trained_model, tmp_path):
     assert result["as_of"] == as_of and f["rows"] > 50 and 0 < f["churners"] < f["rows"]
     assert f["realized_churners"] == f["churners"] and 0 <= f["pr_auc"] <= 1
     assert (model / "backtests" / f"backtest_{as_of[:10]}.json").exists()
+    assert result["label_overlap_days"] == 23         # 30-day horizon, 7 days after the last date
+    assert result["ceiling"]["test"]["rows"] == f["rows"]   # small_log is simulated: its truth is beside it
 
 
 def test_ingest_command_writes_parquet_the_loader_reads(capsys, spark, real_sample, tmp_path):

@@ -41,6 +41,10 @@ def backtest(spark, days, model_dir: str | Path, as_of: datetime, truth: Path | 
     horizon = int(label.get("horizon_days", 30))
     as_of = parse_time(as_of)
     as_of_ms = int(as_of.timestamp() * 1000)
+    dates = [int(parse_time(d).timestamp() * 1000) for d in label.get("dates") or []]
+    if dates and as_of_ms <= max(dates):
+        raise ValueError(f"--as-of {as_of:%Y-%m-%d} is not after the model's last observation date "
+                         f"{label['dates'][-1][:10]}: a backtest applies the model later than it was trained")
     end_ms = days.log_end_ms()
     if end_ms < as_of_ms + horizon * 86_400_000:
         raise ValueError(f"the log ends at {_iso(end_ms)}, before {as_of:%Y-%m-%d} + {horizon} days: a backtest "
@@ -75,6 +79,7 @@ def backtest(spark, days, model_dir: str | Path, as_of: datetime, truth: Path | 
         "threshold": threshold, "figures": figures, "model_test": own,
         "pr_auc_vs_test": figures["pr_auc"] / own["pr_auc"] if own.get("pr_auc") else float("nan"),
         "ceiling": ceiling,
+        "label_overlap_days": max(0, (max(dates) + horizon * 86_400_000 - as_of_ms) // 86_400_000) if dates else None,
     }
 
 
@@ -115,6 +120,9 @@ def summary(result: dict) -> str:
         f"{f['realized_churners']} churners (ratio {f['expected_over_realized']:.2f}, z {f['z']:+.2f}), "
         f"Brier {f['brier']:.4f}, reliability bins within the noise {f['bins_within']}/{f['bins']}",
     ]
+    if result.get("label_overlap_days"):
+        lines.append(f"  note: the model's training labels reach {result['label_overlap_days']} days into this "
+                     "label period; a clean out-of-time test starts a horizon after the model's last date")
     c = result.get("ceiling")
     if c:
         lines.append(f"  true ceiling on the same users: PR-AUC {c['test']['pr_auc']:.3f}, expected "

@@ -33,7 +33,7 @@ def render_model_card(model: dict, metrics: dict, quality: dict) -> str:
         f"- {quality.get('users', 0):,} users, {quality.get('churners', 0):,} of whom cancelled in the log; "
         f"events from {quality.get('first_ts')} to {quality.get('last_ts')} (UTC).",
         f"- Labelled rows: {data['rows']:,} (user, date) rows of {data['users']:,} users; {data['churner_rows']:,} "
-        f"churner rows ({_pct(data['churn_rate'])}) of {data['churners']:,} users who churn. "
+        f"churner rows ({_pct(data['churn_rate'])}) of {data['churning_users']:,} users who churn. "
         f"Train {data['train_rows']:,} rows of {data['train_users']:,} users; held-out test {data['test_rows']:,} rows "
         f"of {data['test_users']:,} other users ({data['test_churners']:,} churner rows). No user is on both sides.",
         "",

@@ -422,9 +422,10 @@ def _check_paths(events_path: str, model_dir: Path) -> None:
 
 
 def _split_counts(df) -> dict[str, int]:
-    """Rows, distinct users and churner rows of the table and of each part: ``train_*``,
-    ``test_*`` (all test rows), ``test_in_time_*``, ``test_out_of_time_*``; ``users`` and
-    ``churners`` count distinct users (a churner: a user with a churn row)."""
+    """Rows, distinct users, churner rows and churning users (users with a churner row) of
+    the table (no prefix) and of each part: ``train_*``, ``test_*`` (all test rows),
+    ``test_in_time_*``, ``test_out_of_time_*``. ``*_churners`` counts churner rows, like
+    every figure's ``churners``; ``*_churning_users`` counts users."""
     from pyspark.sql import functions as F
 
     parts = (df.groupBy(SPLIT_COL, PERIOD_COL)
@@ -441,12 +442,9 @@ def _split_counts(df) -> dict[str, int]:
         rs = groups.get(name, [])
         prefix = "" if name == "all" else f"{name}_"
         out[f"{prefix}rows"] = int(sum(r["rows"] for r in rs))
-        out[f"{prefix}churner_rows"] = int(sum(r["churners"] or 0 for r in rs))
+        out[f"{prefix}churners"] = out[f"{prefix}churner_rows"] = int(sum(r["churners"] or 0 for r in rs))
         out[f"{prefix}users"] = len({u for r in rs for u in r["users"]})
-        if name == "all":
-            out["churners"] = len({u for r in rs for u in r["churned"]})
-        else:
-            out[f"{prefix}churners"] = out[f"{prefix}churner_rows"]
+        out[f"{prefix}churning_users"] = len({u for r in rs for u in r["churned"]})
     out["churn_rate"] = out["churner_rows"] / out["rows"] if out["rows"] else 0.0
     return out
 
@@ -506,7 +504,8 @@ DAILY_STEP_MAX_USERS = 2000
 
 
 def _counts_note(c: dict) -> str:
-    return f"{c['rows']:,} rows of {c['users']:,} users, {c['churner_rows']:,} churner rows of {c['churners']:,} churners"
+    return (f"{c['rows']:,} rows of {c['users']:,} users, {c['churner_rows']:,} churner rows of "
+            f"{c['churning_users']:,} churning users")
 
 
 # --------------------------------------------------------------------------- steps
