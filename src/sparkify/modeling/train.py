@@ -694,7 +694,6 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
                 scores.update(zip(test.keys(), test.scores))
                 pdf[LABEL_COL] = pdf[LABEL_COL].astype(int)
                 pdf[SCORE_COL] = [scores.get(k, np.nan) for k in zip(pdf["userId"], pdf[AS_OF_COL])]
-                pdf["probability"] = calibration(pdf[SCORE_COL].to_numpy(dtype=float))
                 latest = table.groupBy("userId").agg(F.max(AS_OF_COL).alias(AS_OF_COL))
                 labels = table.join(latest, ["userId", AS_OF_COL]).select("userId", LABEL_COL)
                 activity = artifacts.activity_table(loaded.days.df, labels)
