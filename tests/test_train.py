@@ -290,6 +290,9 @@ def test_saved_pipeline_uses_only_the_scorers_stage_types(spark, trained_model: 
     assert set(kinds) <= allowed, kinds
     indexer = model.stages[0]
     assert indexer.getHandleInvalid() == "keep"
+    # the saved rows are the pipeline's input as they are (no column clashes with its outputs)
+    feats = spark.read.parquet(str(trained_model / "features.parquet"))
+    assert model.transform(feats).count() == feats.count() > 0
 
 
 # --------------------------------------------------------------------------- atomic write
