@@ -93,15 +93,19 @@ def report(report_data, small_log, trained_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backtested(small_log, trained_model, tmp_path_factory):
-    """A copy of the trained model with a real ``backtest.json`` (`sparkify backtest` at
-    the model's latest observation date)."""
+    """A copy of the trained model with a real ``backtest.json``: `sparkify backtest` at
+    the model's latest observation date, the copy's model.json saying it was trained a
+    week earlier (a backtest must be later than the model's dates)."""
     import shutil
 
     from sparkify.cli import main
 
     model = tmp_path_factory.mktemp("bt") / "classifier"
     shutil.copytree(trained_model, model)
-    as_of = json.loads((model / "model.json").read_text())["label"]["dates"][-1]
+    meta = json.loads((model / "model.json").read_text())
+    as_of = meta["label"]["dates"][-1]
+    meta["label"]["dates"] = meta["label"]["dates"][:-7]
+    (model / "model.json").write_text(json.dumps(meta))
     assert main(["backtest", str(small_log), "--model", str(model), "--as-of", as_of]) == 0
     return model
 
@@ -177,7 +181,7 @@ def test_report_numbers_match_the_data(report, trained_model):
     text = re.sub(r"\s+", " ", _visible(html))
     assert (f"The training table: {d['rows']:,} rows of {d['users']:,} users, {d['churner_rows']:,} "
             f"churner rows") in text
-    assert f"of {d['churners']:,} users who churn" in text
+    assert f"of {d['churning_users']:,} users who churn" in text
     split = re.search(r'<table[^>]*id="split-table".*?</table>', html, re.S).group(0)
     for part, prefix in (("train", "train_"), ("test, in time", "test_in_time_"),
                          ("test, out of time", "test_out_of_time_"), ("total", "")):
@@ -315,7 +319,7 @@ def test_split_table_adds_up(trained_model):
     parts = {r["name"]: r for r in split_table(features, metrics)}
     d = metrics["data"]
     assert parts["total"]["rows"] == d["rows"] == sum(r["rows"] for n, r in parts.items() if n != "total")
-    assert parts["total"]["churner_users"] == d["churners"] and parts["total"]["churners"] == d["churner_rows"]
+    assert parts["total"]["churner_users"] == d["churning_users"] and parts["total"]["churners"] == d["churner_rows"]
     assert parts["train"]["rows"] == d["train_rows"] and parts["train"]["users"] == d["train_users"]
     assert parts["test, out of time"]["dates"] == 1
     assert parts["test, in time"]["users"] == d["test_in_time_users"]
@@ -501,12 +505,12 @@ def test_backtest_relation_to_the_model_dates():
     from sparkify.report import backtest_relation
 
     label = {"dates": ["2018-10-16T00:00:00Z", "2018-10-31T00:00:00Z"]}
-    later = backtest_relation({"as_of": "2018-11-30T00:00:00Z"}, label)
-    latest = backtest_relation({"as_of": "2018-10-31T00:00:00Z"}, label)
-    inside = backtest_relation({"as_of": "2018-10-20T00:00:00Z"}, label)
-    assert "never saw" in later
-    assert "latest observation date" in latest and "optimistic" in latest
-    assert "within the model's observation dates" in inside and "optimistic" in inside
+    later = backtest_relation({"as_of": "2018-11-30T00:00:00Z", "label_overlap_days": 0}, label)
+    overlapping = backtest_relation({"as_of": "2018-11-07T00:00:00Z", "label_overlap_days": 24}, label)
+    latest = backtest_relation({"as_of": "2018-10-31T00:00:00Z"}, label)   # older backtest.json files
+    assert "never saw" in later and "optimistic" not in later
+    assert "24 days into this label period" in overlapping and "optimistic" in overlapping
+    assert "not after the model's latest observation date" in latest and "optimistic" in latest
 
 
 def test_chart_bins_merge_small_bins_only():

@@ -379,10 +379,10 @@ def split_table(features: pd.DataFrame | None, metrics: dict[str, Any]) -> list[
         if d.get(f"{prefix}rows"):
             rows.append({"name": name, "rows": d.get(f"{prefix}rows"), "users": d.get(f"{prefix}users"),
                          "churners": d.get(f"{prefix}churner_rows", d.get(f"{prefix}churners")),
-                         "churner_users": None, "dates": None, "what": what[name]})
+                         "churner_users": d.get(f"{prefix}churning_users"), "dates": None, "what": what[name]})
     if d.get("rows"):
         rows.append({"name": "total", "rows": d.get("rows"), "users": d.get("users"),
-                     "churners": d.get("churner_rows"), "churner_users": d.get("churners"), "dates": None,
+                     "churners": d.get("churner_rows"), "churner_users": d.get("churning_users"), "dates": None,
                      "what": ""})
     return rows
 
@@ -662,16 +662,16 @@ def backtest_relation(backtest: dict[str, Any], label: dict[str, Any]) -> str:
     if not dates or not as_of:
         return ""
     if as_of > dates[-1]:
-        return (f"{as_of} is after the model's latest observation date ({dates[-1]}): a true backtest, "
-                "on a date the model never saw.")
-    if as_of == dates[-1] and len(dates) >= 2:
-        return (f"{as_of} is the model's latest observation date, held out of training: no training row is "
-                "from it, but most users scored here are training users, whose rows at the dates just before "
-                "(nearly the same windows, overlapping horizons) the model was fitted on. These figures are "
-                "therefore optimistic; the out-of-time test part (section 3: held-out users only) is the "
-                "independent check at this date. Backtest at a date after the model's horizon for a clean one.")
-    return (f"{as_of} lies within the model's observation dates ({dates[0]} to {dates[-1]}): training rows "
-            "of that date were fitted on, so these figures are optimistic. Backtest at a later date.")
+        overlap = backtest.get("label_overlap_days") or 0
+        if overlap:
+            return (f"{as_of} is after the model's latest observation date ({dates[-1]}), but the model's "
+                    f"training labels reach {overlap} days into this label period: users who cancel then also "
+                    "taught the model, so these figures are somewhat optimistic. A clean out-of-time test starts "
+                    f"a horizon after {dates[-1]}.")
+        return (f"{as_of} is after the model's latest observation date ({dates[-1]}) and its horizon: a clean "
+                "out-of-time test, on a period the model never saw.")
+    return (f"{as_of} is not after the model's latest observation date ({dates[-1]}): training rows of that "
+            "date or the days before it were fitted on, so these figures are optimistic. Backtest at a later date.")
 
 
 def importance_series(metrics: dict[str, Any]) -> tuple[pd.Series, str]:
