@@ -754,7 +754,7 @@ CEILING_THRESHOLD_ROWS = 5000
 
 
 def _ceiling(truth: Path, levels, test: Scored, tuned: CVOutcome, spec) -> dict:
-    """:func:`ceiling_figures` on the test rows (threshold from the train rows' true
+    """:func:`ceiling_on_rows` on the test rows (threshold from the train rows' true
     probabilities), beside the model's own figures on them."""
     pdf = levels.toPandas()
     pdf[AS_OF_COL] = pdf[AS_OF_COL].astype("int64")
