@@ -667,8 +667,9 @@ def reliability_curve(curves: Mapping[str, Any], title: str | None = "Reliabilit
                       unit: str = "rows", height: int = 420) -> go.Figure:
     """Reliability curves: in each bin of rows with similar predicted probability, the
     mean prediction (x) against the observed churn rate (y), with the 95 % Wilson
-    interval of that rate as error bars, and the diagonal (a calibrated model's points
-    lie on it within their bars).
+    interval of that rate as error bars (on the bin's effective rows when the rows of a
+    user were grouped), and the diagonal (a calibrated model's points lie on it within
+    their bars).
 
     In: ``{name: bins}``, bins as :func:`sparkify.modeling.calibration.reliability`
     returns them (list of dicts with ``lo``, ``hi``, ``rows``, ``predicted``,

@@ -832,7 +832,7 @@ def chart_bins(block: dict[str, Any], evaluation: ModelEvaluation | None = None)
     from sparkify.modeling.calibration import reliability
 
     bins = max(1, min(len(stored), rows // MIN_BIN_ROWS))
-    return reliability(evaluation.labels, evaluation.probabilities, bins)
+    return reliability(evaluation.labels, evaluation.probabilities, bins, groups=evaluation.users)
 
 
 def _legend_below(fig) -> None:

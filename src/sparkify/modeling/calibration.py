@@ -174,23 +174,47 @@ def choose_calibration(y_true, scores, folds, input_kind: str) -> tuple[Calibrat
     return FITTERS[best](y, s, input_kind), losses
 
 
-def reliability(y_true, probabilities, bins: int = 10) -> list[dict]:
+def reliability(y_true, probabilities, bins: int = 10, groups=None) -> list[dict]:
     """Reliability curve on equal-count bins of the probability: per bin its range, rows,
     mean predicted probability, observed churn rate and the 95 % Wilson interval of that
-    rate (``within``: the mean prediction lies inside it)."""
+    rate (``within``: the mean prediction lies inside it).
+
+    ``groups`` (one id per row, e.g. the userId) marks rows that are not independent: the
+    interval then uses the bin's effective number of rows, n / design effect, where the
+    design effect is the variance of the rate with the rows of a group summed together
+    (cluster-robust) over its variance for independent rows (1 when every group has one
+    row). Without ``groups`` every row counts as independent."""
     y, p = _arrays(y_true, probabilities)
     if not len(y):
         return []
+    g = None if groups is None else np.asarray(groups)
     order = np.argsort(p, kind="mergesort")
     out = []
     for idx in np.array_split(order, min(bins, len(y))):
         n = len(idx)
         obs = float(y[idx].mean())
         mean_p = float(p[idx].mean())
-        lo, hi = wilson(obs, n)
-        out.append({"lo": float(p[idx].min()), "hi": float(p[idx].max()), "rows": n, "predicted": mean_p,
-                    "observed": obs, "observed_lo": lo, "observed_hi": hi, "within": lo <= mean_p <= hi})
+        n_eff = n if g is None else n / design_effect(y[idx], g[idx])
+        lo, hi = wilson(obs, n_eff)
+        out.append({"lo": float(p[idx].min()), "hi": float(p[idx].max()), "rows": n, "effective_rows": n_eff,
+                    "predicted": mean_p, "observed": obs, "observed_lo": lo, "observed_hi": hi,
+                    "within": lo <= mean_p <= hi})
     return out
+
+
+def design_effect(y: np.ndarray, groups: np.ndarray) -> float:
+    """Variance of the mean of ``y`` with the rows of each group summed together, over its
+    variance for independent rows; at least 1 (no credit for negative correlation), 1 when
+    ``y`` is constant."""
+    y = np.asarray(y, dtype=float)
+    n = len(y)
+    resid = y - y.mean()
+    iid = float(np.sum(resid ** 2))
+    if n < 2 or iid == 0.0:
+        return 1.0
+    _, inverse = np.unique(groups, return_inverse=True)
+    clustered = float(np.sum(np.bincount(inverse, weights=resid) ** 2))
+    return max(1.0, clustered / iid)
 
 
 def wilson(rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -203,16 +227,25 @@ def wilson(rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def probability_figures(y_true, probabilities, bins: int = 10) -> dict:
-    """Brier score, log loss, expected vs realized churners (with the sd of the expected
-    count, sqrt(sum p(1-p)), for independent rows) and the reliability curve."""
+def probability_figures(y_true, probabilities, bins: int = 10, groups=None) -> dict:
+    """Brier score, log loss, expected vs realized churners and the reliability curve.
+
+    The sd of the expected count is sqrt(sum p(1-p)) for independent rows; with ``groups``
+    (one id per row, e.g. the userId: a user's rows at nearby dates share one future) it
+    is the cluster-robust sqrt(sum over groups of (sum of y - p)^2), never below the
+    independent one, and the reliability intervals use effective row counts
+    (:func:`reliability`). ``z`` = (realized - expected) / that sd; ``noise`` names it."""
     y, p = _arrays(y_true, probabilities)
     expected = float(p.sum())
     realized = int(y.sum())
     sd = float(math.sqrt(np.sum(p * (1 - p))))
-    curve = reliability(y, p, bins)
+    if groups is not None and len(y):
+        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        sd = max(sd, float(math.sqrt(np.sum(np.bincount(inverse, weights=y - p) ** 2))))
+    curve = reliability(y, p, bins, groups)
     return {"rows": int(len(y)), "churners": realized, "brier": brier(y, p), "log_loss": log_loss(y, p),
             "expected_churners": expected, "realized_churners": realized,
             "expected_over_realized": expected / realized if realized else float("nan"),
             "expected_sd": sd, "z": (realized - expected) / sd if sd > 0 else 0.0,
+            "noise": "independent rows" if groups is None else "rows grouped by user",
             "reliability": curve, "bins_within": int(sum(b["within"] for b in curve)), "bins": len(curve)}

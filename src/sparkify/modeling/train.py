@@ -63,12 +63,18 @@ class TrainConfig:
 
     models: families to compare ("rf", "gbt", "lr", "svc"); folds: k of the k-fold CV;
     label: the label design (``sparkify.features.LabelSpec``); test_fraction: share of
-    users held out (stratified); parallelism: models fitted at once by CrossValidator;
-    settings: fixed parameters and grids per family; class_weights: weightCol on;
-    label_comparison / ceiling: extra evaluations; seed_spread: extra split seeds when
-    the test set has fewer than ``spread_max_test_users`` users (0 = off);
-    artist_features: add the opt-in ``sparkify.features.ARTIST_FEATURES`` (an exact set of
-    artists per user: about doubles the cost of loading a raw log).
+    users held out (stratified); parallelism: models fitted at once (families in the
+    comparison, grid points in a CrossValidator); settings: fixed parameters and grids per
+    family; tune: search the chosen family's tuning grid (else it keeps its comparison
+    point); class_weights: weightCol on; label_comparison / ceiling: extra evaluations;
+    seed_spread: extra split seeds when the test set has fewer than
+    ``spread_max_test_users`` users (0 = off); artist_features: add the opt-in
+    ``sparkify.features.ARTIST_FEATURES`` (an exact set of artists per user: about doubles
+    the cost of loading a raw log); partitions: of the training table (None: one per
+    :data:`ROWS_PER_TRAINING_PARTITION` rows, at most the core count).
+
+    The default is the quick plan (compare, class-weight choice, calibration, ceiling);
+    :meth:`thorough` adds the tuning grid, the label comparison and the seed spread.
     """
 
     models: tuple[str, ...] = FAMILIES
@@ -78,21 +84,31 @@ class TrainConfig:
     test_fraction: float = 0.2
     parallelism: int = 2
     settings: dict[str, FamilySettings] = field(default_factory=default_settings)
+    tune: bool = False
     class_weights: bool = True
     cv_metric: str = "areaUnderPR"
-    label_comparison: bool = True
+    label_comparison: bool = False
     ceiling: bool = True
-    seed_spread: int = 4
+    seed_spread: int = 0
     spread_max_test_users: int = 1000
     artist_features: bool = False
-    partitions: int | None = None  # None -> Spark's default parallelism (the core count)
+    partitions: int | None = None
     verbose: bool = True
 
     @classmethod
+    def thorough(cls, **overrides) -> "TrainConfig":
+        """The quick plan plus the tuning grid, the seed-compatible label comparison and
+        four extra split seeds (``sparkify train --thorough``)."""
+        base = dict(tune=True, label_comparison=True, seed_spread=4)
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
     def fast(cls, **overrides) -> "TrainConfig":
-        """Tiny models, one- or two-point grids, 2 folds, no label comparison or seed
-        spread: the test suite's setting (well under a minute on small_log)."""
-        base = dict(folds=2, settings=fast_settings(), label_comparison=False, seed_spread=0,
+        """Tiny models, one- or two-point grids (tuning included), 2 folds, no label
+        comparison or seed spread: the test suite's setting (well under a minute on
+        small_log)."""
+        base = dict(folds=2, settings=fast_settings(), tune=True, label_comparison=False, seed_spread=0,
                     ceiling=True)
         base.update(overrides)
         return cls(**base)
@@ -292,10 +308,10 @@ class CVOutcome:
 
 
 def cross_validate(train_df, family: str, numeric: list[str], categorical: list[str],
-                   fixed: dict, grid: dict, config: TrainConfig) -> CVOutcome:
+                   fixed: dict, grid: dict, config: TrainConfig, parallelism: int | None = None) -> CVOutcome:
     """k-fold CV of one family over ``grid`` on the train rows (``fold`` column gives the
-    folds, by user); returns the refit best model and the out-of-fold scores of its
-    parameters."""
+    folds, by user), ``parallelism`` grid points at once (default ``config.parallelism``);
+    returns the refit best model and the out-of-fold scores of its parameters."""
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator
     from pyspark.sql import functions as F
@@ -306,7 +322,7 @@ def cross_validate(train_df, family: str, numeric: list[str], categorical: list[
     evaluator = BinaryClassificationEvaluator(labelCol=LABEL_COL, rawPredictionCol="rawPrediction",
                                               metricName=config.cv_metric)
     cv = CrossValidator(estimator=pipeline, estimatorParamMaps=maps, evaluator=evaluator,
-                        numFolds=config.folds, foldCol=FOLD_COL, parallelism=config.parallelism,
+                        numFolds=config.folds, foldCol=FOLD_COL, parallelism=parallelism or config.parallelism,
                         collectSubModels=True, seed=config.seed)
     t0 = time.perf_counter()
     cv_model = cv.fit(train_df)
@@ -490,6 +506,16 @@ def _split_frames(table):
     return table.filter(F.col(SPLIT_COL) == "train"), table.filter(F.col(SPLIT_COL) == "test")
 
 
+ROWS_PER_TRAINING_PARTITION = 100_000
+
+
+def training_partitions(rows: int, cores: int) -> int:
+    """Partitions of a training table of ``rows`` rows: one per
+    :data:`ROWS_PER_TRAINING_PARTITION` rows, at least 1 and at most ``cores`` (the cores
+    left free fit other models at the same time: ``TrainConfig.parallelism``)."""
+    return max(1, min(int(cores), int(rows) // ROWS_PER_TRAINING_PARTITION))
+
+
 def auto_step_days(users: int) -> int:
     """The default days between observation dates: 7, or 1 on a log of fewer than
     :data:`DAILY_STEP_MAX_USERS` users, where weekly dates leave too few churner rows to
@@ -510,30 +536,42 @@ def _counts_note(c: dict) -> str:
 
 # --------------------------------------------------------------------------- steps
 def step_compare(train_df, numeric, categorical, config: TrainConfig, progress: "Progress") -> dict[str, CVOutcome]:
-    """Each family's k-fold CV over its comparison grid (parameters by the CV metric)."""
-    outcomes: dict[str, CVOutcome] = {}
-    for family in config.models:
+    """Each family's k-fold CV over its comparison grid (parameters by the CV metric),
+    ``config.parallelism`` families at once; each family's line is printed as it ends."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    def run(family: str) -> CVOutcome:
         s = config.settings[family]
-        with progress.stage(f"model {family}") as st:
-            outcomes[family] = cross_validate(train_df, family, numeric, categorical, s.fixed, s.compare_grid, config)
-            thr, f1 = outcomes[family].threshold()
-            st["note"] = (f"{FAMILY_NAMES[family]}: out-of-fold F1 {f1:.3f}, "
-                          f"CV {config.cv_metric} {max(outcomes[family].cv_metrics):.3f}")
-    return outcomes
+        return cross_validate(train_df, family, numeric, categorical, s.fixed, s.compare_grid, config,
+                              parallelism=1)
+
+    outcomes: dict[str, CVOutcome] = {}
+    with progress.stage(f"compare {', '.join(config.models)}") as st:
+        with ThreadPoolExecutor(max_workers=max(1, config.parallelism)) as pool:
+            futures = {pool.submit(run, family): family for family in config.models}
+            for future in as_completed(futures):
+                o = outcomes[futures[future]] = future.result()
+                thr, f1 = o.threshold()
+                progress.say(f"  {FAMILY_NAMES[o.family]}: out-of-fold F1 {f1:.3f}, "
+                             f"CV {config.cv_metric} {max(o.cv_metrics):.3f} ({o.seconds:.1f}s)")
+        st["note"] = f"{len(outcomes)} families"
+    return {family: outcomes[family] for family in config.models}
 
 
 def step_tune(train_df, family: str, comparison: CVOutcome, numeric, categorical, config: TrainConfig
               ) -> tuple[CVOutcome, str, dict | None]:
-    """The family over its tuning grid (the comparison point is kept when the grid does not
-    beat it out of fold), then the chosen point without class weights: the weights are kept
+    """The family over its tuning grid when ``config.tune`` (the comparison point is kept
+    when the grid does not beat it out of fold), then the chosen point without class
+    weights: the weights are kept
     only when they give the better out-of-fold PR-AUC (ranking; calibration fixes the
     probabilities either way). Returns (outcome, 'tuning' | 'comparison', the weights'
     out-of-fold PR-AUC with and without, or None when class weights are off)."""
     s = config.settings[family]
-    tuned = cross_validate(train_df, family, numeric, categorical, s.fixed, s.tune_grid, config)
-    source = "tuning"
-    if tuned.rank_key() < comparison.rank_key():
-        tuned, source = comparison, "comparison"
+    tuned, source = comparison, "comparison"
+    if config.tune and s.tune_grid:
+        searched = cross_validate(train_df, family, numeric, categorical, s.fixed, s.tune_grid, config)
+        if searched.rank_key() >= comparison.rank_key():
+            tuned, source = searched, "tuning"
     if not config.class_weights:
         return tuned, source, None
     plain = fit_fixed(train_df, family, numeric, categorical, {**tuned.params, "weightCol": UNIT_WEIGHT_COL}, config)
@@ -548,7 +586,7 @@ def step_calibrate(outcome: CVOutcome) -> tuple[cal.Calibration, dict]:
     kind = "margin" if outcome.family == "svc" else "logit"
     o = outcome.oof
     calibration, losses = cal.choose_calibration(o.labels, o.scores, o.folds, kind)
-    figures = cal.probability_figures(o.labels, calibration(o.scores))
+    figures = cal.probability_figures(o.labels, calibration(o.scores), groups=o.users)
     return calibration, {"method": calibration.method, "input": kind, "cross_fitted_log_loss": losses,
                          "out_of_fold": figures}
 
@@ -557,7 +595,7 @@ def probability_block(scored: Scored, calibration: cal.Calibration, threshold: f
     """Every figure of a set of scored rows: ranking and threshold metrics on the score,
     probability figures on the calibrated probability, with rows, users and churners."""
     p = calibration(scored.scores)
-    return {**ev.score_metrics(scored.labels, scored.scores, threshold), **cal.probability_figures(scored.labels, p),
+    return {**ev.score_metrics(scored.labels, scored.scores, threshold), **cal.probability_figures(scored.labels, p, groups=scored.users),
             **scored.counts()}
 
 
@@ -627,10 +665,10 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
                 print(q.summary(), flush=True)
             if spec.step_days is None:
                 spec = replace(spec, step_days=auto_step_days(q.users))
-            partitions = config.partitions or _cores(spark)
             with progress.stage("features") as st:
-                base, spec = _user_base(loaded, spec, numeric, categorical, partitions)
+                base, spec = _user_base(loaded, spec, numeric, categorical, _cores(spark))
                 frames.append(base)
+                partitions = config.partitions or training_partitions(base.count(), _cores(spark))
                 table, counts, weights = _split_weighted(base, config, config.seed, partitions, oot_dates(spec))
                 frames.append(table)
                 st["note"] = (f"{len(spec.dates) or 'per-user'} observation date(s), {_counts_note(counts)}; "
@@ -790,7 +828,7 @@ def ceiling_on_rows(truth: Path, rows, horizon_days: int, threshold_rows=None) -
         threshold, _ = ev.best_threshold(threshold_rows[LABEL_COL].to_numpy().astype(int), p_thr)
     else:
         threshold, _ = ev.best_threshold(y, p)
-    test = {**ev.score_metrics(y, p, threshold), **cal.probability_figures(y, p),
+    test = {**ev.score_metrics(y, p, threshold), **cal.probability_figures(y, p, groups=rows["userId"].to_numpy()),
             "rows": int(len(y)), "users": int(rows["userId"].nunique()), "churners": int(y.sum())}
     return {"test": test, "threshold": threshold, "source": str(truth),
             "what": ("the simulator's true probability of cancelling within the horizon given each user's "
