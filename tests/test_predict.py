@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -113,9 +114,16 @@ def test_a_model_with_the_artist_features_is_scored_with_them(spark, loaded, sma
 
     model_dir = tmp_path / "artists"
     train(spark, small_log, model_dir, TrainConfig.fast(models=("lr",), ceiling=False, verbose=False,
-                                                        artist_features=True))
+                                                        artist_features=True),
+          scores_out=model_dir / "scores.csv")
     listed = [f["name"] for f in json.loads((model_dir / "model.json").read_text())["features"]]
     assert set(ARTIST_FEATURES) <= set(listed)
     assert set(ARTIST_FEATURES) <= set(pd.read_parquet(model_dir / "features.parquet").columns)
     scored = score_users(spark, loaded.events, model_dir).toPandas()
     assert len(scored) > 0 and scored.probability.between(0, 1).all()
+    # train's own scores (--scores, from the log it loaded) are the ones `score` gives
+    in_train = pd.read_csv(model_dir / "scores.csv", dtype={"userId": str}).set_index("userId")
+    assert set(in_train.index) == set(scored.userId)
+    merged = scored.set_index("userId").join(in_train, rsuffix="_train")
+    assert np.allclose(merged["probability"], merged["probability_train"], atol=1e-9)
+    assert (merged["rank"] == merged["rank_train"]).all()

@@ -296,6 +296,14 @@ def test_saved_pipeline_uses_only_the_scorers_stage_types(spark, trained_model: 
 
 
 # --------------------------------------------------------------------------- atomic write
+def test_training_partitions_follow_the_rows():
+    from sparkify.modeling.train import ROWS_PER_TRAINING_PARTITION as R
+    from sparkify.modeling.train import training_partitions
+
+    assert training_partitions(0, 2) == 1 and training_partitions(R - 1, 8) == 1
+    assert training_partitions(3 * R, 8) == 3 and training_partitions(50 * R, 2) == 2
+
+
 def test_staging_dir_swaps_in_on_success_and_leaves_target_alone_on_crash(tmp_path: Path):
     target = tmp_path / "classifier"
     target.mkdir()

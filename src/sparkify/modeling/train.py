@@ -624,7 +624,8 @@ def _print_block(name: str, b: dict) -> str:
 
 
 # --------------------------------------------------------------------------- train
-def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> TrainResult:
+def train(spark, events_path, model_dir, config: TrainConfig | None = None,
+          scores_out: str | Path | None = None) -> TrainResult:
     """Train, evaluate and save a churn model.
 
     In:  a SparkSession, an event log path (file, directory, glob, or an ingest Parquet
@@ -632,7 +633,9 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
          small JSON/Parquet/Markdown artifacts are written by the driver, the pipeline
          by Spark), a :class:`TrainConfig`.
     Out: :class:`TrainResult`. The directory is replaced atomically only when everything
-         succeeded. Raises FileNotFoundError / PermissionError / ValueError for bad input.
+         succeeded. With ``scores_out`` (a .csv or .parquet path) the new model also
+         scores every active user at the log's end, as ``sparkify score`` does, from the
+         log already loaded (a path inside the model directory is swapped in with it). Raises FileNotFoundError / PermissionError / ValueError for bad input.
     Steps: load, features (+ split), compare, tune, calibrate, evaluate, extras (label
     comparison, ceiling, seed spread), artifacts; each printed with its time.
     """
@@ -745,6 +748,10 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
             progress.timings["total"] = time.perf_counter() - progress.start
             metrics["timings"] = {k: round(v, 2) for k, v in progress.timings.items()}
             artifacts.write_json(staging / "metrics.json", metrics)
+            if scores_out is not None:
+                with progress.stage("scoring") as st:
+                    st["note"] = step_score(spark, loaded, staging, _staged(Path(scores_out), model_dir, staging))
+                    st["note"] += f" -> {scores_out}"
         finally:
             for frame in frames:
                 frame.unpersist()
@@ -752,6 +759,24 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None) -> T
     progress.say(f"model written to {model_dir}")
     return TrainResult(model_dir=model_dir, best_family=best_family, threshold=threshold,
                        metrics=metrics, timings=dict(progress.timings))
+
+
+def step_score(spark, loaded, model_dir: Path, out: Path) -> str:
+    """Score every active user at the log's end with the model in ``model_dir`` and write
+    the ranked list to ``out`` (:func:`sparkify.modeling.predict.write_scores`); returns a
+    one-line summary."""
+    from sparkify.modeling.predict import score_users, write_scores
+
+    written = write_scores(score_users(spark, loaded.days, model_dir), out)
+    return f"{len(written):,} active users at the log's end, {int(written['decision'].sum()):,} flagged"
+
+
+def _staged(path: Path, model_dir: Path, staging: Path) -> Path:
+    """``path``, moved into the staging directory when it lies inside ``model_dir``."""
+    try:
+        return staging / path.resolve().relative_to(model_dir.resolve())
+    except ValueError:
+        return path
 
 
 def step_extras(spark, loaded, base, table, test: Scored, tuned: CVOutcome, best_fig: dict, spec, events_path: str,
