@@ -2,6 +2,11 @@
 
 Local mode (``local[*]``) by default. Under ``spark-submit`` the master and
 resources come from spark-submit and nothing here overrides them.
+
+A quiet console (unless ``verbose``): Spark logs errors only (:data:`LOG4J2_FILE`), shows
+no progress bars, and, where this process starts the JVM, the JVM's own standard error
+(startup notices of the JVM and of native libraries that no setting silences) goes to a
+log file, :func:`spark_log_path`, which error messages name.
 """
 
 from __future__ import annotations
@@ -9,9 +14,112 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 SUPPORTED_JAVA = (17, 21)
+
+#: The log4j2 configuration passed to a driver JVM started here (errors only; the
+#: JVM property ``sparkify.log.level`` raises it to WARN for ``verbose``).
+LOG4J2_FILE = Path(__file__).with_name("log4j2.properties")
+#: Environment variable naming the file that receives the JVM's standard error (appended);
+#: default: sparkify-spark-<pid>.log in the system's temporary directory.
+SPARK_LOG_ENV = "SPARKIFY_SPARK_LOG"
+
+
+@dataclass
+class RunOptions:
+    """What one command asked for, for the code that runs it without being told:
+    ``verbose`` (Spark's log and progress bars on the console, :func:`get_spark`) and
+    ``skip_corrupt_files`` (the loaders of :mod:`sparkify.dataset`). Set by the command
+    line around a command (:func:`run_options`)."""
+
+    verbose: bool = False
+    skip_corrupt_files: bool = False
+
+
+RUN_OPTIONS = RunOptions()
+_spark_log: Path | None = None
+
+
+@contextmanager
+def run_options(**options):
+    """Set :data:`RUN_OPTIONS` fields (unknown names are ignored) for the block."""
+    global RUN_OPTIONS
+    before = RUN_OPTIONS
+    known = {f.name for f in fields(RunOptions)}
+    RUN_OPTIONS = replace(before, **{k: bool(v) for k, v in options.items() if k in known and v is not None})
+    try:
+        yield RUN_OPTIONS
+    finally:
+        RUN_OPTIONS = before
+
+
+def spark_log_path() -> Path | None:
+    """The file that receives the JVM's standard error (and so Spark's log) in this
+    process, or None when the JVM writes to the console (``verbose``, spark-submit, or no
+    JVM started here)."""
+    return _spark_log
+
+
+def _new_spark_log() -> Path:
+    chosen = os.environ.get(SPARK_LOG_ENV)
+    if chosen:
+        return Path(chosen)
+    return Path(tempfile.gettempdir()) / f"sparkify-spark-{os.getpid()}.log"
+
+
+def discard_spark_log() -> None:
+    """Remove this process's default log file (after a command that succeeded); a file
+    named by :data:`SPARK_LOG_ENV` is kept."""
+    path = _spark_log
+    if path is not None and not os.environ.get(SPARK_LOG_ENV):
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def spark_log_tail(lines: int = 5) -> list[str]:
+    """The last lines of the log file (for an error message), [] when there is none."""
+    if _spark_log is None:
+        return []
+    try:
+        with open(_spark_log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [ln for ln in text.splitlines() if ln.strip()][-lines:]
+
+
+@contextmanager
+def _stderr_to(path: Path):
+    """File descriptor 2 onto ``path`` (appended) for the block, then back: a child
+    process started inside (the JVM) keeps writing there; Python's own stderr is restored.
+    Yields False (and changes nothing) when ``path`` cannot be opened."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:
+        yield False
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(log_fd, 2)
+        yield True
+    finally:
+        try:
+            sys.stderr.flush()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(log_fd)
 
 
 class JavaNotFoundError(RuntimeError):
@@ -83,25 +191,46 @@ def get_spark(
     master: str | None = None,
     shuffle_partitions: int | None = None,
     extra_conf: dict[str, str] | None = None,
+    verbose: bool | None = None,
 ):
     """Return the process's SparkSession, creating it on first call.
 
     In: an app name, an optional master URL (default ``local[*]`` unless running
-    under spark-submit), shuffle partitions (default: 2 x cores), extra conf.
+    under spark-submit), shuffle partitions (default: 2 x cores), extra conf, ``verbose``
+    (default: ``RUN_OPTIONS.verbose``, i.e. the command's ``--verbose``).
     Out: a ``pyspark.sql.SparkSession``. Sets JAVA_HOME when it is missing.
+
+    Unless ``verbose``: Spark logs errors only and shows no console progress bars; when
+    this call starts the JVM (not under spark-submit), the JVM's standard error goes to
+    :func:`spark_log_path` (the startup notices of the JVM and native libraries no
+    setting silences), and in local mode ``SPARK_LOCAL_IP`` is 127.0.0.1 unless set.
+    ``verbose`` keeps Spark's WARN log and progress bars on the console.
     """
+    global _spark_log
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    if not os.environ.get("JAVA_HOME") and not under_spark_submit():
+    verbose = RUN_OPTIONS.verbose if verbose is None else bool(verbose)
+    submitted_run = under_spark_submit()
+    if not os.environ.get("JAVA_HOME") and not submitted_run:
         os.environ["JAVA_HOME"] = str(find_java())
+    if not submitted_run and (master or "local").startswith("local") and not os.environ.get("SPARK_LOCAL_IP"):
+        # the driver binds to the loopback interface: no "hostname resolves to a loopback
+        # address" warning, nothing reachable from the network
+        os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
     builder = SparkSession.builder
     if master:
         builder = builder.master(master)
-    elif not under_spark_submit():
+    elif not submitted_run:
         builder = builder.master("local[*]").config("spark.driver.memory", default_driver_memory())
+    driver_java = "-Duser.timezone=UTC"
+    if not submitted_run:
+        # the driver JVM is started here: its log configuration can be chosen (under
+        # spark-submit it is running already, configured by whoever submitted it)
+        driver_java += f" -Dlog4j2.configurationFile={LOG4J2_FILE.as_uri()}"
+        driver_java += f" -Dsparkify.log.level={'warn' if verbose else 'error'}"
     cores = os.cpu_count() or 2
     conf = {
         "spark.sql.shuffle.partitions": str(shuffle_partitions or max(2, 2 * cores)),
@@ -111,8 +240,8 @@ def get_spark(
         # session-day rows) falls back to sorting its input; Spark's 128 sorts almost every
         # partition of a log. Memory stays bounded by the rows of one task.
         "spark.sql.objectHashAggregate.sortBased.fallbackThreshold": "65536",
-        "spark.ui.showConsoleProgress": "true",
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.ui.showConsoleProgress": "true" if verbose else "false",
+        "spark.driver.extraJavaOptions": driver_java,
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
     }
     submitted: dict[str, str] = {}
@@ -137,6 +266,16 @@ def get_spark(
                 continue
             value = f"{submitted[key]} {value}"  # keep the user's JVM options, add ours
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    from pyspark import SparkContext
+
+    if verbose or submitted_run or SparkContext._gateway is not None:
+        spark = builder.getOrCreate()
+    else:
+        # PySpark starts the JVM (the gateway) with this process's standard error
+        log = _new_spark_log()
+        with _stderr_to(log) as redirected:  # not redirected: no writable file, the console as before
+            if redirected:
+                _spark_log = log
+            spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN" if verbose or submitted_run else "ERROR")
     return spark
