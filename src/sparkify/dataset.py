@@ -9,6 +9,10 @@ Two ways in, with the same cleaning rules and the same :class:`DataQuality` coun
 
 In:  a raw event log (JSON Lines: a ``.json``/``.json.gz`` file, a directory of part
      files, or a glob) or the Parquet directory written by :func:`ingest`.
+     A damaged compressed file (truncated or corrupt) stops the load with a
+     :class:`sparkify.inputs.CorruptInputError` naming it; with ``skip_corrupt_files``
+     every local compressed file is checked first and the damaged ones are left out and
+     listed in ``DataQuality.skipped_files``.
 Out: :class:`LoadedEvents` = the cleaned USER rows (auth ``Logged In`` or ``Cancelled``,
      exact duplicates removed, ``time`` as a UTC timestamp; columns :data:`EVENT_COLUMNS`,
      i.e. the raw fields minus method/status/firstName/lastName/song) and a
@@ -56,6 +60,16 @@ from pyspark.sql.types import (
 )
 
 from sparkify.config import CHURN_PAGE, USER_AUTHS
+from sparkify.inputs import (
+    CorruptInputError,
+    compressed_file_problem,
+    damage_of,
+    display_path,
+    failed_read_file,
+    is_checked,
+    local_path,
+    same_file,
+)
 
 CORRUPT_COLUMN = "_corrupt_record"
 CANCEL_PAGE = "Cancel"
@@ -154,6 +168,9 @@ class DataQuality:
     source: str | None = None
     quarantine_path: str | None = None
     quarantine_sample: list[str] = field(default_factory=list)  # up to 5 malformed lines
+    #: damaged input files left out (``skip_corrupt_files``): {"path", "problem"} each;
+    #: their lines are in no count above
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (times as ISO-8601 UTC strings)."""
@@ -190,6 +207,10 @@ class DataQuality:
             f"churners      {self.churners:>12,}{rate}",
             f"date range    {span}",
         ]
+        if self.skipped_files:
+            lines.append(f"skipped files {len(self.skipped_files):>12,}  (damaged, not read: their events are "
+                         "missing from every count)")
+            lines.extend(f"  {f['path']}: {f['problem']}" for f in self.skipped_files)
         return "\n".join(lines)
 
 
@@ -292,14 +313,90 @@ def read_text(spark: SparkSession, path: str | Path) -> str | None:
         stream.close()
 
 
+# --------------------------------------------------------------------------- damaged files
+def _hidden(name: str) -> bool:
+    """Names Spark's file readers skip (``_SUCCESS``, ``_truth.parquet``, ``.crc`` files...)."""
+    return name.startswith(("_", ".")) or name.endswith("._COPYING_")
+
+
+def input_files(spark: SparkSession, path: str) -> list[str]:
+    """The files a read of ``path`` (a file, directory or glob) reads: every file below
+    a directory whose name Spark does not skip, as Hadoop path strings."""
+    fs, _ = _hadoop_path(spark, path)
+    out: list[str] = []
+    pending = [s for s in _glob(spark, path) if not (s.isDirectory() and _hidden(s.getPath().getName()))]
+    while pending:
+        status = pending.pop(0)
+        if status.isDirectory():
+            pending[:0] = [c for c in fs.listStatus(status.getPath()) if not _hidden(c.getPath().getName())]
+        else:
+            out.append(status.getPath().toString())
+    return out
+
+
+def _skip_corrupt(skip_corrupt_files: bool | None) -> bool:
+    if skip_corrupt_files is None:
+        from sparkify.spark import RUN_OPTIONS
+
+        return RUN_OPTIONS.skip_corrupt_files
+    return bool(skip_corrupt_files)
+
+
+def _read_checked(spark: SparkSession, source: str, skip: bool, load):
+    """``load(paths)`` (a LoadedEvents or LoadedLog) on the raw log ``source``, where a
+    damaged file is named, not a stack trace.
+
+    Without ``skip``: ``paths`` is ``source``; if Spark fails to read one of its files,
+    :class:`CorruptInputError` names it and says how it is damaged.
+    With ``skip``: every local compressed file is decompressed first
+    (:func:`sparkify.inputs.compressed_file_problem`); the damaged ones are left out
+    (``paths`` is then the list of the others), and so is any further file Spark cannot
+    read (the load is run again without it). The skipped files are recorded in
+    ``quality.skipped_files``; CorruptInputError when none is readable."""
+    skipped: list[dict[str, str]] = []
+    paths: str | list[str] = source
+    if skip:
+        readable = []
+        for f in input_files(spark, source):
+            problem = compressed_file_problem(local_path(f)) if is_checked(f) else None
+            if problem:
+                skipped.append({"path": display_path(f), "problem": problem})
+            else:
+                readable.append(f)
+        if skipped:
+            paths = readable
+    while True:
+        if isinstance(paths, list) and not paths:
+            raise CorruptInputError([(f["path"], f["problem"]) for f in skipped], source, skipping=True)
+        try:
+            loaded = load(paths)
+        except Exception as exc:  # noqa: BLE001 - only Spark's failure to read a file is handled
+            failed = failed_read_file(exc)
+            if failed is None:
+                raise
+            path, cause = failed
+            problem = damage_of(path, cause)
+            if not skip:
+                raise CorruptInputError([(display_path(path), problem)], source) from None
+            files = paths if isinstance(paths, list) else input_files(spark, source)
+            rest = [f for f in files if not same_file(f, path)]
+            if len(rest) == len(files):  # not one of ours: say so rather than read it again
+                raise CorruptInputError([(display_path(path), problem)], source) from None
+            skipped.append({"path": display_path(path), "problem": problem})
+            paths = rest
+            continue
+        loaded.quality.skipped_files = skipped
+        return loaded
+
+
 # --------------------------------------------------------------------------- loading
-def read_raw(spark: SparkSession, path: str | Path, schema: StructType = EVENT_SCHEMA) -> DataFrame:
-    """The raw log parsed with ``schema`` (default :data:`EVENT_SCHEMA`; PERMISSIVE: bad
-    lines in ``_corrupt_record``)."""
+def read_raw(spark: SparkSession, path: str | Path | list[str], schema: StructType = EVENT_SCHEMA) -> DataFrame:
+    """The raw log (a path, or a list of files) parsed with ``schema`` (default
+    :data:`EVENT_SCHEMA`; PERMISSIVE: bad lines in ``_corrupt_record``)."""
     return (spark.read.schema(schema)
             .option("mode", "PERMISSIVE")
             .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
-            .json(str(path)))
+            .json(path if isinstance(path, list) else str(path)))
 
 
 def _stage(raw: DataFrame) -> DataFrame:
@@ -424,6 +521,7 @@ def load_events(
     quarantine_path: str | Path | None = None,
     *,
     storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
+    skip_corrupt_files: bool | None = None,
 ) -> LoadedEvents:
     """Load, validate and clean an event log.
 
@@ -434,18 +532,28 @@ def load_events(
     Out: :class:`LoadedEvents` with ``events`` = user rows (auth Logged In / Cancelled),
          exact duplicates removed, columns :data:`EVENT_COLUMNS`; and ``quality``
          (:class:`DataQuality`).
+    ``skip_corrupt_files`` (default: the command's ``--skip-corrupt-files``,
+    ``sparkify.spark.RUN_OPTIONS``): leave out damaged compressed files and list them in
+    ``quality.skipped_files`` (see :func:`_read_checked`).
     Raises FileNotFoundError when nothing matches ``path``, ValueError when no valid user
-    event is found (after writing the quarantine).
+    event is found (after writing the quarantine), CorruptInputError (a ValueError) for a
+    damaged file.
     """
     source = str(path)
     if not _glob(spark, source):
         raise FileNotFoundError(f"no event log at {source}")
     if _is_parquet(spark, source):
         return _load_ingested(spark, source)
+    return _read_checked(spark, source, _skip_corrupt(skip_corrupt_files),
+                         lambda paths: _load_json_events(spark, source, paths, quarantine_path, storage_level))
 
+
+def _load_json_events(spark: SparkSession, source: str, paths: str | list[str],
+                      quarantine_path: str | Path | None, storage_level: StorageLevel) -> LoadedEvents:
+    """:func:`load_events` of the raw JSON files ``paths`` (``source`` as the user named it)."""
     # Persisted where parsed: no event-sized shuffle. Every later step aggregates (per
     # session or per user) on each partition first, so only partial rows move.
-    cache = _stage(read_raw(spark, source)).persist(storage_level)
+    cache = _stage(read_raw(spark, paths)).persist(storage_level)
     extra: DataFrame | None = None
     try:
         quality = _quality_from_cache(cache, source)   # the single parse pass happens here
@@ -473,10 +581,12 @@ def load_events(
     return loaded
 
 
-def ingest(spark: SparkSession, path: str | Path, out_dir: str | Path) -> DataQuality:
+def ingest(spark: SparkSession, path: str | Path, out_dir: str | Path, *,
+           skip_corrupt_files: bool | None = None) -> DataQuality:
     """Clean a raw log once and store it as Parquet for repeated work.
 
-    In:  ``path`` as for :func:`load_events`; ``out_dir`` a directory (replaced if present).
+    In:  ``path`` and ``skip_corrupt_files`` as for :func:`load_events`; ``out_dir`` a
+         directory (replaced if present).
     Out: the :class:`DataQuality`. ``out_dir`` then holds the Parquet parts of the cleaned
          user events (columns :data:`EVENT_COLUMNS`),
          ``_data_quality.json`` and, if any line was malformed, ``_quarantine/``. Names
@@ -486,7 +596,7 @@ def ingest(spark: SparkSession, path: str | Path, out_dir: str | Path) -> DataQu
     out = str(out_dir).rstrip("/")
     if str(path).rstrip("/") == out:
         raise ValueError("ingest: --out must differ from the input path")
-    with load_events(spark, path) as loaded:
+    with load_events(spark, path, skip_corrupt_files=skip_corrupt_files) as loaded:
         loaded.events.write.mode("overwrite").parquet(out)
         loaded.write_quarantine(f"{out}/{QUARANTINE_DIR}")
         quality = loaded.quality
@@ -511,6 +621,9 @@ class LoadedLog:
     #: a possible duplicate, or a row too wide to check) and the rows were rebuilt from
     #: exactly de-duplicated events (:func:`load_events`).
     rebuilt_from_events: bool = False
+    #: what was read of a raw log: ``source``, or its readable files when damaged ones
+    #: were skipped (None: an ingest Parquet directory)
+    read_paths: str | list[str] | None = field(default=None, repr=False)
 
     def days_for(self, spec: Any) -> Any:
         """SessionDays that can be cut exactly where ``spec`` (a LabelSpec) cuts: these
@@ -526,7 +639,10 @@ class LoadedLog:
         from sparkify.features import session_day_partials
 
         if self._events is None:
-            self._events = load_events(self.days.df.sparkSession, self.source)
+            spark = self.days.df.sparkSession
+            self._events = (load_events(spark, self.source) if self.read_paths is None else
+                            _load_json_events(spark, self.source, self.read_paths, None,
+                                              StorageLevel.MEMORY_AND_DISK))
         days = session_day_partials(self._events.events, needed, artists=self.days.artists)
         days.df = days.df.persist(StorageLevel.MEMORY_AND_DISK)
         self._frames.append(days.df)
@@ -579,7 +695,7 @@ class LineAttributes:
     """
 
     spark: SparkSession
-    source: str
+    source: str | list[str]     # what the one pass read: a path or a list of files
     artists: bool = False
     #: "text" or "json": how the last call found its lines (for tests and benchmarks)
     read_with: str | None = field(default=None, repr=False)
@@ -768,6 +884,7 @@ def load_log(
     splits: tuple[int, ...] = (),
     artists: bool = False,
     storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
+    skip_corrupt_files: bool | None = None,
 ) -> LoadedLog:
     """Load an event log straight into session-day partial rows: one JSON parse, no cache
     of events.
@@ -789,9 +906,9 @@ def load_log(
     rows are rebuilt from exactly de-duplicated events (:func:`load_events`;
     ``rebuilt_from_events`` is then True), so a duplicate never counts twice. A Parquet
     directory from :func:`ingest` is aggregated from its events.
-    Raises as :func:`load_events` does.
+    ``skip_corrupt_files`` and the errors raised are those of :func:`load_events`.
     """
-    from sparkify.features import POINTER_KEYS, partial_values, session_day_partials
+    from sparkify.features import session_day_partials
 
     source = str(path)
     if not _glob(spark, source):
@@ -803,8 +920,18 @@ def load_log(
         with uncompressed_cache(spark):
             days.df = days.df.persist(storage_level)
         return LoadedLog(days=days, quality=ingested.quality, source=source, _frames=[days.df])
+    return _read_checked(spark, source, _skip_corrupt(skip_corrupt_files),
+                         lambda paths: _load_json_log(spark, source, paths, quarantine_path, splits,
+                                                      artists, storage_level))
 
-    raw = number_rows(read_raw(spark, source, pointer_schema(artists)))
+
+def _load_json_log(spark: SparkSession, source: str, paths: str | list[str],
+                   quarantine_path: str | Path | None, splits: tuple[int, ...], artists: bool,
+                   storage_level: StorageLevel) -> LoadedLog:
+    """:func:`load_log` of the raw JSON files ``paths`` (``source`` as the user named it)."""
+    from sparkify.features import POINTER_KEYS, partial_values, session_day_partials
+
+    raw = number_rows(read_raw(spark, paths, pointer_schema(artists)))
     with uncompressed_cache(spark):
         parts = _one_pass_partials(raw, splits, artists).persist(storage_level)
     try:
@@ -814,26 +941,26 @@ def load_log(
         raise
     if repeats:
         parts.unpersist()
-        events = load_events(spark, source, quarantine_path, storage_level=storage_level)
+        events = _load_json_events(spark, source, paths, quarantine_path, storage_level)
         days = session_day_partials(events.events, splits, artists=artists)
         days.df = days.df.persist(storage_level)
         return LoadedLog(days=days, quality=events.quality, source=source, _frames=[days.df],
-                         _events=events, rebuilt_from_events=True)
+                         _events=events, rebuilt_from_events=True, read_paths=paths)
     from sparkify.features import SessionDays
 
     days = SessionDays(df=parts.filter(F.col("_kind") == "user").select(
                            *POINTER_KEYS, *partial_values(artists, pointer=True)),
                        splits=splits, artists=artists, _end_ms=end_ms,
-                       line_attributes=LineAttributes(spark, source, artists))
+                       line_attributes=LineAttributes(spark, paths, artists))
     bad = parts.filter(F.col("_kind") == "bad")
     frames = [parts]
     if quality.quarantined and bad.filter(F.col("_reason") == MISSING_REASON).limit(1).count():
         # Lines that parsed but miss a field are shown re-rendered from their fields: from
         # every raw field, as load_events does (a second read, only for such logs).
-        full = _stage(read_raw(spark, source)).filter(F.col("_kind") == "bad")
+        full = _stage(read_raw(spark, paths)).filter(F.col("_kind") == "bad")
         bad = full.groupBy("_reason", "_line").agg(F.count(F.lit(1)).alias("p_events")).persist(storage_level)
         frames.append(bad)
-    loaded = LoadedLog(days=days, quality=quality, source=source, _frames=frames, _bad=bad)
+    loaded = LoadedLog(days=days, quality=quality, source=source, _frames=frames, _bad=bad, read_paths=paths)
     if quality.quarantined:
         quality.quarantine_sample = [r[0] for r in bad.select("_line").limit(5).collect()]
         if quarantine_path is not None:
