@@ -17,9 +17,12 @@ REAL_SAMPLE = TESTS_DIR / "data" / "mini_sparkify_first100.jsonl"
 
 
 @pytest.fixture(scope="session")
-def spark():
-    """One local SparkSession tuned for small data, shared by every test."""
-    from sparkify.spark import get_spark
+def spark(tmp_path_factory):
+    """One local SparkSession tuned for small data, shared by every test. The JVM's own
+    output goes to spark.log in the run's pytest temporary directory."""
+    from sparkify.spark import SPARK_LOG_ENV, get_spark
+
+    os.environ.setdefault(SPARK_LOG_ENV, str(tmp_path_factory.getbasetemp() / "spark.log"))
 
     session = get_spark(
         app_name="sparkify-tests",

@@ -91,6 +91,9 @@ def configure_report(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weeks", type=int, default=6,
                         help="weeks before cancellation to show in the behaviour chart (default: 6)")
     parser.add_argument("--title", default=None, help="report title (default: 'Sparkify churn report')")
+    from sparkify.modeling.cli import add_spark_options
+
+    add_spark_options(parser)
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -109,7 +112,7 @@ def run_report(args: argparse.Namespace) -> int:
     with progress.stage("spark"):
         from sparkify.spark import get_spark
 
-        spark = get_spark(app_name="sparkify-report", master=args.master)
+        spark = get_spark(app_name="sparkify-report", master=args.master, verbose=getattr(args, "verbose", None))
     data = collect_report_data(spark, args.events, model_dir, weeks=args.weeks, progress=progress)
     with progress.stage("render"):
         page = render_report(data, title=args.title)

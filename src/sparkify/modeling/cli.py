@@ -19,10 +19,11 @@ def _err(command: str, message: str) -> int:
     return 2
 
 
-def _spark(master: str | None):
+def _spark(master: str | None, verbose: bool | None = None):
+    """The SparkSession; ``verbose`` None: the command's ``--verbose`` (set by sparkify.cli)."""
     from sparkify.spark import get_spark
 
-    return get_spark(master=master)
+    return get_spark(master=master, verbose=verbose)
 
 
 def _say(t0: float, text: str) -> None:
@@ -30,8 +31,22 @@ def _say(t0: float, text: str) -> None:
 
 
 def _add_master(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that runs Spark on a log: --master, --verbose,
+    --skip-corrupt-files (sparkify.cli applies the last two around the command)."""
     parser.add_argument("--master", metavar="URL", default=None,
                         help="Spark master URL (default local[*]; under spark-submit its own master is used)")
+    add_spark_options(parser)
+
+
+def add_spark_options(parser: argparse.ArgumentParser) -> None:
+    """--verbose and --skip-corrupt-files (also used by ``sparkify report``)."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="show Spark's own log (warnings) and progress bars on the console; by default "
+                             "Spark reports errors only and the JVM's output goes to a log file")
+    parser.add_argument("--skip-corrupt-files", action="store_true",
+                        help="leave out damaged compressed files (truncated or corrupt .gz/.bz2) of a directory "
+                             "or glob and use the readable ones; the skipped files are listed in the "
+                             "data-quality summary (by default a damaged file stops the command)")
 
 
 # --------------------------------------------------------------------------- ingest
@@ -46,13 +61,13 @@ def run_ingest(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        spark = _spark(args.master)
+        spark = _spark(args.master, getattr(args, "verbose", None))
     except JavaNotFoundError as exc:
         return _err("ingest", str(exc))
     from sparkify.dataset import ingest
 
     _say(t0, f"ingesting {args.events} ...")
-    quality = ingest(spark, args.events, args.out)
+    quality = ingest(spark, args.events, args.out, skip_corrupt_files=getattr(args, "skip_corrupt_files", None))
     print(quality.summary())
     _say(t0, f"cleaned log written to {args.out}")
     return 0
@@ -229,7 +244,7 @@ def run_score(args: argparse.Namespace) -> int:
     if problem:
         return _err("score", problem)
     try:
-        spark = _spark(args.master)
+        spark = _spark(args.master, getattr(args, "verbose", None))
     except JavaNotFoundError as exc:
         return _err("score", str(exc))
     from sparkify.modeling.predict import score_users, write_scores
@@ -269,7 +284,7 @@ def run_backtest(args: argparse.Namespace) -> int:
     if problem:
         return _err("backtest", problem)
     try:
-        spark = _spark(args.master)
+        spark = _spark(args.master, getattr(args, "verbose", None))
     except JavaNotFoundError as exc:
         return _err("backtest", str(exc))
     from sparkify.modeling.backtest import backtest, summary, write_backtest
