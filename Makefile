@@ -24,7 +24,7 @@ events: setup
 	else echo "run: event log $(EVENTS) not found" >&2; exit 2; fi
 
 train: events
-	$(SPARKIFY) train "$(EVENTS)" --model "$(MODEL)" $(TRAIN_ARGS)
+	$(SPARKIFY) train "$(EVENTS)" --model "$(MODEL)" --scores "$(MODEL)/scores.csv" $(TRAIN_ARGS)
 
 score: setup
 	$(SPARKIFY) score "$(EVENTS)" --model "$(MODEL)" --out "$(MODEL)/scores.csv"
@@ -32,7 +32,8 @@ score: setup
 serve: setup
 	$(SPARKIFY) serve --model "$(MODEL)" --host "$(HOST)" --port "$(PORT)"
 
-run: train score serve
+# train also scores the log's active users (--scores), so run needs no separate score step
+run: train serve
 
 test: setup
 	$(PY) -m pytest

@@ -45,6 +45,26 @@ def test_train_bad_options_exit_2(capsys, tmp_path, real_sample, option, value, 
     assert code == 2 and message in err
 
 
+def test_train_plans_from_the_command_line(capsys, tmp_path, real_sample):
+    import argparse
+
+    from sparkify.modeling.cli import configure_train, train_config_from_args
+
+    parser = argparse.ArgumentParser()
+    configure_train(parser)
+    parse = lambda *extra: train_config_from_args(parser.parse_args(["log.json", "--model", "m", *extra]))  # noqa: E731
+    default, thorough, quick = parse(), parse("--thorough"), parse("--quick")
+    assert not default.tune and not default.label_comparison and default.seed_spread == 0 and default.ceiling
+    assert thorough.tune and thorough.label_comparison and thorough.seed_spread > 0
+    assert quick.folds == 2 and not quick.label_comparison
+    with pytest.raises(SystemExit):
+        parse("--quick", "--thorough")
+    capsys.readouterr()
+    code, _, err = run(capsys, "train", str(real_sample), "--model", str(tmp_path / "m"), "--scores",
+                       str(tmp_path / "s.txt"))
+    assert code == 2 and ".csv or .parquet" in err and not (tmp_path / "m").exists()
+
+
 def test_score_errors_exit_2(capsys, tmp_path, real_sample, trained_model):
     code, _, err = run(capsys, "score", str(real_sample), "--model", str(tmp_path / "none"))
     assert code == 2 and "no model at" in err

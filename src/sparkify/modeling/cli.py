@@ -94,8 +94,15 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="rf,gbt,lr,svc",
                         help="families to compare, comma-separated from rf,gbt,lr,svc (default all four)")
     parser.add_argument("--seed", type=int, default=42, help="split and model seed (default 42)")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny grids and models, no label comparison or seed spread (a smoke run)")
+    parser.add_argument("--scores", metavar="FILE", default=None,
+                        help="also score every active user at the log's end with the new model, as `sparkify "
+                             "score` does, and write the ranked list here (.csv or .parquet; e.g. DIR/scores.csv)")
+    plan = parser.add_mutually_exclusive_group()
+    plan.add_argument("--quick", action="store_true",
+                      help="tiny grids and models, 2 folds (a smoke run)")
+    plan.add_argument("--thorough", action="store_true",
+                      help="also search the chosen family's tuning grid, compare with the seed-compatible "
+                           "'ever' label and repeat the split with four more seeds (several times slower)")
     parser.add_argument("--artist-features", action="store_true",
                         help="add distinct_artists and artist_diversity (an exact set of artists per user; "
                              "about doubles the cost of loading a raw log)")
@@ -115,7 +122,8 @@ def train_config_from_args(args: argparse.Namespace):
               "artist_features": args.artist_features}
     if args.folds is not None:
         common["folds"] = args.folds
-    config = TrainConfig.fast(**common) if args.quick else TrainConfig(**common)
+    plan = TrainConfig.fast if args.quick else TrainConfig.thorough if args.thorough else TrainConfig
+    config = plan(**common)
     config.validate()
     return config
 
@@ -142,6 +150,8 @@ def run_train(args: argparse.Namespace) -> int:
         config = train_config_from_args(args)
     except ValueError as exc:
         return _err("train", str(exc))
+    if args.scores and Path(args.scores).suffix.lower() not in (".csv", ".parquet"):
+        return _err("train", f"--scores must end in .csv or .parquet, not {Path(args.scores).name!r}")
     # fail before starting Spark on a missing log or an unwritable model directory
     from sparkify.modeling.train import _check_paths
 
@@ -155,7 +165,7 @@ def run_train(args: argparse.Namespace) -> int:
         return _err("train", str(exc))
     from sparkify.modeling.train import train
 
-    result = train(spark, args.events, args.model, config)
+    result = train(spark, args.events, args.model, config, scores_out=args.scores)
     m = result.metrics
     print()
     d = m["data"]
