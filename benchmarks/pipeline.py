@@ -1,11 +1,12 @@
 """Time every stage of the churn pipeline on one log and print a table.
 
-Stages: load (parse + clean), features (user table, split, cache), each model family's
-cross-validation, tuning, evaluation, label comparison, ceiling, seed spread, artifact
-writing, and batch scoring of every active user.
+Stages: load (parse + clean), features (user table, split, cache), the families'
+cross-validation side by side, tuning, evaluation, label comparison, ceiling, seed spread
+(the last three with --thorough, the ceiling on simulated logs), artifact writing, and
+scoring every active user from the log already loaded (``sparkify train --scores``).
 
 Usage:
-    .venv/bin/python benchmarks/pipeline.py LOG [--quick] [--models rf,gbt,lr,svc] [--folds 3]
+    .venv/bin/python benchmarks/pipeline.py LOG [--quick | --thorough] [--models rf,gbt,lr,svc] [--folds 3]
     .venv/bin/python benchmarks/pipeline.py --preset mini|medium|full [--seed 42]
 
 With ``--preset`` the log is simulated once into a cache directory
@@ -62,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=("mini", "medium", "full"), help="simulate/reuse a preset log")
     parser.add_argument("--seed", type=int, default=42, help="simulation seed for --preset (default 42)")
     parser.add_argument("--model", help="model directory (default: a temporary one, deleted afterwards)")
-    parser.add_argument("--quick", action="store_true", help="TrainConfig.fast() grids")
+    plan = parser.add_mutually_exclusive_group()
+    plan.add_argument("--quick", action="store_true", help="TrainConfig.fast() grids")
+    plan.add_argument("--thorough", action="store_true", help="TrainConfig.thorough(): `sparkify train --thorough`")
     parser.add_argument("--models", default="rf,gbt,lr,svc")
     parser.add_argument("--folds", type=int, default=None)
     parser.add_argument("--master", default=None)
@@ -71,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.log) == bool(args.preset):
         parser.error("give a LOG or --preset (one of them)")
 
-    from sparkify.modeling.predict import score_users, write_scores
     from sparkify.modeling.train import TrainConfig, train
     from sparkify.spark import get_spark
 
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"models": tuple(args.models.split(","))}
     if args.folds:
         overrides["folds"] = args.folds
-    config = TrainConfig.fast(**overrides) if args.quick else TrainConfig(**overrides)
+    config = (TrainConfig.fast if args.quick else TrainConfig.thorough if args.thorough else TrainConfig)(**overrides)
     tmp = None
     model_dir = Path(args.model) if args.model else Path(tempfile.mkdtemp(prefix="sparkify-bench-")) / "classifier"
     if not args.model:
@@ -88,19 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     spark = get_spark(app_name="sparkify-bench-pipeline", master=args.master)
     session_s = time.perf_counter() - t_session
     try:
-        result = train(spark, log, model_dir, config)
-        t0 = time.perf_counter()
-        scores = score_users(spark, str(log), model_dir)
-        written = write_scores(scores, model_dir / "scores.csv")
-        score_s = time.perf_counter() - t0
+        result = train(spark, log, model_dir, config, scores_out=model_dir / "scores.csv")
+        import pandas as pd
+
+        written = pd.read_csv(model_dir / "scores.csv", usecols=["userId"])
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     timings = dict(result.timings)
     train_total = timings.pop("total", sum(timings.values()))
-    rows = [("spark session", session_s), *timings.items(), ("score (load + features + transform)", score_s)]
-    total = session_s + train_total + score_s
+    rows = [("spark session", session_s), *timings.items()]
+    total = session_s + train_total + timings.get("scoring", 0.0)
     m = result.metrics
     print()
     print(f"log: {log}")

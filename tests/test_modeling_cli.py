@@ -56,6 +56,7 @@ def test_train_plans_from_the_command_line(capsys, tmp_path, real_sample):
     default, thorough, quick = parse(), parse("--thorough"), parse("--quick")
     assert not default.tune and not default.label_comparison and default.seed_spread == 0 and default.ceiling
     assert thorough.tune and thorough.label_comparison and thorough.seed_spread > 0
+    assert not default.class_weights and thorough.class_weights
     assert quick.folds == 2 and not quick.label_comparison
     with pytest.raises(SystemExit):
         parse("--quick", "--thorough")

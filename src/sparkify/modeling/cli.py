@@ -101,7 +101,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     plan.add_argument("--quick", action="store_true",
                       help="tiny grids and models, 2 folds (a smoke run)")
     plan.add_argument("--thorough", action="store_true",
-                      help="also search the chosen family's tuning grid, compare with the seed-compatible "
+                      help="also search the chosen family's tuning grid and class weights, compare with the seed-compatible "
                            "'ever' label and repeat the split with four more seeds (several times slower)")
     parser.add_argument("--artist-features", action="store_true",
                         help="add distinct_artists and artist_diversity (an exact set of artists per user; "

@@ -73,8 +73,9 @@ class TrainConfig:
     the cost of loading a raw log); partitions: of the training table (None: one per
     :data:`ROWS_PER_TRAINING_PARTITION` rows, at most the core count).
 
-    The default is the quick plan (compare, class-weight choice, calibration, ceiling);
-    :meth:`thorough` adds the tuning grid, the label comparison and the seed spread.
+    The default is the quick plan (each family at one point, unweighted; calibration;
+    ceiling); :meth:`thorough` adds the tuning grid, class weights where they rank better,
+    the label comparison and the seed spread.
     """
 
     models: tuple[str, ...] = FAMILIES
@@ -85,7 +86,7 @@ class TrainConfig:
     parallelism: int = 2
     settings: dict[str, FamilySettings] = field(default_factory=default_settings)
     tune: bool = False
-    class_weights: bool = True
+    class_weights: bool = False
     cv_metric: str = "areaUnderPR"
     label_comparison: bool = False
     ceiling: bool = True
@@ -99,7 +100,7 @@ class TrainConfig:
     def thorough(cls, **overrides) -> "TrainConfig":
         """The quick plan plus the tuning grid, the seed-compatible label comparison and
         four extra split seeds (``sparkify train --thorough``)."""
-        base = dict(tune=True, label_comparison=True, seed_spread=4)
+        base = dict(tune=True, class_weights=True, label_comparison=True, seed_spread=4)
         base.update(overrides)
         return cls(**base)
 
@@ -108,7 +109,8 @@ class TrainConfig:
         """Tiny models, one- or two-point grids (tuning included), 2 folds, no label
         comparison or seed spread: the test suite's setting (well under a minute on
         small_log)."""
-        base = dict(folds=2, settings=fast_settings(), tune=True, label_comparison=False, seed_spread=0,
+        base = dict(folds=2, settings=fast_settings(), tune=True, class_weights=True, label_comparison=False,
+                    seed_spread=0,
                     ceiling=True)
         base.update(overrides)
         return cls(**base)
@@ -310,8 +312,11 @@ class CVOutcome:
 def cross_validate(train_df, family: str, numeric: list[str], categorical: list[str],
                    fixed: dict, grid: dict, config: TrainConfig, parallelism: int | None = None) -> CVOutcome:
     """k-fold CV of one family over ``grid`` on the train rows (``fold`` column gives the
-    folds, by user), ``parallelism`` grid points at once (default ``config.parallelism``);
-    returns the refit best model and the out-of-fold scores of its parameters."""
+    folds, by user), ``parallelism`` fits at once (default ``config.parallelism``);
+    returns the refit best model and the out-of-fold scores of its parameters.
+
+    A grid of several points goes through Spark's ``CrossValidator``; a single point
+    (nothing to choose) is k fold fits and the refit, scored out of fold directly."""
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator
     from pyspark.sql import functions as F
@@ -319,6 +324,8 @@ def cross_validate(train_df, family: str, numeric: list[str], categorical: list[
     pipeline, clf = build_pipeline(family, numeric, categorical, fixed, seed=config.seed,
                                    weighted=config.class_weights)
     maps = param_maps(clf, grid)
+    if len(maps) == 1:
+        return _cross_fit_point(train_df, pipeline, family, fixed, maps[0], config, parallelism or config.parallelism)
     evaluator = BinaryClassificationEvaluator(labelCol=LABEL_COL, rawPredictionCol="rawPrediction",
                                               metricName=config.cv_metric)
     cv = CrossValidator(estimator=pipeline, estimatorParamMaps=maps, evaluator=evaluator,
@@ -341,6 +348,36 @@ def cross_validate(train_df, family: str, numeric: list[str], categorical: list[
     params = dict(fixed)
     params.update(readable_params(maps[best]))
     return CVOutcome(family, cv_model.bestModel, params, len(maps), metrics, scored, seconds)
+
+
+def _cross_fit_point(train_df, pipeline, family: str, fixed: dict, param_map: dict, config: TrainConfig,
+                     parallelism: int) -> CVOutcome:
+    """One parameter point: a model per fold (fitted on the other folds) and one on all
+    rows, ``parallelism`` at once; the out-of-fold scores, and the mean over folds of
+    ``config.cv_metric`` on them as the CV metric."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyspark.sql import functions as F
+
+    t0 = time.perf_counter()
+
+    def fit(k: int):
+        return pipeline.copy(param_map).fit(train_df if k < 0 else train_df.filter(F.col(FOLD_COL) != k))
+
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        refit, *fold_models = pool.map(fit, [-1, *range(config.folds)])
+    parts = [with_score(m.transform(train_df.filter(F.col(FOLD_COL) == k)), family)
+             .select("userId", AS_OF_COL, LABEL_COL, SCORE_COL, FOLD_COL) for k, m in enumerate(fold_models)]
+    oof = parts[0]
+    for p in parts[1:]:
+        oof = oof.unionByName(p)
+    scored = _collect_scores(oof)
+    metric = ev.average_precision if config.cv_metric == "areaUnderPR" else ev.roc_auc
+    per_fold = [metric(scored.labels[scored.folds == k], scored.scores[scored.folds == k])
+                for k in range(config.folds)]
+    params = dict(fixed)
+    params.update(readable_params(param_map))
+    return CVOutcome(family, refit, params, 1, [float(np.mean(per_fold))], scored, time.perf_counter() - t0)
 
 
 def fit_fixed(train_df, family, numeric, categorical, params, config) -> CVOutcome:
@@ -690,8 +727,9 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
                 tuned, tuned_from, weighting = step_tune(train_df, best_family, outcomes[best_family], numeric,
                                                          categorical, config)
                 threshold, val_f1 = tuned.threshold()
-                st["note"] = (f"{FAMILY_NAMES[best_family]} {tuned.params}, threshold {threshold:.4f}, "
-                              f"out-of-fold F1 {val_f1:.3f}" + (
+                st["note"] = (f"{FAMILY_NAMES[best_family]} {tuned.params}"
+                              + ("" if config.tune else " (its comparison point: --thorough searches a grid)")
+                              + f", threshold {threshold:.4f}, out-of-fold F1 {val_f1:.3f}" + (
                                   "" if weighting is None else
                                   f"; class weights {'kept' if weighting['kept'] else 'dropped'} (out-of-fold PR-AUC "
                                   f"{weighting['out_of_fold_pr_auc']['weighted']:.3f} with, "
