@@ -36,7 +36,7 @@ serve: setup
 run: train serve
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 clean:
 	rm -rf model/classifier reports/*.html spark-warehouse
