@@ -62,7 +62,7 @@ def small_log(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_model(request, tmp_path_factory) -> Path:
-    """A model directory trained on ``small_log`` (fast settings), shared by the
+    """A model directory trained on ``small_log`` (fast settings with tuning), shared by the
     scorer, app and report tests.
 
     ``SPARKIFY_TEST_MODEL=DIR`` uses an existing model directory instead (no Spark
@@ -75,7 +75,8 @@ def trained_model(request, tmp_path_factory) -> Path:
     spark = request.getfixturevalue("spark")
     small_log = request.getfixturevalue("small_log")
     model_dir = tmp_path_factory.mktemp("model") / "classifier"
-    train(spark, small_log, model_dir, TrainConfig.fast())
+    # the tuning grid and the class-weight choice too, so their code runs in the suite
+    train(spark, small_log, model_dir, TrainConfig.fast(tune=True, class_weights=True))
     return model_dir
 
 

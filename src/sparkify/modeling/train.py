@@ -106,12 +106,10 @@ class TrainConfig:
 
     @classmethod
     def fast(cls, **overrides) -> "TrainConfig":
-        """Tiny models, one- or two-point grids (tuning included), 2 folds, no label
-        comparison or seed spread: the test suite's setting (well under a minute on
-        small_log)."""
-        base = dict(folds=2, settings=fast_settings(), tune=True, class_weights=True, label_comparison=False,
-                    seed_spread=0,
-                    ceiling=True)
+        """The quick plan with tiny models and 2 folds (``sparkify train --quick``, the test
+        suite's setting: well under a minute on small_log); ``tune=True,
+        class_weights=True`` adds the two-point tuning grids and the class-weight choice."""
+        base = dict(folds=2, settings=fast_settings(), label_comparison=False, seed_spread=0, ceiling=True)
         base.update(overrides)
         return cls(**base)
 
