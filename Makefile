@@ -35,10 +35,8 @@ serve: setup
 # train also scores the log's active users (--scores), so run needs no separate score step
 run: train serve
 
-# two pytest workers (each its own SparkSession), a test file per worker at a time
-TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(PY) -m pytest --durations=15
 
 clean:
 	rm -rf model/classifier reports/*.html spark-warehouse

@@ -86,7 +86,12 @@ def render_model_card(model: dict, metrics: dict, quality: dict) -> str:
         lines.append(f"| {m['name']} | {_num(t['f1'])} | {_num(t['precision'])} | {_num(t['recall'])} | "
                      f"{_num(t['pr_auc'])} | {_num(t['roc_auc'])} | {_num(t['accuracy'])} | "
                      f"{_num(t['weighted_f1'])} | {m['train_seconds']:.1f} |")
-    tag = "tuned" if best.get("selected_from", "tuning") == "tuning" else "comparison point kept: the bigger grid did not beat it out of fold"
+    if not metrics.get("cv", {}).get("tuning_grid", True):
+        tag = "its comparison point; `sparkify train --thorough` searches a tuning grid"
+    elif best.get("selected_from", "tuning") == "tuning":
+        tag = "tuned"
+    else:
+        tag = "comparison point kept: the bigger grid did not beat it out of fold"
     lines.append(f"| **{best['name']} ({tag})** | **{_num(test['f1'])}** | {_num(test['precision'])} | "
                  f"{_num(test['recall'])} | {_num(test['pr_auc'])} | {_num(test['roc_auc'])} | "
                  f"{_num(test['accuracy'])} | {_num(test['weighted_f1'])} | {best['train_seconds']:.1f} |")
