@@ -16,6 +16,7 @@ import bz2
 import re
 import zlib
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 #: Compressed formats checked before a read, by file name ending. Spark also reads
@@ -125,14 +126,10 @@ def _bz2_problem(f, size: int) -> str | None:
     return _stream_problem(f, size, _Bunzip, "bzip2")
 
 
-class _Inflate:
-    """zlib with bounded output: at most about 1,032 x the input chunk (deflate's ratio)."""
+class _Decoder:
+    """A decompressor fed chunk by chunk: ``feed``, then ``eof`` and ``unused_data``."""
 
-    def __init__(self, wbits: int = zlib.MAX_WBITS):
-        self._d = zlib.decompressobj(wbits)
-
-    def feed(self, data: bytes) -> None:
-        self._d.decompress(data)
+    _d: Any
 
     @property
     def eof(self) -> bool:
@@ -143,7 +140,17 @@ class _Inflate:
         return self._d.unused_data
 
 
-class _Bunzip:
+class _Inflate(_Decoder):
+    """zlib with bounded output: at most about 1,032 x the input chunk (deflate's ratio)."""
+
+    def __init__(self, wbits: int = zlib.MAX_WBITS):
+        self._d = zlib.decompressobj(wbits)
+
+    def feed(self, data: bytes) -> None:
+        self._d.decompress(data)
+
+
+class _Bunzip(_Decoder):
     """bzip2 with output read 1 MB at a time (its ratio is unbounded)."""
 
     def __init__(self):
@@ -153,14 +160,6 @@ class _Bunzip:
         self._d.decompress(data, _CHUNK)
         while not self._d.eof and not self._d.needs_input:
             self._d.decompress(b"", _CHUNK)
-
-    @property
-    def eof(self) -> bool:
-        return self._d.eof
-
-    @property
-    def unused_data(self) -> bytes:
-        return self._d.unused_data
 
 
 def _stream_problem(f, size: int, new, kind: str) -> str | None:
