@@ -98,8 +98,9 @@ class TrainConfig:
 
     @classmethod
     def thorough(cls, **overrides) -> "TrainConfig":
-        """The quick plan plus the tuning grid, the seed-compatible label comparison and
-        four extra split seeds (``sparkify train --thorough``)."""
+        """The quick plan plus the tuning grid, the class-weight choice, the
+        seed-compatible label comparison and four extra split seeds (``sparkify train
+        --thorough``)."""
         base = dict(tune=True, class_weights=True, label_comparison=True, seed_spread=4)
         base.update(overrides)
         return cls(**base)
@@ -317,7 +318,6 @@ def cross_validate(train_df, family: str, numeric: list[str], categorical: list[
     (nothing to choose) is k fold fits and the refit, scored out of fold directly."""
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator
-    from pyspark.sql import functions as F
 
     pipeline, clf = build_pipeline(family, numeric, categorical, fixed, seed=config.seed,
                                    weighted=config.class_weights)
@@ -333,19 +333,23 @@ def cross_validate(train_df, family: str, numeric: list[str], categorical: list[
     cv_model = cv.fit(train_df)
     metrics = [float(m) for m in cv_model.avgMetrics]
     best = int(np.argmax(metrics)) if evaluator.isLargerBetter() else int(np.argmin(metrics))
-    parts = []
-    for k in range(config.folds):
-        sub = cv_model.subModels[k][best]
-        parts.append(with_score(sub.transform(train_df.filter(F.col(FOLD_COL) == k)), family)
-                     .select("userId", AS_OF_COL, LABEL_COL, SCORE_COL, FOLD_COL))
-    oof = parts[0]
-    for p in parts[1:]:
-        oof = oof.unionByName(p)
-    scored = _collect_scores(oof)
+    scored = _out_of_fold(train_df, [cv_model.subModels[k][best] for k in range(config.folds)], family)
     seconds = time.perf_counter() - t0
     params = dict(fixed)
     params.update(readable_params(maps[best]))
     return CVOutcome(family, cv_model.bestModel, params, len(maps), metrics, scored, seconds)
+
+
+def _out_of_fold(train_df, fold_models: list, family: str) -> Scored:
+    """The train rows of each fold k scored by ``fold_models[k]`` (fitted without them),
+    collected in one job."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    parts = [with_score(m.transform(train_df.filter(F.col(FOLD_COL) == k)), family)
+             .select("userId", AS_OF_COL, LABEL_COL, SCORE_COL, FOLD_COL) for k, m in enumerate(fold_models)]
+    return _collect_scores(reduce(lambda a, b: a.unionByName(b), parts))
 
 
 def _cross_fit_point(train_df, pipeline, family: str, fixed: dict, param_map: dict, config: TrainConfig,
@@ -364,12 +368,7 @@ def _cross_fit_point(train_df, pipeline, family: str, fixed: dict, param_map: di
 
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         refit, *fold_models = pool.map(fit, [-1, *range(config.folds)])
-    parts = [with_score(m.transform(train_df.filter(F.col(FOLD_COL) == k)), family)
-             .select("userId", AS_OF_COL, LABEL_COL, SCORE_COL, FOLD_COL) for k, m in enumerate(fold_models)]
-    oof = parts[0]
-    for p in parts[1:]:
-        oof = oof.unionByName(p)
-    scored = _collect_scores(oof)
+    scored = _out_of_fold(train_df, fold_models, family)
     metric = ev.average_precision if config.cv_metric == "areaUnderPR" else ev.roc_auc
     per_fold = [metric(scored.labels[scored.folds == k], scored.scores[scored.folds == k])
                 for k in range(config.folds)]
@@ -503,13 +502,13 @@ def _split_counts(df) -> dict[str, int]:
 def _user_base(loaded, spec, numeric, categorical, partitions: int):
     """The prepared table (features + churn per user and date) of a
     :class:`sparkify.dataset.LoadedLog`, repartitioned to ``partitions`` and cached
-    (computed once from the session-day rows). Returns (table, resolved spec)."""
+    (computed once from the session-day rows). Returns (table, resolved spec, its rows)."""
     from sparkify.features import build_user_table
 
     table, resolved = build_user_table(loaded.days_for(spec), spec)
     base = prepare_table(table, numeric, categorical).repartition(partitions).cache()
-    base.count()
-    return base, resolved
+    rows = base.count()
+    return base, resolved, rows
 
 
 def oot_dates(spec) -> tuple[int, ...]:
@@ -596,9 +595,9 @@ def step_compare(train_df, numeric, categorical, config: TrainConfig, progress: 
 def step_tune(train_df, family: str, comparison: CVOutcome, numeric, categorical, config: TrainConfig
               ) -> tuple[CVOutcome, str, dict | None]:
     """The family over its tuning grid when ``config.tune`` (the comparison point is kept
-    when the grid does not beat it out of fold), then the chosen point without class
-    weights: the weights are kept
-    only when they give the better out-of-fold PR-AUC (ranking; calibration fixes the
+    when the grid does not beat it out of fold), then, with ``config.class_weights``, the
+    chosen point without class weights: the weights are kept only when they give the
+    better out-of-fold PR-AUC (ranking; calibration fixes the
     probabilities either way). Returns (outcome, 'tuning' | 'comparison', the weights'
     out-of-fold PR-AUC with and without, or None when class weights are off)."""
     s = config.settings[family]
@@ -670,7 +669,8 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
     Out: :class:`TrainResult`. The directory is replaced atomically only when everything
          succeeded. With ``scores_out`` (a .csv or .parquet path) the new model also
          scores every active user at the log's end, as ``sparkify score`` does, from the
-         log already loaded (a path inside the model directory is swapped in with it). Raises FileNotFoundError / PermissionError / ValueError for bad input.
+         log already loaded (a path inside the model directory is swapped in with it).
+         Raises FileNotFoundError / PermissionError / ValueError for bad input.
     Steps: load, features (+ split), compare, tune, calibrate, evaluate, extras (label
     comparison, ceiling, seed spread), artifacts; each printed with its time.
     """
@@ -704,9 +704,9 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
             if spec.step_days is None:
                 spec = replace(spec, step_days=auto_step_days(q.users))
             with progress.stage("features") as st:
-                base, spec = _user_base(loaded, spec, numeric, categorical, _cores(spark))
+                base, spec, rows = _user_base(loaded, spec, numeric, categorical, _cores(spark))
                 frames.append(base)
-                partitions = config.partitions or training_partitions(base.count(), _cores(spark))
+                partitions = config.partitions or training_partitions(rows, _cores(spark))
                 table, counts, weights = _split_weighted(base, config, config.seed, partitions, oot_dates(spec))
                 frames.append(table)
                 st["note"] = (f"{len(spec.dates) or 'per-user'} observation date(s), {_counts_note(counts)}; "
@@ -913,7 +913,7 @@ def _label_comparison(loaded, family, params, config, partitions, best_fig) -> d
     from sparkify.features import LabelSpec
 
     _, numeric, categorical = feature_columns("ever", config.artist_features)
-    base, ever_spec = _user_base(loaded, LabelSpec(mode="ever"), numeric, categorical, partitions)
+    base, ever_spec, _rows = _user_base(loaded, LabelSpec(mode="ever"), numeric, categorical, partitions)
     table, counts, _w = _split_weighted(base, config, config.seed, partitions)
     keys = ("f1", "precision", "recall", "pr_auc", "roc_auc", "accuracy", "weighted_f1", "rows", "users", "churners")
     try:
