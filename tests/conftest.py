@@ -12,8 +12,19 @@ from pathlib import Path
 
 import pytest
 
+import background
+
 TESTS_DIR = Path(__file__).resolve().parent
 REAL_SAMPLE = TESTS_DIR / "data" / "mini_sparkify_first100.jsonl"
+
+
+def pytest_collection_finish(session):
+    """Jobs in processes of their own (cluster, notebook) start now, beside the other tests."""
+    background.start_for(session.items)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    background.finish_all()
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +68,17 @@ def small_log(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("sim") / "small_sparkify.json"
     simulate(out=out, users=200, seed=7, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def compact_log(tmp_path_factory) -> Path:
+    """A 60-user simulated log (seed 7), for the tests that compare two ways of computing
+    the same rows and need every kind of row, not many of them."""
+    from sparkify.simulator import simulate
+
+    out = tmp_path_factory.mktemp("sim") / "compact_sparkify.json"
+    simulate(out=out, users=60, seed=7, progress=False)
     return out
 
 

@@ -3,7 +3,8 @@
 The cluster is started from the pip wheel's ``bin/spark-class`` (the wheel has no sbin
 scripts), the job is submitted with ``spark-submit --master spark://127.0.0.1:PORT`` in a
 subprocess, exactly as a user would (package shipped with ``--py-files``), and the model
-directory it writes is checked, then loaded by this process's own local SparkSession.
+directory it writes is checked, then loaded by this process's own local SparkSession. The cluster job starts in the
+background when collection ends (tests/background.py), beside the other tests.
 The packaging tests at the top need no JVM.
 """
 
@@ -23,12 +24,13 @@ from pathlib import Path
 
 import pytest
 
+import background
 from sparkify.jobs.package import ENTRY_NAME, build_zip
 
 MODEL_TYPES = {"LogisticRegression", "LinearSVC", "RandomForestClassifier", "GBTClassifier"}
 START_TIMEOUT_S = 120
 JOB_TIMEOUT_S = 1800
-CLUSTER_USERS = 120
+CLUSTER_USERS = 60
 
 
 # --------------------------------------------------------------------------- packaging
@@ -214,21 +216,21 @@ class ClusterRun:
     master_log: str
     worker_log: str
     command: list[str]
+    failure: str = ""     # the command, its output and the cluster's logs when it failed
 
 
-@pytest.fixture(scope="module")
-def cluster_run(tmp_path_factory) -> ClusterRun:
+def run_cluster_job(root: Path) -> ClusterRun:
     """Start the cluster, submit `train` on a small simulated log, stop the cluster.
 
-    Out: the run's model directory, exit status, output and the cluster's logs. The
-    cluster is always stopped (finally), whatever happened.
+    In: an empty directory. Out: the run's model directory, exit status, output and the
+    cluster's logs. The cluster is always stopped (finally), whatever happened. Runs in
+    the background from the start of the test run (tests/background.py).
     """
     spark_class = _spark_home() / "bin" / "spark-class"
     if not spark_class.exists():
         pytest.skip(f"pyspark has no {spark_class}")
     from sparkify.simulator import simulate
 
-    root = tmp_path_factory.mktemp("cluster")
     log = root / "data" / "events.json"
     log.parent.mkdir()
     summary = simulate(out=log, users=CLUSTER_USERS, seed=11, progress=False)
@@ -276,24 +278,35 @@ def cluster_run(tmp_path_factory) -> ClusterRun:
             status = "timed out" if returncode is None else f"exited {returncode}"
             important = [line for line in stderr.splitlines()
                          if "ERROR" in line or "Error" in line or "Traceback" in line][-40:]
-            print(f"spark-submit {status}: {' '.join(command)}\n"
-                  f"--- driver stdout (tail)\n{stdout[-4000:]}\n"
-                  f"--- driver stderr: error lines\n" + "\n".join(important) + "\n"
-                  f"--- driver stderr (tail)\n{stderr[-4000:]}\n{cluster.logs()}")
+            failure = (f"spark-submit {status}: {' '.join(command)}\n"
+                       f"--- driver stdout (tail)\n{stdout[-4000:]}\n"
+                       f"--- driver stderr: error lines\n" + "\n".join(important) + "\n"
+                       f"--- driver stderr (tail)\n{stderr[-4000:]}\n{cluster.logs()}")
+        else:
+            failure = ""
         run = ClusterRun(model_dir, -1 if returncode is None else returncode, stdout, stderr,
                          cluster.master_log.read_text(errors="replace"),
-                         cluster.worker_log.read_text(errors="replace"), command)
+                         cluster.worker_log.read_text(errors="replace"), command, failure)
     finally:
         cluster.stop()
     assert all(p.poll() is not None for p in cluster.procs), "the cluster was not stopped"
     return run
 
 
+CLUSTER_JOB = background.job("cluster_run", run_cluster_job)
+
+
+@pytest.fixture(scope="module")
+def cluster_run() -> ClusterRun:
+    """The cluster job's outcome (it started in the background when collection ended)."""
+    return CLUSTER_JOB.result()
+
+
 @pytest.mark.cluster
 @pytest.mark.slow
 def test_training_job_runs_on_the_standalone_cluster(cluster_run):
     run = cluster_run
-    assert run.returncode == 0, f"spark-submit exited {run.returncode}; see the captured output above"
+    assert run.returncode == 0, run.failure
     # The driver used the shipped zip, and the job really ran on the cluster's executor.
     # (spark-submit merges the Python driver's stderr into its own stdout)
     banner = [line for line in (run.stdout + run.stderr).splitlines()
@@ -309,7 +322,7 @@ def test_training_job_runs_on_the_standalone_cluster(cluster_run):
 @pytest.mark.slow
 def test_cluster_job_writes_a_complete_model_directory(cluster_run):
     model_dir = cluster_run.model_dir
-    assert cluster_run.returncode == 0, "the training job failed; see the captured output"
+    assert cluster_run.returncode == 0, cluster_run.failure
     model = json.loads((model_dir / "model.json").read_text())
     assert model["model_type"] in MODEL_TYPES
     assert 0.0 <= float(model["threshold"]) <= 1.0 or model["score_kind"] == "margin"
@@ -333,7 +346,7 @@ def test_cluster_trained_pipeline_scores_locally(cluster_run, spark):
     from pyspark.ml import PipelineModel
 
     model_dir = cluster_run.model_dir
-    assert cluster_run.returncode == 0, "the training job failed; see the captured output"
+    assert cluster_run.returncode == 0, cluster_run.failure
     pipeline = PipelineModel.load(str(model_dir / "pipeline"))
     features = spark.read.parquet(str(model_dir / "features.parquet"))
     scored = pipeline.transform(features)

@@ -81,17 +81,17 @@ def test_ever_no_leakage_hand_built(hand_events):
 
 
 @pytest.fixture(scope="module")
-def small_events(spark, small_log):
+def small_events(spark, compact_log):
     from sparkify.dataset import load_events
 
-    loaded = load_events(spark, small_log)
+    loaded = load_events(spark, compact_log)
     yield loaded.events
     loaded.unpersist()
 
 
-def test_window_no_leakage_small_log(small_events):
+def test_window_no_leakage_simulated_log(small_events):
     check_window(small_events)
 
 
-def test_ever_no_leakage_small_log(small_events):
+def test_ever_no_leakage_simulated_log(small_events):
     check_ever(small_events)

@@ -4,10 +4,14 @@ and is stored without outputs."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+import background
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "sparkify.ipynb"
 
@@ -45,41 +49,62 @@ def test_notebook_uses_the_feature_catalogue_and_tells_the_new_story():
         assert idea in text, idea
 
 
-@pytest.mark.slow
-def test_notebook_executes_on_a_small_log(tmp_path):
-    """Runs every cell in a fresh kernel of this interpreter (its own SparkSession) on a
-    tiny simulated log with fast settings, then checks what the cells produced."""
-    nbclient = pytest.importorskip("nbclient")
+#: Runs the notebook in a fresh kernel of this interpreter and writes the executed copy.
+RUNNER = """
+import sys, nbclient, nbformat
+nb = nbformat.read(sys.argv[1], as_version=4)
+nbclient.NotebookClient(nb, kernel_name="python3", timeout=1200, allow_errors=False,
+                        resources={"metadata": {"path": sys.argv[2]}}).execute()
+nbformat.write(nb, sys.argv[3])
+"""
+
+
+@dataclass
+class NotebookRun:
+    workdir: Path
+    executed: Path
+    returncode: int
+    stderr: str
+
+
+def run_notebook(root: Path) -> NotebookRun:
+    """Every cell on a tiny simulated log with fast settings, in a subprocess (its own
+    kernel and SparkSession). In: an empty directory. Out: where the executed notebook and
+    the work directory are. Runs in the background from the start of the test run."""
+    pytest.importorskip("nbclient")
     from jupyter_client.kernelspec import NoSuchKernel, get_kernel_spec
 
     from sparkify.simulator import simulate
 
-    log = tmp_path / "tiny.json"
-    simulate(out=log, users=120, seed=11, progress=False)
     try:
         get_kernel_spec("python3")
     except NoSuchKernel:
         pytest.skip("no python3 Jupyter kernel (pip install ipykernel)")
-
-    env = {"SPARKIFY_EVENTS": str(log), "SPARKIFY_WORKDIR": str(tmp_path / "work"),
+    log = root / "tiny.json"
+    simulate(out=log, users=120, seed=11, progress=False)
+    env = {**os.environ, "SPARKIFY_EVENTS": str(log), "SPARKIFY_WORKDIR": str(root / "work"),
            "SPARKIFY_FAST": "1", "SPARKIFY_MODELS": "lr,rf", "SPARKIFY_MASTER": "local[2]"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)   # the kernel inherits the test process's environment
-    try:
-        nb = nbformat.read(NOTEBOOK, as_version=4)
-        client = nbclient.NotebookClient(
-            nb, kernel_name="python3", timeout=1200, allow_errors=False,
-            resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-        )
-        # "python" in the venv's kernelspec is resolved to this interpreter by jupyter_client
-        assert Path(sys.executable).exists()
-        client.execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    executed = root / "executed.ipynb"
+    # "python" in the venv's kernelspec is resolved to this interpreter by jupyter_client
+    proc = subprocess.run([sys.executable, "-c", RUNNER, str(NOTEBOOK), str(NOTEBOOK.parent), str(executed)],
+                          env=env, capture_output=True, text=True, timeout=1500)
+    return NotebookRun(root / "work", executed, proc.returncode, proc.stderr[-6000:])
+
+
+NOTEBOOK_JOB = background.job("notebook_run", run_notebook)
+
+
+@pytest.fixture(scope="module")
+def notebook_run() -> NotebookRun:
+    return NOTEBOOK_JOB.result()
+
+
+@pytest.mark.slow
+def test_notebook_executes_on_a_small_log(notebook_run):
+    """Runs every cell in a fresh kernel of this interpreter (its own SparkSession) on a
+    tiny simulated log with fast settings, then checks what the cells produced."""
+    assert notebook_run.returncode == 0, notebook_run.stderr
+    nb = nbformat.read(notebook_run.executed, as_version=4)
 
     # a stream may arrive in pieces (the kernel flushes on a timer): join them as written
     text = "".join(
@@ -88,7 +113,7 @@ def test_notebook_executes_on_a_small_log(tmp_path):
     import json
     import re
 
-    model_dir = tmp_path / "work" / "classifier"
+    model_dir = notebook_run.workdir / "classifier"
     assert (model_dir / "model.json").exists()
     metrics = json.loads((model_dir / "metrics.json").read_text())
     d, test = metrics["data"], metrics["best"]["test"]
@@ -106,7 +131,7 @@ def test_notebook_executes_on_a_small_log(tmp_path):
     # the NumPy scorer reproduces the saved decisions and probabilities
     assert "decisions agree with the saved confusion matrix: True" in text
     assert f"expected churners from the scorer's probabilities: {test['expected_churners']:.1f}" in text
-    report = tmp_path / "work" / "sparkify_report.html"
+    report = notebook_run.workdir / "sparkify_report.html"
     assert report.exists() and report.stat().st_size > 1_000_000
     assert 'id="period-table"' in report.read_text(encoding="utf-8")
     # the charts rendered as Plotly outputs (the reliability curve among them)

@@ -37,9 +37,9 @@ def assert_same_tables(expected, actual) -> None:
 
 
 @pytest.fixture(scope="module")
-def messy_log(small_log, tmp_path_factory) -> Path:
+def messy_log(compact_log, tmp_path_factory) -> Path:
     """The small simulated log with malformed lines inside it (one of them twice)."""
-    lines = small_log.read_text(encoding="utf-8").splitlines()
+    lines = compact_log.read_text(encoding="utf-8").splitlines()
     out = tmp_path_factory.mktemp("messy") / "messy.json"
     middle = len(lines) // 2
     out.write_text("\n".join(lines[:middle] + BAD_LINES + lines[middle:]) + "\n", encoding="utf-8")
@@ -79,7 +79,7 @@ def test_quarantine_keeps_every_bad_line(both):
     assert set(log.quality.quarantine_sample) == set(BAD_LINES)
 
 
-def test_log_end_comes_with_the_quality_job_and_equals_the_events(spark, both, small_log, tmp_path):
+def test_log_end_comes_with_the_quality_job_and_equals_the_events(spark, both, compact_log, tmp_path):
     """The pass's quality job also gives the log's end in both modes (no further job); it
     equals the end found from the events, also when the last events are cancellations."""
     from sparkify.dataset import load_log
@@ -91,7 +91,7 @@ def test_log_end_comes_with_the_quality_job_and_equals_the_events(spark, both, s
         assert log.days._end_ms[mode] == log_end_ms(events.events, mode)
         assert SessionDays(df=log.days.df).log_end_ms(mode) == log.days._end_ms[mode]
     # the log's last event a cancellation: the modes' ends differ
-    lines = small_log.read_text(encoding="utf-8").splitlines()
+    lines = compact_log.read_text(encoding="utf-8").splitlines()
     rows = [json.loads(line) for line in lines]
     last = max(r["ts"] for r in rows)
     user = next(r["userId"] for r in rows if r["userId"])
@@ -165,7 +165,7 @@ def test_artist_sets_equal_the_event_path(spark, both, messy_log):
         assert_same_tables(expected, actual)
 
 
-def test_text_attributes_are_read_late_from_the_latest_event(spark, small_log, tmp_path):
+def test_text_attributes_are_read_late_from_the_latest_event(spark, compact_log, tmp_path):
     """The one pass parses no gender, userAgent or location; the features read them from
     each user's latest event before the cutoff. A user who moved and changed device gets
     the new ones at every observation date, as on the event path. A whitespace-only line, which the JSON reader
@@ -174,7 +174,7 @@ def test_text_attributes_are_read_late_from_the_latest_event(spark, small_log, t
     from sparkify.dataset import load_events, load_log
     from sparkify.features import LabelSpec, build_user_table
 
-    lines = small_log.read_text(encoding="utf-8").splitlines()
+    lines = compact_log.read_text(encoding="utf-8").splitlines()
     events = [json.loads(line) for line in lines]
     counts: dict[str, int] = {}
     for e in events:
@@ -212,15 +212,15 @@ def test_text_attributes_are_read_late_from_the_latest_event(spark, small_log, t
             spark.conf.unset("spark.sql.files.maxPartitionBytes")
 
 
-def test_duplicates_are_counted_once(spark, small_log, tmp_path):
+def test_duplicates_are_counted_once(spark, compact_log, tmp_path):
     from sparkify.dataset import load_events, load_log
     from sparkify.features import LabelSpec, build_user_table
 
-    lines = small_log.read_text(encoding="utf-8").splitlines()
+    lines = compact_log.read_text(encoding="utf-8").splitlines()
     songs = [line for line in lines if '"page":"NextSong"' in line]
     path = tmp_path / "dups.json"
     path.write_text("\n".join(lines + songs[:5] + songs[:1]) + "\n", encoding="utf-8")
-    with load_events(spark, small_log) as clean, load_log(spark, path, artists=True) as log:
+    with load_events(spark, compact_log) as clean, load_log(spark, path, artists=True) as log:
         assert log.quality.duplicates == 6 and log.rebuilt_from_events and log.days.artists
         assert log.quality.user_rows == clean.quality.user_rows
         expected, _ = build_user_table(clean.events, LabelSpec(), artists=True)
@@ -282,13 +282,13 @@ def _shift_items(line: str, shift: int) -> str:
     return json.dumps(event)
 
 
-def test_a_repeated_item_that_is_no_duplicate_falls_back_and_counts_none(spark, small_log, tmp_path):
+def test_a_repeated_item_that_is_no_duplicate_falls_back_and_counts_none(spark, compact_log, tmp_path):
     """Two different events with one item number: the pass cannot vouch for them, so the
     rows are rebuilt from exactly de-duplicated events, which find no duplicate."""
     from sparkify.dataset import load_events, load_log
     from sparkify.features import LabelSpec, build_user_table
 
-    lines = small_log.read_text(encoding="utf-8").splitlines()
+    lines = compact_log.read_text(encoding="utf-8").splitlines()
     first = json.loads(next(line for line in lines if '"page":"NextSong"' in line))
     twin = dict(first, ts=first["ts"] + 1, song="Another song")   # same session, same item
     path = tmp_path / "twin.json"
@@ -321,7 +321,7 @@ def test_items_spanning_the_bitmap_window_fall_back(spark, small_log, tmp_path):
         assert log.quality.duplicates == 0 and log.quality.user_rows == plain.quality.user_rows
 
 
-def test_a_row_too_big_for_the_packed_page_counters_falls_back(spark, small_log, monkeypatch):
+def test_a_row_too_big_for_the_packed_page_counters_falls_back(spark, compact_log, monkeypatch):
     """Page counters are packed 16 bits apiece; a session-day row with that many events
     could carry into the next counter, so the loader rebuilds such rows the exact way
     (shown here with the limit lowered to 8 events)."""
@@ -330,20 +330,20 @@ def test_a_row_too_big_for_the_packed_page_counters_falls_back(spark, small_log,
     from sparkify.features import LabelSpec, build_user_table
 
     monkeypatch.setattr(features, "MAX_PACKED_EVENTS", 8)
-    with load_events(spark, small_log) as clean, load_log(spark, small_log) as log:
+    with load_events(spark, compact_log) as clean, load_log(spark, compact_log) as log:
         assert log.rebuilt_from_events and log.quality.duplicates == 0
         expected, _ = build_user_table(clean.events, LabelSpec())
         actual, _ = build_user_table(log.days, LabelSpec())
         assert_same_tables(expected, actual)
 
 
-def test_unread_fields_never_make_a_line_bad_and_a_line_missing_a_field_is_kept_whole(spark, small_log, tmp_path):
+def test_unread_fields_never_make_a_line_bad_and_a_line_missing_a_field_is_kept_whole(spark, compact_log, tmp_path):
     """The one pass parses only the fields Sparkify reads. A wrong type in another field
     (status, song, ...) is accepted on both paths; a line missing userId is quarantined
     with every field it has, exactly as the event path writes it."""
     from sparkify.dataset import load_events, load_log
 
-    lines = small_log.read_text(encoding="utf-8").splitlines()
+    lines = compact_log.read_text(encoding="utf-8").splitlines()
     index = next(i for i, line in enumerate(lines) if '"page":"NextSong"' in line)
     odd = dict(json.loads(lines[index]), status="two hundred", song={"title": ["a", 1]})
     lines[index] = json.dumps(odd)
@@ -376,7 +376,7 @@ def test_pass_schema_reads_the_artist_only_on_request():
     assert len(pass_schema(corrupt=False).names) == len(PASS_SCHEMA.names) - 2
 
 
-def test_session_day_cache_is_uncompressed_and_the_setting_restored(spark, small_log):
+def test_session_day_cache_is_uncompressed_and_the_setting_restored(spark, compact_log):
     """load_log stores its rows uncompressed (cheaper to build, read several times) and
     leaves the session's compression setting as it found it, also after an error."""
     from sparkify.dataset import CACHE_COMPRESSION_CONF, load_log, uncompressed_cache
@@ -386,7 +386,7 @@ def test_session_day_cache_is_uncompressed_and_the_setting_restored(spark, small
 
     before = spark.conf.get(CACHE_COMPRESSION_CONF)
     assert before == "true"                               # Spark's default
-    with load_log(spark, small_log) as log:
+    with load_log(spark, compact_log) as log:
         plain = cached_bytes()
         assert plain > 0 and spark.conf.get(CACHE_COMPRESSION_CONF) == before
         compressed = log._frames[0].select("*").persist()  # the same rows, compressed

@@ -179,6 +179,33 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
     assert pq.read_table(a.truth_path).equals(pq.read_table(b.truth_path))
 
 
+def test_simulations_in_two_threads_give_the_serial_bytes(tmp_path):
+    """simulate() from two threads at once (the test suite's background jobs do this)
+    writes what each would alone."""
+    import threading
+
+    serial = [simulate(out=tmp_path / f"s{seed}.json", users=30, days=10, seed=seed, progress=False)
+              for seed in (11, 12)]
+    errors: list[BaseException] = []
+
+    def run(seed: int) -> None:
+        try:
+            for _ in range(3):
+                name = f"t{seed}.json.gz" if seed == 12 else f"t{seed}.json"
+                simulate(out=tmp_path / name, users=30, days=10, seed=seed, progress=False)
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in (11, 12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert (tmp_path / "t11.json").read_bytes() == serial[0].path.read_bytes()
+    assert gzip.decompress((tmp_path / "t12.json.gz").read_bytes()) == serial[1].path.read_bytes()
+
+
 def test_directory_parts_concatenate_to_the_single_file(tmp_path, monkeypatch):
     from sparkify.simulator import writer
 

@@ -29,16 +29,16 @@ import argparse
 import json
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from sparkify.config import DEFAULT_MODEL_DIR, REPORTS_DIR
+from sparkify.progress import Progress, quiet
 
 REPORT_NAME = "sparkify_report.html"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates_report"
@@ -113,6 +113,7 @@ def run_report(args: argparse.Namespace) -> int:
         from sparkify.spark import get_spark
 
         spark = get_spark(app_name="sparkify-report", master=args.master, verbose=getattr(args, "verbose", None))
+    progress.attach(spark)
     data = collect_report_data(spark, args.events, model_dir, weeks=args.weeks, progress=progress)
     with progress.stage("render"):
         page = render_report(data, title=args.title)
@@ -159,36 +160,6 @@ def write_atomic(path: Path, text: str) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-class Progress:
-    """Prints each stage with its elapsed time (``[  12.3s] explore ... done in 4.1 s``)."""
-
-    def __init__(self, out: Callable[[str], None] | None = None):
-        self.start = time.perf_counter()
-        self.out = out or (lambda s: print(s, flush=True))
-        self.timings: dict[str, float] = {}
-
-    def total(self) -> float:
-        return time.perf_counter() - self.start
-
-    def stage(self, name: str):
-        progress = self
-
-        class _Stage:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-                progress.out(f"[{progress.total():7.1f}s] {name} ...")
-                return self
-
-            def __exit__(self, exc_type, exc, tb):
-                dt = time.perf_counter() - self.t0
-                progress.timings[name] = dt
-                if exc_type is None:
-                    progress.out(f"[{progress.total():7.1f}s] {name} done in {dt:.1f} s")
-                return False
-
-        return _Stage()
 
 
 # --------------------------------------------------------------------------- data
@@ -437,7 +408,7 @@ def collect_report_data(spark, events_path: str | Path, model_dir: str | Path, w
     from sparkify import report_data as rd
     from sparkify.dataset import load_events
 
-    progress = progress or Progress(lambda s: None)
+    progress = progress or quiet()
     model_dir = Path(model_dir)
     with progress.stage("load"):
         loaded = load_events(spark, str(events_path))

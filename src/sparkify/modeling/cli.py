@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from sparkify.config import DEFAULT_HORIZON_DAYS
+from sparkify.progress import Progress
 
 
 def _err(command: str, message: str) -> int:
@@ -24,10 +24,6 @@ def _spark(master: str | None, verbose: bool | None = None):
     from sparkify.spark import get_spark
 
     return get_spark(master=master, verbose=verbose)
-
-
-def _say(t0: float, text: str) -> None:
-    print(f"[{time.perf_counter() - t0:7.1f}s] {text}", flush=True)
 
 
 def _add_master(parser: argparse.ArgumentParser) -> None:
@@ -59,17 +55,18 @@ def configure_ingest(parser: argparse.ArgumentParser) -> None:
 def run_ingest(args: argparse.Namespace) -> int:
     from sparkify.spark import JavaNotFoundError
 
-    t0 = time.perf_counter()
+    progress = Progress()
     try:
         spark = _spark(args.master, getattr(args, "verbose", None))
     except JavaNotFoundError as exc:
         return _err("ingest", str(exc))
     from sparkify.dataset import ingest
 
-    _say(t0, f"ingesting {args.events} ...")
-    quality = ingest(spark, args.events, args.out, skip_corrupt_files=getattr(args, "skip_corrupt_files", None))
+    progress.attach(spark)
+    with progress.stage(f"ingest {args.events}") as st:
+        quality = ingest(spark, args.events, args.out, skip_corrupt_files=getattr(args, "skip_corrupt_files", None))
+        st.note = f"cleaned log written to {args.out}"
     print(quality.summary())
-    _say(t0, f"cleaned log written to {args.out}")
     return 0
 
 
@@ -216,7 +213,7 @@ def _check_model_log_time(model_dir: Path, events: str, as_of: str | None):
         return str(exc), None
 
 
-def _load_for_model(spark, events: str, model_dir: Path, as_of, t0: float):
+def _load_for_model(spark, events: str, model_dir: Path, as_of, progress: Progress):
     """The log as session-day rows that serve a saved model at ``as_of`` (its split points,
     its artist sets when the model uses them): a ``LoadedLog`` to use in ``with``."""
     from sparkify.dataset import load_log
@@ -224,9 +221,10 @@ def _load_for_model(spark, events: str, model_dir: Path, as_of, t0: float):
     from sparkify.modeling.artifacts import load_model_json
 
     artists = uses_artists([f["name"] for f in load_model_json(model_dir)["features"]])
-    _say(t0, f"loading {events} ...")
-    loaded = load_log(spark, events, splits=spec_boundaries(LabelSpec(cutoff=as_of)), artists=artists)
-    _say(t0, f"loaded {loaded.quality.user_rows:,} user events, {loaded.quality.users:,} users")
+    progress.attach(spark)
+    with progress.stage(f"load {events}") as st:
+        loaded = load_log(spark, events, splits=spec_boundaries(LabelSpec(cutoff=as_of)), artists=artists)
+        st.note = f"{loaded.quality.user_rows:,} user events, {loaded.quality.users:,} users"
     return loaded
 
 
@@ -244,7 +242,7 @@ def configure_score(parser: argparse.ArgumentParser) -> None:
 def run_score(args: argparse.Namespace) -> int:
     from sparkify.spark import JavaNotFoundError
 
-    t0 = time.perf_counter()
+    progress = Progress()
     model_dir = Path(args.model)
     out = Path(args.out) if args.out else model_dir / "scores.csv"
     if out.suffix.lower() not in (".csv", ".parquet"):
@@ -259,16 +257,15 @@ def run_score(args: argparse.Namespace) -> int:
         return _err("score", str(exc))
     from sparkify.modeling.predict import score_users, write_scores
 
-    with _load_for_model(spark, events, model_dir, as_of, t0) as loaded:
-        scores = score_users(spark, loaded.days, model_dir, as_of=as_of)
-        _say(t0, "scoring ...")
-        written = write_scores(scores, out)
-    flagged = int(written["decision"].sum())
-    _say(t0, f"{len(written):,} active users scored, {flagged:,} flagged as likely to churn -> {out}")
+    with _load_for_model(spark, events, model_dir, as_of, progress) as loaded:
+        with progress.stage("scoring") as st:
+            written = write_scores(score_users(spark, loaded.days, model_dir, as_of=as_of), out)
+            flagged = int(written["decision"].sum())
+            st.note = f"{len(written):,} active users scored, {flagged:,} flagged as likely to churn -> {out}"
     from sparkify.modeling.predict import rows_path
 
     if rows_path(out).exists():
-        _say(t0, f"the scored feature rows (for per-user reasons in the web app) -> {rows_path(out)}")
+        progress.say(f"the scored feature rows (for per-user reasons in the web app) -> {rows_path(out)}")
     if len(written):
         print(written.head(10).to_string(index=False))
     return 0
@@ -287,7 +284,7 @@ def configure_backtest(parser: argparse.ArgumentParser) -> None:
 def run_backtest(args: argparse.Namespace) -> int:
     from sparkify.spark import JavaNotFoundError
 
-    t0 = time.perf_counter()
+    progress = Progress()
     model_dir = Path(args.model)
     events = str(args.events)
     problem, as_of = _check_model_log_time(model_dir, events, args.as_of)
@@ -299,14 +296,15 @@ def run_backtest(args: argparse.Namespace) -> int:
         return _err("backtest", str(exc))
     from sparkify.modeling.backtest import backtest, summary, write_backtest
 
-    with _load_for_model(spark, events, model_dir, as_of, t0) as loaded:
+    with _load_for_model(spark, events, model_dir, as_of, progress) as loaded:
         try:
             from sparkify.modeling.train import truth_path_for
 
-            result = backtest(spark, loaded.days, model_dir, as_of, truth=truth_path_for(events))
+            with progress.stage("backtest"):
+                result = backtest(spark, loaded.days, model_dir, as_of, truth=truth_path_for(events))
         except ValueError as exc:
             return _err("backtest", str(exc))
     path = write_backtest(model_dir, result)
     print(summary(result))
-    _say(t0, f"written to {path} and {model_dir / 'backtest.json'}")
+    progress.say(f"written to {path} and {model_dir / 'backtest.json'}")
     return 0

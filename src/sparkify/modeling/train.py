@@ -32,18 +32,17 @@ The steps (each a function below, printed with its elapsed time by one :class:`P
 from __future__ import annotations
 
 import os
-import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from sparkify.modeling import artifacts
 from sparkify.modeling import calibration as cal
 from sparkify.modeling import evaluate as ev
+from sparkify.progress import Progress
 from sparkify.modeling.pipelines import (
     FAMILIES, FAMILY_NAMES, FOLD_COL, LABEL_COL, WEIGHT_COL, FamilySettings, build_pipeline,
     default_settings, fast_settings, param_maps, pretty_slot, readable_params, slot_names,
@@ -137,31 +136,6 @@ class TrainResult:
     threshold: float
     metrics: dict
     timings: dict[str, float]
-
-
-# --------------------------------------------------------------------------- progress
-class Progress:
-    """Prints each stage with its elapsed time and keeps the timings."""
-
-    def __init__(self, verbose: bool = True):
-        self.verbose = verbose
-        self.start = time.perf_counter()
-        self.timings: dict[str, float] = {}
-
-    def say(self, text: str) -> None:
-        if self.verbose:
-            print(f"[{time.perf_counter() - self.start:7.1f}s] {text}", file=sys.stdout, flush=True)
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[dict]:
-        info: dict[str, Any] = {}
-        self.say(f"{name} ...")
-        t0 = time.perf_counter()
-        yield info
-        dt = time.perf_counter() - t0
-        self.timings[name] = self.timings.get(name, 0.0) + dt
-        extra = f": {info['note']}" if info.get("note") else ""
-        self.say(f"{name} done in {dt:.1f}s{extra}")
 
 
 # --------------------------------------------------------------------------- data prep
@@ -569,7 +543,7 @@ def _counts_note(c: dict) -> str:
 
 
 # --------------------------------------------------------------------------- steps
-def step_compare(train_df, numeric, categorical, config: TrainConfig, progress: "Progress") -> dict[str, CVOutcome]:
+def step_compare(train_df, numeric, categorical, config: TrainConfig, progress: Progress) -> dict[str, CVOutcome]:
     """Each family's k-fold CV over its comparison grid (parameters by the CV metric),
     ``config.parallelism`` families at once; each family's line is printed as it ends."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -580,15 +554,16 @@ def step_compare(train_df, numeric, categorical, config: TrainConfig, progress: 
                               parallelism=1)
 
     outcomes: dict[str, CVOutcome] = {}
-    with progress.stage(f"compare {', '.join(config.models)}") as st:
+    with progress.stage(f"compare {', '.join(config.models)}", total=len(config.models), unit="families") as st:
         with ThreadPoolExecutor(max_workers=max(1, config.parallelism)) as pool:
             futures = {pool.submit(run, family): family for family in config.models}
             for future in as_completed(futures):
                 o = outcomes[futures[future]] = future.result()
+                st.advance()
                 thr, f1 = o.threshold()
                 progress.say(f"  {FAMILY_NAMES[o.family]}: out-of-fold F1 {f1:.3f}, "
                              f"CV {config.cv_metric} {max(o.cv_metrics):.3f} ({o.seconds:.1f}s)")
-        st["note"] = f"{len(outcomes)} families"
+        st.note = f"{len(outcomes)} families"
     return {family: outcomes[family] for family in config.models}
 
 
@@ -686,7 +661,7 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
     _check_paths(events_path, model_dir)
     spec = config.label or LabelSpec()
     spec.validate()
-    progress = Progress(config.verbose)
+    progress = Progress(config.verbose, spark=spark)
     specs, numeric, categorical = feature_columns(spec.mode, config.artist_features)
     frames: list = []
 
@@ -696,7 +671,7 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
             loaded = load_log(spark, events_path, quarantine_path=str(staging / "quarantine"),
                               splits=spec_boundaries(spec), artists=config.artist_features)
             q = loaded.quality
-            st["note"] = (f"{q.user_rows:,} user events, {q.users:,} users, {q.churners:,} churners, "
+            st.note = (f"{q.user_rows:,} user events, {q.users:,} users, {q.churners:,} churners, "
                           f"{q.quarantined:,} quarantined")
         try:
             if config.verbose:
@@ -709,7 +684,7 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
                 partitions = config.partitions or training_partitions(rows, _cores(spark))
                 table, counts, weights = _split_weighted(base, config, config.seed, partitions, oot_dates(spec))
                 frames.append(table)
-                st["note"] = (f"{len(spec.dates) or 'per-user'} observation date(s), {_counts_note(counts)}; "
+                st.note = (f"{len(spec.dates) or 'per-user'} observation date(s), {_counts_note(counts)}; "
                               f"train {counts['train_rows']:,} rows ({counts['train_churners']:,} churner rows), "
                               f"test {counts['test_rows']:,} rows of {counts['test_users']:,} users "
                               f"({counts['test_churners']:,} churner rows)")
@@ -725,7 +700,7 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
                 tuned, tuned_from, weighting = step_tune(train_df, best_family, outcomes[best_family], numeric,
                                                          categorical, config)
                 threshold, val_f1 = tuned.threshold()
-                st["note"] = (f"{FAMILY_NAMES[best_family]} {tuned.params}"
+                st.note = (f"{FAMILY_NAMES[best_family]} {tuned.params}"
                               + ("" if config.tune else " (its comparison point: --thorough searches a grid)")
                               + f", threshold {threshold:.4f}, out-of-fold F1 {val_f1:.3f}" + (
                                   "" if weighting is None else
@@ -735,7 +710,7 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
             with progress.stage("calibration") as st:
                 calibration, cal_fig = step_calibrate(tuned)
                 oof = cal_fig["out_of_fold"]
-                st["note"] = (f"{calibration.method} (cross-fitted log loss "
+                st.note = (f"{calibration.method} (cross-fitted log loss "
                               + ", ".join(f"{k} {v:.4f}" for k, v in cal_fig["cross_fitted_log_loss"].items())
                               + f"); out of fold: expected {oof['expected_churners']:.1f} vs realized "
                               f"{oof['realized_churners']} churner rows of {oof['rows']:,}")
@@ -745,7 +720,7 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
                                 class_weights=weighting,
                                 threshold_source="out-of-fold (k-fold CV by user on the training part), "
                                                  "max churn-class F1 of the raw score")
-                st["note"] = "; ".join(_print_block(k, b) for k, b in
+                st.note = "; ".join(_print_block(k, b) for k, b in
                                        [("test", best_fig["test"]), *best_fig["periods"].items()])
 
             metrics: dict[str, Any] = {
@@ -786,8 +761,8 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
             artifacts.write_json(staging / "metrics.json", metrics)
             if scores_out is not None:
                 with progress.stage("scoring") as st:
-                    st["note"] = step_score(spark, loaded, staging, _staged(Path(scores_out), model_dir, staging))
-                    st["note"] += f" -> {scores_out}"
+                    st.note = step_score(spark, loaded, staging, _staged(Path(scores_out), model_dir, staging))
+                    st.note += f" -> {scores_out}"
         finally:
             for frame in frames:
                 frame.unpersist()
@@ -826,7 +801,7 @@ def step_extras(spark, loaded, base, table, test: Scored, tuned: CVOutcome, best
         with progress.stage("label comparison") as st:
             out["label_comparison"] = _label_comparison(loaded, tuned.family, tuned.params, config, partitions,
                                                         best_fig)
-            st["note"] = _label_note(out["label_comparison"])
+            st.note = _label_note(out["label_comparison"])
     truth = truth_path_for(events_path) if config.ceiling and spec.mode == "window" else None
     if truth is not None:
         with progress.stage("ceiling") as st:
@@ -834,10 +809,10 @@ def step_extras(spark, loaded, base, table, test: Scored, tuned: CVOutcome, best
                 levels = table.filter(F.col(SPLIT_COL) != "unused").select("userId", AS_OF_COL, "level", LABEL_COL)
                 out["ceiling"] = _ceiling(truth, levels, test, tuned, spec)
             except Exception as exc:  # the ceiling is a yardstick: never fail training for it
-                st["note"] = f"skipped: ground truth at {truth} could not be used ({exc})"
+                st.note = f"skipped: ground truth at {truth} could not be used ({exc})"
             else:
                 c = out["ceiling"]
-                st["note"] = (f"true probability on the same {c['test']['rows']:,} test rows: PR-AUC "
+                st.note = (f"true probability on the same {c['test']['rows']:,} test rows: PR-AUC "
                               f"{c['test']['pr_auc']:.3f}, F1 {c['test']['f1']:.3f}; the model reaches "
                               f"{c['model_pr_auc_fraction']:.2f} of its PR-AUC")
     if config.seed_spread > 0 and best_fig["test"]["users"] < config.spread_max_test_users:
@@ -845,7 +820,7 @@ def step_extras(spark, loaded, base, table, test: Scored, tuned: CVOutcome, best
             out["seed_spread"] = _seed_spread(base, numeric, categorical, tuned.family, tuned.params, config,
                                               partitions, best_fig["test"], oot_dates(spec))
             sp = out["seed_spread"]["f1"]
-            st["note"] = f"F1 over {sp['n']} splits: {sp['mean']:.3f} +/- {sp['sd']:.3f}"
+            st.note = f"F1 over {sp['n']} splits: {sp['mean']:.3f} +/- {sp['sd']:.3f}"
     return out
 
 

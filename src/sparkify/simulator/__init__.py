@@ -56,7 +56,7 @@ holds the run spec (config, cohort overrides, window, seed) from which
 from __future__ import annotations
 
 import datetime as dt
-import os
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -144,9 +144,8 @@ def _prepare_output(single: Path | None, directory: Path | None) -> None:
         if directory is not None:
             for old in list(directory.glob("part-*.json")) + list(directory.glob("part-*.json.gz")):
                 old.unlink()
-        probe = target / f".sparkify-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=target, prefix=".sparkify-write-test-"):
+            pass
     except PermissionError:
         raise PermissionError(f"output directory is not writable: {target}") from None
     except (FileExistsError, NotADirectoryError):

@@ -21,10 +21,12 @@ either.
 
 from __future__ import annotations
 
+import functools
 import gzip as gzip_mod
 import math
 import multiprocessing as mp
 import os
+import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +41,10 @@ BLOCK_USERS = 32
 CHUNK_EVENTS = 1_000_000
 LINE = b'{"ts":%d000,"userId":"%b","sessionId":%d%b%d%b%b}\n'
 
-# Set in the parent before the pool forks (inherited by the workers).
+# Set in the parent before the pool forks (inherited by the workers); one run at a time
+# per process holds it (simulate() called from two threads waits its turn).
 _CTX: dict = {}
+_CTX_LOCK = threading.Lock()
 
 
 @dataclass
@@ -147,6 +151,16 @@ def assign_session_ids(results: list[BlockResult], n_cohorts: int) -> list[np.nd
     return out
 
 
+def _one_run_at_a_time(func):
+    """``func`` holding :data:`_CTX_LOCK` (two threads of a process never share _CTX)."""
+    @functools.wraps(func)
+    def locked(*args, **kwargs):
+        with _CTX_LOCK:
+            return func(*args, **kwargs)
+    return locked
+
+
+@_one_run_at_a_time
 def run(*, roster: Roster, models: list[Model], start: int, end: int, timing: Timing, catalogue,
         seed: int, workers: int, out_files: list[Path] | None, single_file: Path | None, gzip: bool,
         hidden_user_id: str, user_suffix: list[bytes], progress: bool, directory: Path | None = None):
