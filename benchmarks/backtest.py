@@ -82,12 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"expected/realized at {args.as_of}: {f['expected_churners'] / max(f['realized_churners'], 1):.2f} "
           f"(target 0.8-1.25); backtest PR-AUC / own test PR-AUC: {bt['pr_auc_vs_test']:.2f} (target >= 0.85); "
           f"backtest took {bt_s:.0f}s")
+    own_ceiling, later_ceiling = (m.get("ceiling") or {}).get("test"), (bt.get("ceiling") or {}).get("test")
+    truth_ratio = None
+    if own_ceiling and later_ceiling and own_ceiling["pr_auc"]:
+        truth_ratio = later_ceiling["pr_auc"] / own_ceiling["pr_auc"]
+        print(f"true ceiling: PR-AUC {own_ceiling['pr_auc']:.3f} on the own test rows, {later_ceiling['pr_auc']:.3f} "
+              f"at {args.as_of}: the truth's own ratio {truth_ratio:.2f}; the model's share of the ceiling "
+              f"{t['pr_auc'] / own_ceiling['pr_auc']:.2f} -> {f['pr_auc'] / later_ceiling['pr_auc']:.2f}")
     (out / "backtest_figures.json").write_text(json.dumps(
         {"train_seconds": train_s, "test": {k: t[k] for k in ("rows", "users", "churners", "pr_auc",
                                                              "expected_churners", "realized_churners")},
          "backtest": {k: f[k] for k in ("rows", "churners", "pr_auc", "expected_churners", "realized_churners",
                                         "brier", "bins_within", "bins")},
-         "pr_auc_vs_test": bt["pr_auc_vs_test"]}, indent=2))
+         "pr_auc_vs_test": bt["pr_auc_vs_test"], "ceiling_pr_auc_vs_test": truth_ratio}, indent=2))
     return 0
 
 
