@@ -96,11 +96,12 @@ def test_missing_model_is_a_clear_error(spark, tmp_path: Path):
         score_users(spark, tmp_path / "log.json", tmp_path / "nowhere")
 
 
-def test_a_model_with_the_artist_features_is_scored_with_them(spark, loaded, small_log, tmp_path):
+def test_a_model_with_the_artist_features_is_scored_with_them(spark, compact_log, tmp_path):
     """The opt-in artist features end to end: ``--artist-features`` reaches the config, the
     model lists the features, and scoring builds them (the default model has neither)."""
     import argparse
 
+    from sparkify.dataset import load_events
     from sparkify.features import ARTIST_FEATURES
     from sparkify.modeling.cli import configure_train, train_config_from_args
     from sparkify.modeling.predict import score_users
@@ -113,13 +114,14 @@ def test_a_model_with_the_artist_features_is_scored_with_them(spark, loaded, sma
     assert not plain.artist_features and opted.artist_features
 
     model_dir = tmp_path / "artists"
-    train(spark, small_log, model_dir, TrainConfig.fast(models=("lr",), ceiling=False, verbose=False,
-                                                        artist_features=True),
+    train(spark, compact_log, model_dir, TrainConfig.fast(models=("lr",), ceiling=False, verbose=False,
+                                                          artist_features=True),
           scores_out=model_dir / "scores.csv")
     listed = [f["name"] for f in json.loads((model_dir / "model.json").read_text())["features"]]
     assert set(ARTIST_FEATURES) <= set(listed)
     assert set(ARTIST_FEATURES) <= set(pd.read_parquet(model_dir / "features.parquet").columns)
-    scored = score_users(spark, loaded.events, model_dir).toPandas()
+    with load_events(spark, compact_log) as loaded:
+        scored = score_users(spark, loaded.events, model_dir).toPandas()
     assert len(scored) > 0 and scored.probability.between(0, 1).all()
     # train's own scores (--scores, from the log it loaded) are the ones `score` gives
     in_train = pd.read_csv(model_dir / "scores.csv", dtype={"userId": str}).set_index("userId")

@@ -320,7 +320,7 @@ def test_staging_dir_swaps_in_on_success_and_leaves_target_alone_on_crash(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier"]
 
 
-def test_train_crashing_mid_write_keeps_the_previous_model(spark, small_log, trained_model, tmp_path, monkeypatch):
+def test_train_crashing_mid_write_keeps_the_previous_model(spark, compact_log, trained_model, tmp_path, monkeypatch):
     from sparkify.modeling.train import TrainConfig, train
 
     target = tmp_path / "classifier"
@@ -334,7 +334,7 @@ def test_train_crashing_mid_write_keeps_the_previous_model(spark, small_log, tra
 
     monkeypatch.setattr(artifacts, "write_all", write_some_then_crash)
     with pytest.raises(OSError, match="disk full"):
-        train(spark, small_log, target, TrainConfig.fast(models=("lr",), ceiling=False, verbose=False))
+        train(spark, compact_log, target, TrainConfig.fast(models=("lr",), ceiling=False, verbose=False))
     after = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier"]
