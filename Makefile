@@ -36,6 +36,7 @@ serve: setup
 run: train serve
 
 test: setup
+	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest --durations=15
 
 clean:

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
 from serve import time_calls  # benchmarks/serve.py: p50/p99/mean of timed calls
 
 

@@ -44,8 +44,7 @@ def auc(y: np.ndarray, p: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     from sparkify.simulator import simulate
-    from sparkify.simulator.hazard import read_truth, run_model, true_churn_probability, visible_rows_before
-    from sparkify.simulator.hazard import _tables
+    from sparkify.simulator.hazard import _tables, read_truth, run_model, true_churn_probability, visible_rows_before
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=3000)

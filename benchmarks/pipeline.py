@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     for period, b in best.get("periods", {}).items():
         print(f"  {period:<12} {b['rows']:,} rows of {b['users']:,} users, {b['churners']:,} churner rows: "
               f"PR-AUC {b['pr_auc']:.3f}, expected/realized {b['expected_churners']:.1f}/{b['realized_churners']}")
-    for fam, fig in m["models"].items():
+    for fig in m["models"].values():
         ft = fig["test"]
         print(f"  {fig['name']:<24} F1 {ft['f1']:.3f}  PR-AUC {ft['pr_auc']:.3f}  CV {fig['train_seconds']:.1f}s")
     if m.get("ceiling"):

@@ -88,10 +88,8 @@ def to_spark(spark, pdf: pd.DataFrame):
 def build_pipeline(name: str):
     """An unfitted pipeline for one test variant (see VARIANTS)."""
     from pyspark.ml import Pipeline
-    from pyspark.ml.classification import (GBTClassifier, LinearSVC, LogisticRegression,
-                                           RandomForestClassifier)
-    from pyspark.ml.feature import (MinMaxScaler, OneHotEncoder, StandardScaler, StringIndexer,
-                                    VectorAssembler)
+    from pyspark.ml.classification import GBTClassifier, LinearSVC, LogisticRegression, RandomForestClassifier
+    from pyspark.ml.feature import MinMaxScaler, OneHotEncoder, StandardScaler, StringIndexer, VectorAssembler
 
     idx = [f"{c}_idx" for c in CATEGORICAL]
     ohe = [f"{c}_vec" for c in CATEGORICAL]

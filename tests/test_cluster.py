@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-import background
 from sparkify.jobs.package import ENTRY_NAME, build_zip
+
+import background
 
 MODEL_TYPES = {"LogisticRegression", "LinearSVC", "RandomForestClassifier", "GBTClassifier"}
 START_TIMEOUT_S = 120

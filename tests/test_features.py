@@ -4,7 +4,6 @@ user-agent / location parsers, the feature catalogue, and the simulated small lo
 from __future__ import annotations
 
 import csv
-import math
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -39,8 +38,9 @@ USERS = {
 
 def make_events(spark, rows):
     """rows: (userId, sessionId, datetime, page, level, artist[, auth]) -> cleaned events."""
-    from sparkify.dataset import RAW_FIELDS, with_time
     from pyspark.sql.types import StructType
+
+    from sparkify.dataset import RAW_FIELDS, with_time
 
     records = []
     items: dict[tuple, int] = {}

@@ -17,7 +17,13 @@ from sparkify.simulator import simulate
 from sparkify.simulator.engine import DAY, Timing, UserBlock, next_session_start, simulate_block
 from sparkify.simulator.eventsim_config import compile_model, load_config
 from sparkify.simulator.hazard import (
-    META_KEY, _Calendar, mean_session_durations, read_truth, run_model, session_outcomes, true_churn_probability,
+    META_KEY,
+    _Calendar,
+    mean_session_durations,
+    read_truth,
+    run_model,
+    session_outcomes,
+    true_churn_probability,
     visible_rows_before,
 )
 from sparkify.simulator.presets import DEFAULT_COHORTS, Cohort

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import scorer_fixtures as fx
 from sparkify.scorer import ModelLoadError, Reason, ScoringInputError, load_model
+
+import scorer_fixtures as fx
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import scorer_fixtures as fx
 from sparkify.scorer import PipelineScorer, load_model
+
+import scorer_fixtures as fx
 
 pytestmark = pytest.mark.slow
 

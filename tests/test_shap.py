@@ -21,13 +21,14 @@ from math import factorial
 import numpy as np
 import pytest
 
-import scorer_fixtures as fx
 from sparkify.scorer import load_model
-from sparkify.scorer.pipeline import PipelineScorer
 from sparkify.scorer import shap as shap_mod
 from sparkify.scorer import trees as trees_mod
+from sparkify.scorer.pipeline import PipelineScorer
 from sparkify.scorer.shap import build_leaf_paths, linear_contributions, tree_shap, tree_shap_unwound
 from sparkify.scorer.trees import PackedForest
+
+import scorer_fixtures as fx
 
 
 def tiny_forest() -> tuple[PackedForest, np.ndarray]:

@@ -239,7 +239,7 @@ def test_accordion_compiles_to_the_22_pages():
     cfg = load_config()
     m = compile_model(cfg)
     assert {s[0] for s in m.states} == set(REAL_PAGES)
-    for page, auth, level, method, status in m.states:
+    for page, _auth, _level, method, status in m.states:
         assert (method, status) == REAL_PAGES[page][:2]
     # Cancellation Confirmation has no way out: the session (and the user) ends there
     cc = [i for i, s in enumerate(m.states) if s[0] == "Cancellation Confirmation"]

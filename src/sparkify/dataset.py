@@ -853,7 +853,7 @@ def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...], artists: bool = 
     the aggregation is Spark's code-generated one; ``artists`` adds the set of artists,
     which makes it the object hash aggregation (not code-generated, about twice the cost;
     see benchmarks/RESULTS.md)."""
-    from sparkify.features import sql_literal, partial_aggregates, partial_key_columns, unpack_page_counts
+    from sparkify.features import partial_aggregates, partial_key_columns, sql_literal, unpack_page_counts
 
     corrupt = f"{CORRUPT_COLUMN} IS NOT NULL"
     is_user = f"auth IN ({', '.join(sql_literal(a) for a in USER_AUTHS)})"

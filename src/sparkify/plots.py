@@ -443,8 +443,8 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str] = ("
                      title: str | None = "Confusion matrix") -> go.Figure:
     """A 2x2 (or n x n) confusion matrix heatmap; rows are actual, columns predicted."""
     z = [[int(v) for v in row] for row in matrix]
-    fig = go.Figure(go.Heatmap(z=z, x=[f"predicted {l}" for l in labels],
-                               y=[f"actual {l}" for l in labels], colorscale="Blues",
+    fig = go.Figure(go.Heatmap(z=z, x=[f"predicted {label}" for label in labels],
+                               y=[f"actual {label}" for label in labels], colorscale="Blues",
                                text=z, texttemplate="%{text}", showscale=False))
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, title, height=320)

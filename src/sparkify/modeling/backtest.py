@@ -30,7 +30,6 @@ def backtest(spark, days, model_dir: str | Path, as_of: datetime, truth: Path | 
     ``truth``: the simulator's ground truth beside a simulated log: the true ceiling on
     the same rows is added (``ceiling``). Raises ValueError when the log ends before the
     horizon does, or no user is active."""
-    from pyspark.sql import functions as F
 
     from sparkify.features import LabelSpec, build_user_table, parse_time
     from sparkify.modeling.predict import score_table

@@ -81,7 +81,7 @@ def render_model_card(model: dict, metrics: dict, quality: dict) -> str:
         "| model | churn F1 | precision | recall | PR-AUC | ROC-AUC | accuracy | weighted F1 | train s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for fam, m in metrics["models"].items():
+    for m in metrics["models"].values():
         t = m["test"]
         lines.append(f"| {m['name']} | {_num(t['f1'])} | {_num(t['precision'])} | {_num(t['recall'])} | "
                      f"{_num(t['pr_auc'])} | {_num(t['roc_auc'])} | {_num(t['accuracy'])} | "

@@ -86,8 +86,7 @@ def fast_settings() -> dict[str, FamilySettings]:
 def make_classifier(family: str, params: dict[str, Any] | None = None, seed: int = 42,
                     features_col: str = FEATURES_COL, weighted: bool = True):
     """One classifier of ``family`` ("rf", "gbt", "lr", "svc") with ``params`` set."""
-    from pyspark.ml.classification import (GBTClassifier, LinearSVC, LogisticRegression,
-                                           RandomForestClassifier)
+    from pyspark.ml.classification import GBTClassifier, LinearSVC, LogisticRegression, RandomForestClassifier
 
     common: dict[str, Any] = {"featuresCol": features_col, "labelCol": LABEL_COL}
     if weighted:

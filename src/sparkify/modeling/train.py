@@ -42,11 +42,22 @@ import numpy as np
 from sparkify.modeling import artifacts
 from sparkify.modeling import calibration as cal
 from sparkify.modeling import evaluate as ev
-from sparkify.progress import Progress
 from sparkify.modeling.pipelines import (
-    FAMILIES, FAMILY_NAMES, FOLD_COL, LABEL_COL, WEIGHT_COL, FamilySettings, build_pipeline,
-    default_settings, fast_settings, param_maps, pretty_slot, readable_params, slot_names,
+    FAMILIES,
+    FAMILY_NAMES,
+    FOLD_COL,
+    LABEL_COL,
+    WEIGHT_COL,
+    FamilySettings,
+    build_pipeline,
+    default_settings,
+    fast_settings,
+    param_maps,
+    pretty_slot,
+    readable_params,
+    slot_names,
 )
+from sparkify.progress import Progress
 
 SCORE_COL = "score"
 SPLIT_COL = "split"
@@ -240,7 +251,9 @@ class Scored:
         return list(zip(self.users.tolist(), self.as_of.tolist()))
 
     def subset(self, mask: np.ndarray) -> "Scored":
-        pick = (lambda a: None if a is None else a[mask])
+        def pick(a):
+            return None if a is None else a[mask]
+
         return Scored(self.users[mask], self.as_of[mask], self.labels[mask], self.scores[mask],
                       pick(self.folds), pick(self.period))
 

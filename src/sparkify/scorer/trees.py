@@ -20,7 +20,6 @@ from sparkify.scorer.common import Classifier, first_argmax, probability_to_pred
 from sparkify.scorer.errors import ModelLoadError
 from sparkify.scorer.pipeline_reader import StageFiles, read_parquet_dir
 
-
 SMALL_BATCH = 8  # rows up to which leaves() tests every node once (one request's rows)
 
 

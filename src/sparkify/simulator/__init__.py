@@ -65,7 +65,14 @@ import numpy as np
 
 from sparkify.simulator.eventsim_config import ConfigError, EventsimConfig, compile_model, load_config
 from sparkify.simulator.presets import (
-    ALPHA_SCALE, BETA_SCALE, DEFAULT_COHORTS, GROWTH_RATE, PRESETS, WINDOW_DAYS, WINDOW_START, Cohort,
+    ALPHA_SCALE,
+    BETA_SCALE,
+    DEFAULT_COHORTS,
+    GROWTH_RATE,
+    PRESETS,
+    WINDOW_DAYS,
+    WINDOW_START,
+    Cohort,
     initial_users,
 )
 

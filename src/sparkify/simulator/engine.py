@@ -217,7 +217,8 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
         enext = chain.from_iterable(_stream(rng.standard_exponential, 1024)).__next__
         srng = rng.spawn(1)[0]
         snext = chain.from_iterable(
-            _stream(lambda size: np.searchsorted(song_cum, srng.random(size), side="right"), 512)).__next__
+            _stream(lambda size: np.searchsorted(song_cum, srng.random(size), side="right"), 512)  # noqa: B023 (used for this user only)
+        ).__next__
         trng = rng.spawn(1)[0]
         srnd = trng.random
         sexp = trng.standard_exponential

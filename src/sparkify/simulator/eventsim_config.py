@@ -343,7 +343,7 @@ def compile_model(cfg: EventsimConfig, page_scale: dict[str, float] | None = Non
             raise ConfigError(f"{src}: probabilities out of state ({s[0]}, {s[1]}, {s[2]}, {s[3]}, {s[4]}) "
                               f"sum to {total:.6g} > 1 ({detail})")
         c, acc = [], 0.0
-        for d, p in edges:
+        for _, p in edges:
             acc += p
             c.append(min(acc, 1.0))
         cum.append(c)

@@ -162,7 +162,7 @@ def compare(st: LogStats, preset: str | None = None, users: int | None = None) -
     checks: list[Check] = []
     songs = max(st.songs, 1)
     real_songs = REAL_PAGES["NextSong"][2]
-    for page, (method, status, shown, hidden) in REAL_PAGES.items():
+    for page, (_method, _status, shown, hidden) in REAL_PAGES.items():
         if page == "NextSong":
             continue
         for label, real_n, sim_n in (("", shown, st.pages_shown[page]),

@@ -116,6 +116,15 @@ def initial_users(target_users: int, days: float, growth_rate: float = GROWTH_RA
     return max(1, round(target_users / (max(visible_share(days), 0.1) * grown)))
 
 
+def _number(entry: dict, where: str, key: str, default, minimum: float = 0.0, integer: bool = False):
+    """``entry[key]`` (or ``default``) as a float, or an int when ``integer``, at least
+    ``minimum``; ValueError naming ``where`` otherwise."""
+    v = entry.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < minimum or (integer and v != int(v)):
+        raise ValueError(f"{where}: {key!r} must be a{'n integer' if integer else ' number'} >= {minimum}")
+    return int(v) if integer else float(v)
+
+
 def cohorts_from_json(data, source: str = "<cohorts>") -> tuple[Cohort, ...]:
     """Cohorts from decoded JSON: a list of objects with ``name``, ``share``,
     ``user_id_base`` and optional ``page_scale`` ({page: factor}), ``alpha_scale``,
@@ -135,17 +144,12 @@ def cohorts_from_json(data, source: str = "<cohorts>") -> tuple[Cohort, ...]:
             if key not in c:
                 raise ValueError(f"{where}: missing {key!r}")
 
-        def num(key, default, minimum=0.0, integer=False):
-            v = c.get(key, default)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < minimum or (integer and v != int(v)):
-                raise ValueError(f"{where}: {key!r} must be a{'n integer' if integer else ' number'} >= {minimum}")
-            return int(v) if integer else float(v)
-
         scale = c.get("page_scale", {})
         if not isinstance(scale, dict) or not all(isinstance(k, str) for k in scale):
             raise ValueError(f"{where}: 'page_scale' must map page names to factors")
-        out.append(Cohort(str(c["name"]), num("share", None, 1e-12), num("user_id_base", None, 0, True),
-                          dict(scale), num("alpha_scale", 1.0, 1e-9), num("beta_scale", 1.0, 1e-9)))
+        out.append(Cohort(str(c["name"]), _number(c, where, "share", None, 1e-12),
+                          _number(c, where, "user_id_base", None, 0, True), dict(scale),
+                          _number(c, where, "alpha_scale", 1.0, 1e-9), _number(c, where, "beta_scale", 1.0, 1e-9)))
     bases = sorted(c.user_id_base for c in out)
     if len(set(bases)) != len(bases):
         raise ValueError(f"{source}: cohorts need distinct user_id_base values")

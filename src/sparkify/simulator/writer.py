@@ -34,7 +34,14 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from sparkify.simulator.engine import BlockResult, Timing, UserBlock, simulate_block, FIRST_SESSION_KEY, SONG_SHIFT, ITEM_SHIFT
+from sparkify.simulator.engine import (
+    ITEM_SHIFT,
+    SONG_SHIFT,
+    BlockResult,
+    Timing,
+    UserBlock,
+    simulate_block,
+)
 from sparkify.simulator.eventsim_config import Model
 
 BLOCK_USERS = 32

@@ -11,12 +11,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 from flask import Flask, request
 from flask.json.provider import JSONProvider
 from flask_bootstrap import Bootstrap5
-
-import numpy as np
 
 from sparkify.plots import MODEL_NAMES
 from sparkify.webapp.state import AppStartupError, ScoresStore, load_bundle

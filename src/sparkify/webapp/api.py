@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import orjson
-
 from flask import Blueprint, current_app, jsonify, request
 
 from sparkify import __version__

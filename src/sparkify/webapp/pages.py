@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
 import plotly
-from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
-                   send_file, url_for)
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, send_file, url_for
 
 from sparkify.webapp import service
 from sparkify.webapp.state import ModelBundle, ScoresStore
