@@ -30,8 +30,9 @@ Steps (each timed, with the peak memory of the driver's Python process and of th
    (``benchmarks/baseline_seed.py``), stopped after ``--baseline-timeout`` seconds (default
    7 x our slower raw-JSON time; then reported as a lower bound; target: ours >= 5 x faster).
 
-Writes ``benchmarks/RESULTS.md`` (figures, ratios, machine, date, command) after every
-stage, so an interrupted run keeps what it measured, and prints the table at the end.
+Writes ``--results`` (default ``/tmp/sparkify-bench/scale-results.md``: figures, ratios,
+machine, date, command) after every stage, so an interrupted run keeps what it measured,
+and prints the table at the end; ``benchmarks/RESULTS.md`` holds the current figures.
 Every Spark action ends in ``write.format("noop")``: the full result is computed, nothing
 is collected.
 """
@@ -165,7 +166,7 @@ class Bench:
             extra = fn(*args, **kwargs) or {}
             result.extra.update(extra)
             result.status = extra.get("status", "ok")
-        except Exception as exc:  # noqa: BLE001 - recorded in RESULTS.md, the run goes on
+        except Exception as exc:  # noqa: BLE001 - recorded in the results file, the run goes on
             result.status = "failed"
             result.note = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         result.seconds = time.perf_counter() - start
@@ -509,7 +510,7 @@ def render(results: dict[str, StageResult], data: dict, mach: dict, quality: dic
 
 # ------------------------------------------------------------------ main
 def parse_args(argv: list[str] | None):
-    p = argparse.ArgumentParser(description="Time every stage on a large log; write benchmarks/RESULTS.md.")
+    p = argparse.ArgumentParser(description="Time every stage on a large log; write a results file.")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", choices=("mini", "medium", "full"), default=None,
                      help="simulate a preset-sized log (default: full)")
@@ -532,8 +533,10 @@ def parse_args(argv: list[str] | None):
                    help="train on the raw JSON (default: the whole pipeline, one pass into "
                         "session-day rows) or on the ingested Parquet")
     p.add_argument("--workers", type=int, default=None, help="simulator worker processes")
-    p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
-    p.add_argument("--no-results", action="store_true", help="print only; do not write RESULTS.md")
+    p.add_argument("--results", type=Path, default=DEFAULT_BENCH_DIR / "scale-results.md",
+                   help="where the run's figures are written after every stage (default: %(default)s; "
+                        "benchmarks/RESULTS.md holds the curated current figures)")
+    p.add_argument("--no-results", action="store_true", help="print only; do not write the results file")
     p.add_argument("--note", action="append", default=[], help="a line for the Notes section")
     args = p.parse_args(argv)
     if not (args.users or args.events):
@@ -605,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         if final:
             print("\n" + text)
         if not args.no_results:
+            args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(text)
 
     # The longest and least important stage (the seed-style baseline) runs last, and the

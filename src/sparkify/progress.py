@@ -25,7 +25,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, TextIO
+from typing import Iterator, TextIO
 
 REFRESH_S = 0.5
 BAR_WIDTH = 20
@@ -84,16 +84,6 @@ class Stage:
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-
-    # dict-style access, so ``st["note"] = ...`` works as well as ``st.note = ...``
-    def __setitem__(self, key: str, value: Any) -> None:
-        setattr(self, key, value)
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
 
     def status(self, now: float, spark: SparkTasks | None, spark_elapsed: float) -> str:
         """The live line's text after the elapsed-time prefix."""
