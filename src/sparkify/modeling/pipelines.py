@@ -6,7 +6,9 @@ VectorAssembler, StandardScaler (linear models only), then one of
 LogisticRegression, LinearSVC, RandomForestClassifier, GBTClassifier.
 
 Input columns: the raw feature columns (numeric as double, categorical as string),
-``churn`` (label, double 0/1) and ``weight`` (class weight, double) for fitting.
+``churn`` (label, double 0/1) and ``weight`` (class weight, double) for fitting;
+:func:`prepare_table` makes them from a feature table, the same way at training and at
+scoring time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ LABEL_COL = "churn"
 WEIGHT_COL = "weight"
 FOLD_COL = "fold"
 FEATURES_COL = "features"
+AS_OF_COL = "as_of_ms"
 RAW_FEATURES_COL = "features_raw"
 
 FAMILIES = ("rf", "gbt", "lr", "svc")
@@ -168,3 +171,31 @@ def pretty_slot(name: str, categorical: list[str]) -> str:
         if name.startswith(prefix):
             return f"{c} = {name[len(prefix):]}"
     return name
+
+
+# --------------------------------------------------------------------------- pipeline input
+def feature_columns(mode: str = "window", artists: bool = False) -> tuple[list, list[str], list[str]]:
+    """(FeatureSpecs, numeric names, categorical names) used for a label mode (with the
+    opt-in artist features if ``artists``)."""
+    from sparkify.features import model_features
+
+    specs = model_features(mode, artists)
+    return (specs, [f.name for f in specs if f.kind == "numeric"],
+            [f.name for f in specs if f.kind == "categorical"])
+
+
+def prepare_table(table, numeric: list[str], categorical: list[str]):
+    """Cast numerics to double (nulls -> 0.0), categoricals to string (nulls stay null:
+    StringIndexer 'keep' maps them to the unseen bucket), churn to double if present;
+    keeps ``userId`` and, when present, the observation time ``as_of_ms``."""
+    from pyspark.sql import functions as F
+
+    missing = [c for c in [*numeric, *categorical] if c not in table.columns]
+    if missing:
+        raise ValueError(f"feature table lacks column(s): {', '.join(missing)}")
+    cols = [F.col("userId")] + ([F.col(AS_OF_COL)] if AS_OF_COL in table.columns else [])
+    cols += [F.coalesce(F.col(c).cast("double"), F.lit(0.0)).alias(c) for c in numeric]
+    cols += [F.col(c).cast("string").alias(c) for c in categorical]
+    if LABEL_COL in table.columns:
+        cols.append(F.col(LABEL_COL).cast("double").alias(LABEL_COL))
+    return table.select(*cols)

@@ -77,7 +77,7 @@ def score_table(spark, table, model_dir: str | Path):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from sparkify.modeling.train import prepare_table
+    from sparkify.modeling.pipelines import prepare_table
 
     model_dir = Path(model_dir)
     meta = load_model_json(model_dir)

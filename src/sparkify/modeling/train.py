@@ -43,6 +43,7 @@ from sparkify.modeling import artifacts
 from sparkify.modeling import calibration as cal
 from sparkify.modeling import evaluate as ev
 from sparkify.modeling.pipelines import (
+    AS_OF_COL,
     FAMILIES,
     FAMILY_NAMES,
     FOLD_COL,
@@ -52,7 +53,9 @@ from sparkify.modeling.pipelines import (
     build_pipeline,
     default_settings,
     fast_settings,
+    feature_columns,
     param_maps,
+    prepare_table,
     pretty_slot,
     readable_params,
     slot_names,
@@ -62,7 +65,6 @@ from sparkify.progress import Progress
 SCORE_COL = "score"
 SPLIT_COL = "split"
 PERIOD_COL = "period"
-AS_OF_COL = "as_of_ms"
 UNIT_WEIGHT_COL = "unit_weight"
 
 
@@ -150,33 +152,6 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------- data prep
-def feature_columns(mode: str = "window", artists: bool = False) -> tuple[list, list[str], list[str]]:
-    """(FeatureSpecs, numeric names, categorical names) used for a label mode (with the
-    opt-in artist features if ``artists``)."""
-    from sparkify.features import model_features
-
-    specs = model_features(mode, artists)
-    return (specs, [f.name for f in specs if f.kind == "numeric"],
-            [f.name for f in specs if f.kind == "categorical"])
-
-
-def prepare_table(table, numeric: list[str], categorical: list[str]):
-    """Cast numerics to double (nulls -> 0.0), categoricals to string (nulls stay null:
-    StringIndexer 'keep' maps them to the unseen bucket), churn to double if present;
-    keeps ``userId`` and, when present, the observation time ``as_of_ms``."""
-    from pyspark.sql import functions as F
-
-    missing = [c for c in [*numeric, *categorical] if c not in table.columns]
-    if missing:
-        raise ValueError(f"feature table lacks column(s): {', '.join(missing)}")
-    cols = [F.col("userId")] + ([F.col(AS_OF_COL)] if AS_OF_COL in table.columns else [])
-    cols += [F.coalesce(F.col(c).cast("double"), F.lit(0.0)).alias(c) for c in numeric]
-    cols += [F.col(c).cast("string").alias(c) for c in categorical]
-    if LABEL_COL in table.columns:
-        cols.append(F.col(LABEL_COL).cast("double").alias(LABEL_COL))
-    return table.select(*cols)
-
-
 def assign_split(table, seed: int, test_fraction: float, folds: int, oot_dates: tuple[int, ...] = ()):
     """Add ``split`` and ``fold`` by user, and ``period``, to a table of (user, date) rows.
 
