@@ -131,6 +131,27 @@ def test_user_table_equals_the_event_path(spark, both, messy_log, spec_kwargs):
     assert act_spec == exp_spec
 
 
+@pytest.mark.parametrize("off", ["packed_counters", "row_pointers", "sql_text", "uncompressed_cache"])
+def test_each_pass_option_off_gives_the_same_counts_and_table(spark, both, messy_log, tmp_path, off):
+    """Every speed option of the pass (benchmarks/tricks.py) changes its speed only: the
+    quality counts, the quarantined lines and the user table are the default pass's."""
+    from sparkify.dataset import PassOptions, load_log
+    from sparkify.features import LabelSpec, build_user_table
+
+    _, log, _ = both
+    with load_log(spark, messy_log, quarantine_path=tmp_path / "q",
+                  options=PassOptions(**{off: False})) as other:
+        a, b = log.quality.to_dict(), other.quality.to_dict()
+        for key in ("quarantine_path", "quarantine_sample"):
+            a.pop(key), b.pop(key)
+        assert a == b and not other.rebuilt_from_events
+        assert (other.days.line_attributes is None) == (off == "row_pointers")
+        written = [json.loads(line)["line"] for f in sorted((tmp_path / "q").glob("part-*"))
+                   for line in f.read_text().splitlines()]
+        assert sorted(written) == sorted(BAD_LINES)
+        assert_same_tables(build_user_table(log.days, LabelSpec())[0], build_user_table(other.days, LabelSpec())[0])
+
+
 def test_days_for_rebuilds_when_a_cut_falls_inside_a_day(both):
     """A cutoff inside a day, not given to the pass as a split point: days_for rebuilds the
     rows with that split point and the table stays exact."""

@@ -41,7 +41,7 @@ Design (why the load costs about one JSON parse):
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -399,6 +399,23 @@ def read_raw(spark: SparkSession, path: str | Path | list[str], schema: StructTy
             .json(path if isinstance(path, list) else str(path)))
 
 
+def row_class() -> tuple[Column, Column]:
+    """(kind, reason) of a row parsed with a schema that has the corrupt-record column.
+
+    kind: ``bad`` (malformed, or missing ts or auth, or a user row missing userId,
+    sessionId or page), ``user`` (auth in USER_AUTHS) or ``hidden`` (Logged Out, Guest);
+    reason: why a bad row is bad (:data:`MALFORMED_REASON`, :data:`MISSING_REASON`),
+    null for the others."""
+    c = F.col
+    corrupt = c(CORRUPT_COLUMN).isNotNull()
+    is_user = c("auth").isin(*USER_AUTHS)
+    missing = c("ts").isNull() | c("auth").isNull() | (is_user & (
+        c("userId").isNull() | (c("userId") == "") | c("sessionId").isNull() | c("page").isNull()))
+    kind = F.when(corrupt | missing, F.lit("bad")).when(is_user, F.lit("user")).otherwise(F.lit("hidden"))
+    reason = F.when(corrupt, F.lit(MALFORMED_REASON)).when(missing, F.lit(MISSING_REASON))
+    return kind, reason
+
+
 def _stage(raw: DataFrame) -> DataFrame:
     """Classify each parsed row as user / hidden / bad and keep only what each kind needs.
 
@@ -407,18 +424,9 @@ def _stage(raw: DataFrame) -> DataFrame:
     else null); bad rows to their reason and line text.
     """
     c = F.col
-    corrupt = c(CORRUPT_COLUMN).isNotNull()
-    is_user = c("auth").isin(*USER_AUTHS)
-    missing = c("ts").isNull() | c("auth").isNull() | (is_user & (
-        c("userId").isNull() | (c("userId") == "") | c("sessionId").isNull() | c("page").isNull()))
-    kind = (F.when(corrupt, F.lit("bad"))
-            .when(missing, F.lit("bad"))
-            .when(is_user, F.lit("user"))
-            .otherwise(F.lit("hidden")))
+    kind, reason = row_class()
     staged = raw.withColumn("_kind", kind)
     keep_raw = c("_kind") == "user"
-    reason = (F.when(corrupt, F.lit(MALFORMED_REASON))
-              .otherwise(F.lit(MISSING_REASON)))
     line = F.coalesce(c(CORRUPT_COLUMN), F.to_json(F.struct(*[c(n) for n in RAW_COLUMNS])))
     return staged.select(
         *[F.when(keep_raw, c(n)).alias(n) for n in KEPT_COLUMNS],
@@ -840,20 +848,33 @@ def number_rows(raw: DataFrame) -> DataFrame:
     return raw.withColumn(ROW_COLUMN, F.monotonically_increasing_id())
 
 
-def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...], artists: bool = False) -> DataFrame:
-    """Session-day partial rows straight from the parsed rows (``raw``: read with
-    :func:`pointer_schema`, numbered by :func:`number_rows`), keyed by
-    ``sparkify.features.POINTER_KEYS``, with ``p_row`` and what the quality
-    summary and the quarantine need: ``_kind`` (user / hidden / bad), ``_reason`` and
-    ``_line`` (bad rows, grouped by their text) and ``p_repeats`` (user rows the pass
-    cannot vouch for as distinct: 0 in a log without duplicates).
+@dataclass(frozen=True)
+class PassOptions:
+    """How the one pass computes its rows. Every combination gives the same session-day
+    rows, quality counts and features (tests/test_session_days.py); they differ in speed
+    only, and each is measured on and off in benchmarks/RESULTS.md (``benchmarks/tricks.py``).
 
-    Every key and aggregate reads the parsed columns directly (no per-column staging).
-    The duplicate check is fixed-width numeric state (:func:`_item_repeat_aggregates`), so
-    the aggregation is Spark's code-generated one; ``artists`` adds the set of artists,
-    which makes it the object hash aggregation (not code-generated, about twice the cost;
-    see benchmarks/RESULTS.md)."""
-    from sparkify.features import partial_aggregates, partial_key_columns, sql_literal, unpack_page_counts
+    * ``packed_counters``: page counters summed three to a 64-bit word
+      (``sparkify.features.partial_aggregates(packed=True)``), else one sum per page;
+    * ``row_pointers``: the long text attributes (``sparkify.features.LINE_ATTRIBUTES``)
+      are not parsed on every line; each row keeps the number of its latest event and
+      :class:`LineAttributes` reads them for the events the features use, else they are
+      parsed on every line and kept as keys of the rows;
+    * ``sql_text``: the row classification written as Spark SQL text, else as
+      :func:`row_class` (Column expressions);
+    * ``uncompressed_cache``: the persisted rows are stored without column compression
+      (:func:`uncompressed_cache`), else with Spark's default.
+    """
+
+    packed_counters: bool = True
+    row_pointers: bool = True
+    sql_text: bool = True
+    uncompressed_cache: bool = True
+
+
+def _classification_sql() -> tuple[Column, Column, Column]:
+    """(kind, reason, line) as Spark SQL text: :func:`row_class` and the malformed text."""
+    from sparkify.features import sql_literal
 
     corrupt = f"{CORRUPT_COLUMN} IS NOT NULL"
     is_user = f"auth IN ({', '.join(sql_literal(a) for a in USER_AUTHS)})"
@@ -862,17 +883,45 @@ def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...], artists: bool = 
     kind = f"CASE WHEN {corrupt} OR {missing} THEN 'bad' WHEN {is_user} THEN 'user' ELSE 'hidden' END"
     reason = (f"CASE WHEN {corrupt} THEN {sql_literal(MALFORMED_REASON)}"
               f" WHEN {missing} THEN {sql_literal(MISSING_REASON)} END")
-    line = f"CASE WHEN {corrupt} THEN {CORRUPT_COLUMN} END"  # lines missing a field: re-read by load_log
+    line = f"CASE WHEN {corrupt} THEN {CORRUPT_COLUMN} END"
+    return F.expr(kind), F.expr(reason), F.expr(line)
+
+
+def _one_pass_partials(raw: DataFrame, splits: tuple[int, ...], artists: bool = False,
+                       options: PassOptions = PassOptions()) -> DataFrame:
+    """Session-day partial rows straight from the parsed rows, with what the quality
+    summary and the quarantine need: ``_kind`` (user / hidden / bad), ``_reason`` and
+    ``_line`` (bad rows, grouped by their text) and ``p_repeats`` (user rows the pass
+    cannot vouch for as distinct: 0 in a log without duplicates).
+
+    In: ``raw`` read with :func:`pointer_schema` and numbered by :func:`number_rows`
+    (``options.row_pointers``; rows keyed by ``sparkify.features.POINTER_KEYS``, with
+    ``p_row``) or with :func:`pass_schema` (rows keyed by ``PARTIAL_KEYS``).
+    The duplicate check is fixed-width numeric state (:func:`_item_repeat_aggregates`), so
+    the aggregation is Spark's code-generated one; ``artists`` adds the set of artists,
+    which makes it the object hash aggregation (about twice the cost)."""
+    from sparkify.features import partial_aggregates, partial_key_columns, unpack_page_counts
+
+    if options.sql_text:
+        kind, reason, line = _classification_sql()
+    else:
+        kind, reason = row_class()
+        line = F.when(F.col(CORRUPT_COLUMN).isNotNull(), F.col(CORRUPT_COLUMN))
+    # lines missing a field keep no text here: load_log re-reads them to render them.
     # An exact duplicate repeats its line, so its session and itemInSession too, and lands
     # in the same group. eventsim numbers a session's events 0, 1, 2, ...: a group whose
     # item numbers are all distinct has no duplicate. A repeated (or unverifiable) item
     # only makes the loader fall back to the exact, fingerprint-based de-duplication of
     # load_events; it is never counted as a duplicate on this evidence.
-    checks = _item_repeat_aggregates(f"{is_user} AND NOT ({corrupt}) AND NOT {missing}")
-    parts = raw.groupBy(F.expr(f"{kind} AS _kind"), *partial_key_columns(splits, pointer=True),
-                        F.expr(f"{reason} AS _reason"), F.expr(f"{line} AS _line")).agg(
-        *partial_aggregates(artists=artists, packed=True, pointer=True), *checks)
-    parts = unpack_page_counts(parts).withColumn("p_repeats", _repeated_rows())
+    pointer, packed = options.row_pointers, options.packed_counters
+    staged = raw.withColumn("_kind", kind)
+    checks = _item_repeat_aggregates("_kind = 'user'")
+    parts = staged.groupBy("_kind", *partial_key_columns(splits, pointer=pointer),
+                           reason.alias("_reason"), line.alias("_line")).agg(
+        *partial_aggregates(artists=artists, packed=packed, pointer=pointer), *checks)
+    if packed:
+        parts = unpack_page_counts(parts)
+    parts = parts.withColumn("p_repeats", _repeated_rows())
     return parts.drop(*[name for name in parts.columns if name.startswith("_item_")])
 
 
@@ -885,6 +934,7 @@ def load_log(
     artists: bool = False,
     storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
     skip_corrupt_files: bool | None = None,
+    options: PassOptions = PassOptions(),
 ) -> LoadedLog:
     """Load an event log straight into session-day partial rows: one JSON parse, no cache
     of events.
@@ -906,7 +956,8 @@ def load_log(
     rows are rebuilt from exactly de-duplicated events (:func:`load_events`;
     ``rebuilt_from_events`` is then True), so a duplicate never counts twice. A Parquet
     directory from :func:`ingest` is aggregated from its events.
-    ``skip_corrupt_files`` and the errors raised are those of :func:`load_events`.
+    ``skip_corrupt_files`` and the errors raised are those of :func:`load_events`;
+    ``options`` (:class:`PassOptions`): how the pass computes, for benchmarks.
     """
     from sparkify.features import session_day_partials
 
@@ -922,18 +973,20 @@ def load_log(
         return LoadedLog(days=days, quality=ingested.quality, source=source, _frames=[days.df])
     return _read_checked(spark, source, _skip_corrupt(skip_corrupt_files),
                          lambda paths: _load_json_log(spark, source, paths, quarantine_path, splits,
-                                                      artists, storage_level))
+                                                      artists, storage_level, options))
 
 
 def _load_json_log(spark: SparkSession, source: str, paths: str | list[str],
                    quarantine_path: str | Path | None, splits: tuple[int, ...], artists: bool,
-                   storage_level: StorageLevel) -> LoadedLog:
+                   storage_level: StorageLevel, options: PassOptions = PassOptions()) -> LoadedLog:
     """:func:`load_log` of the raw JSON files ``paths`` (``source`` as the user named it)."""
-    from sparkify.features import POINTER_KEYS, partial_values, session_day_partials
+    from sparkify.features import PARTIAL_KEYS, POINTER_KEYS, partial_values, session_day_partials
 
-    raw = number_rows(read_raw(spark, paths, pointer_schema(artists)))
-    with uncompressed_cache(spark):
-        parts = _one_pass_partials(raw, splits, artists).persist(storage_level)
+    pointer = options.row_pointers
+    raw = (number_rows(read_raw(spark, paths, pointer_schema(artists))) if pointer
+           else read_raw(spark, paths, pass_schema(artists)))
+    with uncompressed_cache(spark) if options.uncompressed_cache else nullcontext():
+        parts = _one_pass_partials(raw, splits, artists, options).persist(storage_level)
     try:
         quality, repeats, end_ms = _quality_from_partials(parts, source)   # the single parse pass
     except BaseException:
@@ -949,9 +1002,9 @@ def _load_json_log(spark: SparkSession, source: str, paths: str | list[str],
     from sparkify.features import SessionDays
 
     days = SessionDays(df=parts.filter(F.col("_kind") == "user").select(
-                           *POINTER_KEYS, *partial_values(artists, pointer=True)),
+                           *(POINTER_KEYS if pointer else PARTIAL_KEYS), *partial_values(artists, pointer=pointer)),
                        splits=splits, artists=artists, _end_ms=end_ms,
-                       line_attributes=LineAttributes(spark, paths, artists))
+                       line_attributes=LineAttributes(spark, paths, artists) if pointer else None)
     bad = parts.filter(F.col("_kind") == "bad")
     frames = [parts]
     if quality.quarantined and bad.filter(F.col("_reason") == MISSING_REASON).limit(1).count():
