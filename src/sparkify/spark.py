@@ -206,7 +206,6 @@ def get_spark(
     setting silences), and in local mode ``SPARK_LOCAL_IP`` is 127.0.0.1 unless set.
     ``verbose`` keeps Spark's WARN log and progress bars on the console.
     """
-    global _spark_log
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -214,17 +213,39 @@ def get_spark(
         return active
     verbose = RUN_OPTIONS.verbose if verbose is None else bool(verbose)
     submitted_run = under_spark_submit()
+    _prepare_environment(master, submitted_run)
+    builder = SparkSession.builder
+    if master:
+        builder = builder.master(master)
+    elif not submitted_run:
+        builder = builder.master("local[*]").config("spark.driver.memory", default_driver_memory())
+    conf = _default_conf(shuffle_partitions, verbose, submitted_run)
+    submitted = _submitted_conf(conf, shuffle_partitions) if under_spark_submit() else {}
+    # spark-submit sets spark.app.name to --name, or to the script's file name by default.
+    given = submitted.get("spark.app.name", "")
+    if not given or given.endswith(".py"):
+        builder = builder.appName(app_name)
+    builder = _apply_conf(builder, conf, extra_conf or {}, submitted)
+    spark = _start(builder, verbose, submitted_run)
+    spark.sparkContext.setLogLevel("WARN" if verbose or submitted_run else "ERROR")
+    return spark
+
+
+def _prepare_environment(master: str | None, submitted_run: bool) -> None:
+    """Outside spark-submit: set JAVA_HOME (:func:`find_java`) when it is missing and, for
+    a local master, SPARK_LOCAL_IP=127.0.0.1 when it is unset."""
     if not os.environ.get("JAVA_HOME") and not submitted_run:
         os.environ["JAVA_HOME"] = str(find_java())
     if not submitted_run and (master or "local").startswith("local") and not os.environ.get("SPARK_LOCAL_IP"):
         # the driver binds to the loopback interface: no "hostname resolves to a loopback
         # address" warning, nothing reachable from the network
         os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    builder = SparkSession.builder
-    if master:
-        builder = builder.master(master)
-    elif not submitted_run:
-        builder = builder.master("local[*]").config("spark.driver.memory", default_driver_memory())
+
+
+def _default_conf(shuffle_partitions: int | None, verbose: bool, submitted_run: bool) -> dict[str, str]:
+    """Our Spark settings: shuffle partitions (default 2 x cores), UTC everywhere, AQE,
+    the aggregation fallback threshold, console progress bars only when ``verbose``, and,
+    when the driver JVM starts here, its log4j2 configuration and level."""
     driver_java = "-Duser.timezone=UTC"
     if not submitted_run:
         # the driver JVM is started here: its log configuration can be chosen (under
@@ -232,7 +253,7 @@ def get_spark(
         driver_java += f" -Dlog4j2.configurationFile={LOG4J2_FILE.as_uri()}"
         driver_java += f" -Dsparkify.log.level={'warn' if verbose else 'error'}"
     cores = os.cpu_count() or 2
-    conf = {
+    return {
         "spark.sql.shuffle.partitions": str(shuffle_partitions or max(2, 2 * cores)),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.adaptive.enabled": "true",
@@ -244,21 +265,25 @@ def get_spark(
         "spark.driver.extraJavaOptions": driver_java,
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
     }
-    submitted: dict[str, str] = {}
-    if under_spark_submit():
-        if shuffle_partitions is None:
-            # On a cluster the executors' cores set the width: Spark's default, coalesced by AQE.
-            conf.pop("spark.sql.shuffle.partitions")
-        # spark-submit's --conf values reach the JVM as system properties; they win over our defaults.
-        from pyspark import SparkConf, SparkContext
 
-        SparkContext._ensure_initialized()
-        submitted = dict(SparkConf().getAll())
-    # spark-submit sets spark.app.name to --name, or to the script's file name by default.
-    given = submitted.get("spark.app.name", "")
-    if not given or given.endswith(".py"):
-        builder = builder.appName(app_name)
-    explicit = extra_conf or {}
+
+def _submitted_conf(conf: dict[str, str], shuffle_partitions: int | None) -> dict[str, str]:
+    """Under spark-submit: the settings spark-submit passed (its ``--conf`` values reach
+    the JVM as system properties). Drops our shuffle-partition default from ``conf``
+    unless it was asked for: on a cluster the executors' cores set the width (Spark's
+    default, coalesced by AQE)."""
+    if shuffle_partitions is None:
+        conf.pop("spark.sql.shuffle.partitions")
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()
+    return dict(SparkConf().getAll())
+
+
+def _apply_conf(builder, conf: dict[str, str], explicit: dict[str, str], submitted: dict[str, str]):
+    """``builder`` with ``conf`` updated by ``explicit`` (the caller's extra conf). A key
+    spark-submit set wins over our default, except JVM options, which are joined (the
+    user's first); ``explicit`` always wins. Out: the builder."""
     conf.update(explicit)
     for key, value in conf.items():
         if key in submitted and key not in explicit:
@@ -266,16 +291,21 @@ def get_spark(
                 continue
             value = f"{submitted[key]} {value}"  # keep the user's JVM options, add ours
         builder = builder.config(key, value)
+    return builder
+
+
+def _start(builder, verbose: bool, submitted_run: bool):
+    """``builder.getOrCreate()``; when this starts the JVM quietly (not ``verbose``, not
+    under spark-submit, no gateway yet), with the JVM's standard error in a new log file
+    (:func:`spark_log_path`; the console when no such file can be opened)."""
+    global _spark_log
     from pyspark import SparkContext
 
     if verbose or submitted_run or SparkContext._gateway is not None:
-        spark = builder.getOrCreate()
-    else:
-        # PySpark starts the JVM (the gateway) with this process's standard error
-        log = _new_spark_log()
-        with _stderr_to(log) as redirected:  # not redirected: no writable file, the console as before
-            if redirected:
-                _spark_log = log
-            spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN" if verbose or submitted_run else "ERROR")
-    return spark
+        return builder.getOrCreate()
+    # PySpark starts the JVM (the gateway) with this process's standard error
+    log = _new_spark_log()
+    with _stderr_to(log) as redirected:  # not redirected: no writable file, the console as before
+        if redirected:
+            _spark_log = log
+        return builder.getOrCreate()

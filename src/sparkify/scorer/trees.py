@@ -147,6 +147,53 @@ def _list_column(arr) -> list[np.ndarray]:
 
 def read_forest(files: StageFiles, regression_trees: bool) -> PackedForest:
     """In: a saved RF/GBT stage. Out: its ``PackedForest`` (weights from treesMetadata)."""
+    nodes = _read_nodes(files)
+    trees, starts = np.unique(nodes.tree_id, return_index=True)
+    counts = np.diff(np.append(starts, len(nodes.tree_id)))
+    offset_of = dict(zip(trees.tolist(), starts.tolist()))
+    base = np.repeat(starts, counts)
+    if not np.array_equal(nodes.ids, np.arange(len(nodes.ids)) - base):
+        raise ModelLoadError(f"{files.path}/data: node ids are not 0..n-1 within each tree")
+
+    n = len(nodes.ids)
+    is_leaf = nodes.lchild < 0
+    node = np.arange(n)
+    left = np.where(is_leaf, node, nodes.lchild + base)
+    right = np.where(is_leaf, node, nodes.rchild + base)
+    is_cat = (~is_leaf) & (nodes.ncat >= 0)
+    threshold, cat_row, cat_table = _split_tables(files, nodes, is_leaf, is_cat)
+    if regression_trees:
+        cover = np.array([s[0] if len(s) else 0.0 for s in nodes.stats])
+    else:
+        cover = np.array([s.sum() for s in nodes.stats])
+    depth = _depth(is_leaf, left, right)
+    return PackedForest(
+        feature=np.where(is_leaf, -1, nodes.feat).astype(np.int64), threshold=threshold,
+        left=left.astype(np.int64), right=right.astype(np.int64), is_cat=is_cat, cat_row=cat_row,
+        cat_table=cat_table, stats=nodes.stats, prediction=nodes.pred, cover=cover,
+        roots=np.array([offset_of[t] for t in trees.tolist()], dtype=np.int64),
+        weights=_tree_weights(files, trees, regression_trees), depth=depth)
+
+
+@dataclass
+class _Nodes:
+    """The node rows of a saved tree ensemble, sorted by (treeID, node id): one entry
+    per node (``stats`` and ``loc`` as lists of arrays)."""
+
+    tree_id: np.ndarray
+    ids: np.ndarray          # node id within its tree
+    pred: np.ndarray         # float64 node prediction
+    stats: list[np.ndarray]  # impurityStats
+    lchild: np.ndarray       # node id within the tree, -1 at leaves
+    rchild: np.ndarray
+    feat: np.ndarray         # split feature index
+    loc: list[np.ndarray]    # leftCategoriesOrThreshold
+    ncat: np.ndarray         # numCategories, -1 for a continuous split
+
+
+def _read_nodes(files: StageFiles) -> _Nodes:
+    """In: a saved RF/GBT stage. Out: its ``data`` node rows as :class:`_Nodes`. Raises
+    ModelLoadError when the columns are not Spark's tree layout."""
     table = files.data()
     try:
         tree_id = table.column("treeID").to_numpy()
@@ -162,26 +209,19 @@ def read_forest(files: StageFiles, regression_trees: bool) -> PackedForest:
         ncat = split.field("numCategories").to_numpy(zero_copy_only=False)
     except (KeyError, AttributeError, ValueError) as exc:
         raise ModelLoadError(f"{files.path}/data: unexpected tree data layout: {exc}") from exc
-
     order = np.lexsort((ids, tree_id))
-    tree_id, ids, pred, lchild, rchild, feat, ncat = (
-        a[order] for a in (tree_id, ids, pred, lchild, rchild, feat, ncat))
-    stats = [stats[i] for i in order]
-    loc = [loc[i] for i in order]
-    trees, starts = np.unique(tree_id, return_index=True)
-    counts = np.diff(np.append(starts, len(tree_id)))
-    offset_of = dict(zip(trees.tolist(), starts.tolist()))
-    base = np.repeat(starts, counts)
-    if not np.array_equal(ids, np.arange(len(ids)) - base):
-        raise ModelLoadError(f"{files.path}/data: node ids are not 0..n-1 within each tree")
+    return _Nodes(tree_id=tree_id[order], ids=ids[order], pred=pred[order], stats=[stats[i] for i in order],
+                  lchild=lchild[order], rchild=rchild[order], feat=feat[order], loc=[loc[i] for i in order],
+                  ncat=ncat[order])
 
-    n = len(ids)
-    is_leaf = lchild < 0
-    node = np.arange(n)
-    left = np.where(is_leaf, node, lchild + base)
-    right = np.where(is_leaf, node, rchild + base)
-    feature = np.where(is_leaf, -1, feat).astype(np.int64)
-    is_cat = (~is_leaf) & (ncat >= 0)
+
+def _split_tables(files: StageFiles, nodes: _Nodes, is_leaf: np.ndarray,
+                  is_cat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Out: (threshold per node, NaN except at continuous splits; cat_row per node, 0
+    except at categorical splits; cat_table, row r: the categories that go left at the
+    r-th categorical node, row 0 unused). Raises ModelLoadError for a continuous split
+    without exactly one threshold."""
+    n, loc, ncat = len(nodes.ids), nodes.loc, nodes.ncat
     threshold = np.full(n, np.nan)
     cat_nodes = np.nonzero(is_cat)[0]
     width = 1
@@ -197,18 +237,25 @@ def read_forest(files: StageFiles, regression_trees: bool) -> PackedForest:
         if len(loc[i]) != 1:
             raise ModelLoadError(f"{files.path}/data: continuous split without one threshold")
         threshold[i] = loc[i][0]
+    return threshold, cat_row, cat_table
 
-    if regression_trees:
-        cover = np.array([s[0] if len(s) else 0.0 for s in stats])
-    else:
-        cover = np.array([s.sum() for s in stats])
 
+def _depth(is_leaf: np.ndarray, left: np.ndarray, right: np.ndarray) -> int:
+    """The longest root-to-leaf path (edges) over all trees, nodes in preorder (a parent
+    before its children; absolute child indices); 0 for no nodes."""
+    n = len(is_leaf)
     depth_arr = np.zeros(n, dtype=np.int64)
-    for i in range(n):  # preorder: a parent comes before its children
+    for i in range(n):
         if not is_leaf[i]:
             depth_arr[left[i]] = depth_arr[i] + 1
             depth_arr[right[i]] = depth_arr[i] + 1
+    return int(depth_arr.max()) if n else 0
 
+
+def _tree_weights(files: StageFiles, trees: np.ndarray, regression_trees: bool) -> np.ndarray:
+    """Each tree's weight (in the order of ``trees``) from the stage's treesMetadata; all
+    1 when it is absent for a random forest. Raises ModelLoadError when a GBT lacks it or
+    a tree has no weight."""
     weights = np.ones(len(trees))
     tm_dir = files.path / "treesMetadata"
     if tm_dir.is_dir():
@@ -222,13 +269,7 @@ def read_forest(files: StageFiles, regression_trees: bool) -> PackedForest:
         weights = np.array([w_of[t] for t in trees.tolist()])
     elif regression_trees:
         raise ModelLoadError(f"{tm_dir} is missing (GBT tree weights)")
-
-    return PackedForest(
-        feature=feature, threshold=threshold, left=left.astype(np.int64),
-        right=right.astype(np.int64), is_cat=is_cat, cat_row=cat_row, cat_table=cat_table,
-        stats=stats, prediction=pred, cover=cover,
-        roots=np.array([offset_of[t] for t in trees.tolist()], dtype=np.int64),
-        weights=weights, depth=int(depth_arr.max()) if n else 0)
+    return weights
 
 
 class RandomForest(Classifier):

@@ -317,6 +317,8 @@ def _with_spec(table, spec: str):
 
 
 def _write_truth(path: Path, roster, cohorts, outcome: dict, models, spec: str | None = None) -> None:
+    """Write the ground-truth parquet: one row per user with at least one visible event
+    (roster fields plus the run's per-user ``outcome``), with the run ``spec`` attached."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -362,74 +364,29 @@ def simulate(out, users: int | None = None, preset: str | None = None, days: flo
     """
     from sparkify.simulator.engine import Timing
     from sparkify.simulator.songs import build_catalogue
-    from sparkify.simulator.writer import default_workers, run
+    from sparkify.simulator.writer import run
 
     t_begin = time.perf_counter()
-    if preset is not None and preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
-    p = PRESETS.get(preset or "mini")
-    if users is None:
-        users = p.users
-    if isinstance(users, bool) or not isinstance(users, (int, np.integer)) or users < 1:
-        raise ValueError(f"users must be a positive integer, got {users!r}")
-    if hidden_user_id is None:
-        hidden_user_id = p.hidden_user_id if preset else ""
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    start_s = _to_epoch(start if start is not None else WINDOW_START, "start")
-    if end is not None:
-        if days is not None:
-            raise ValueError("give either days or end, not both")
-        end_s = _to_epoch(end, "end")
-    else:
-        d = WINDOW_DAYS if days is None else days
-        if not isinstance(d, (int, float)) or d <= 0:
-            raise ValueError(f"days must be > 0, got {d!r}")
-        end_s = start_s + int(round(d * 86_400))
-    if end_s <= start_s:
-        raise ValueError("the window end must be after its start")
-    window_days = (end_s - start_s) / 86_400
-
+    p, users, hidden_user_id = _check_size(preset, users, hidden_user_id, seed)
+    start_s, end_s = _window(start, end, days)
     cfg = config if isinstance(config, EventsimConfig) else load_config(config)
-    cohorts = DEFAULT_COHORTS if cohorts is None else tuple(cohorts)
-    if not cohorts:
-        cohorts = (Cohort("base", 1.0, 0),)
-    if cohorts is DEFAULT_COHORTS:
-        # the default bases are 100,000 apart: widen them (x10) for very large runs
-        step = 100_000
-        while max(c.share for c in cohorts) * int(users) * 1.5 >= step:
-            step *= 10
-        if step != 100_000:
-            cohorts = tuple(replace(c, user_id_base=c.user_id_base // 100_000 * step) for c in cohorts)
-    models = [compile_model(cfg, c.page_scale, c.end_scale) for c in cohorts]
-    if any(m.states != models[0].states for m in models):  # pragma: no cover - scaling keeps states
-        raise ConfigError("cohort overrides changed the state set")
+    cohorts, models = _cohort_models(cfg, cohorts, users)
     g = GROWTH_RATE if growth_rate is None else float(growth_rate)
     if cfg.growth_rate is not None and growth_rate is None:
         g = cfg.growth_rate
 
-    out = Path(out)
-    single, directory, truth_path, gzip = _output_paths(out, gzip)
+    single, directory, truth_path, gzip = _output_paths(Path(out), gzip)
     _prepare_output(single, directory)
 
-    n_initial = initial_users(int(users), window_days, g)
+    n_initial = initial_users(int(users), (end_s - start_s) / 86_400, g)
     roster = build_roster(cfg, cohorts, models, n_initial, start_s, end_s, seed, g,
                           beta_scale=p.beta_scale if preset else 1.0)
-    if workers is None:
-        # fork a pool only for runs worth it, and only from a single-threaded process
-        # (forking a process with threads, e.g. a py4j gateway, is unsafe)
-        import threading
-
-        parallel = len(roster) > SMALL_RUN_USERS and threading.active_count() == 1
-        workers = default_workers() if parallel else 1
-    workers = max(1, int(workers))
-    catalogue = build_catalogue()
-    timing = Timing(session_gap=int(cfg.session_gap), damping=cfg.damping, weekend_damping=cfg.weekend_damping,
-                    weekend_offset=cfg.weekend_damping_offset * 60, weekend_scale=cfg.weekend_damping_scale * 60)
+    workers = _workers(workers, len(roster))
     total, nbytes, written, outcome = run(
-        roster=roster, models=models, start=start_s, end=end_s, timing=timing, catalogue=catalogue, seed=int(seed),
-        workers=workers, out_files=None, single_file=single, directory=directory, gzip=gzip,
-        hidden_user_id=hidden_user_id, user_suffix=user_suffixes(roster), progress=progress)
+        roster=roster, models=models, start=start_s, end=end_s, timing=Timing.from_config(cfg),
+        catalogue=build_catalogue(), seed=int(seed), workers=workers, out_files=None, single_file=single,
+        directory=directory, gzip=gzip, hidden_user_id=hidden_user_id, user_suffix=user_suffixes(roster),
+        progress=progress)
     _write_truth(truth_path, roster, cohorts, outcome, models,
                  spec=run_spec(cfg, cohorts, start_s, end_s, int(seed), g))
     visible = outcome["n_events"] > 0
@@ -447,3 +404,73 @@ def simulate(out, users: int | None = None, preset: str | None = None, days: flo
         end=dt.datetime.fromtimestamp(end_s, dt.timezone.utc),
         seed=int(seed),
     )
+
+
+def _check_size(preset: str | None, users, hidden_user_id: str | None, seed):
+    """Validate the size arguments of :func:`simulate`. In: its ``preset``, ``users``,
+    ``hidden_user_id`` and ``seed``. Out: (the preset, default mini; the user count; the
+    hidden userId). Raises ValueError for an unknown preset, a bad count or seed."""
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    p = PRESETS.get(preset or "mini")
+    if users is None:
+        users = p.users
+    if isinstance(users, bool) or not isinstance(users, (int, np.integer)) or users < 1:
+        raise ValueError(f"users must be a positive integer, got {users!r}")
+    if hidden_user_id is None:
+        hidden_user_id = p.hidden_user_id if preset else ""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return p, users, hidden_user_id
+
+
+def _window(start, end, days: float | None) -> tuple[int, int]:
+    """The window (start, end) in epoch s from :func:`simulate`'s ``start`` (default
+    2018-10-01 UTC) and either ``end`` or ``days`` (default 61). Raises ValueError for
+    both, a non-positive length, or an end not after the start."""
+    start_s = _to_epoch(start if start is not None else WINDOW_START, "start")
+    if end is not None:
+        if days is not None:
+            raise ValueError("give either days or end, not both")
+        end_s = _to_epoch(end, "end")
+    else:
+        d = WINDOW_DAYS if days is None else days
+        if not isinstance(d, (int, float)) or d <= 0:
+            raise ValueError(f"days must be > 0, got {d!r}")
+        end_s = start_s + int(round(d * 86_400))
+    if end_s <= start_s:
+        raise ValueError("the window end must be after its start")
+    return start_s, end_s
+
+
+def _cohort_models(cfg: EventsimConfig, cohorts, users: int) -> tuple[tuple[Cohort, ...], list]:
+    """The run's cohorts (None: the defaults, with userId bases widened x10 as often as
+    ``users`` needs; empty: one plain ``base`` cohort) and each one's compiled model."""
+    cohorts = DEFAULT_COHORTS if cohorts is None else tuple(cohorts)
+    if not cohorts:
+        cohorts = (Cohort("base", 1.0, 0),)
+    if cohorts is DEFAULT_COHORTS:
+        # the default bases are 100,000 apart: widen them (x10) for very large runs
+        step = 100_000
+        while max(c.share for c in cohorts) * int(users) * 1.5 >= step:
+            step *= 10
+        if step != 100_000:
+            cohorts = tuple(replace(c, user_id_base=c.user_id_base // 100_000 * step) for c in cohorts)
+    models = [compile_model(cfg, c.page_scale, c.end_scale) for c in cohorts]
+    if any(m.states != models[0].states for m in models):  # pragma: no cover - scaling keeps states
+        raise ConfigError("cohort overrides changed the state set")
+    return cohorts, models
+
+
+def _workers(workers: int | None, n_users: int) -> int:
+    """The worker processes for ``n_users``: ``workers`` if given, else a pool only for
+    runs worth it and only from a single-threaded process (forking a process with
+    threads, e.g. a py4j gateway, is unsafe)."""
+    from sparkify.simulator.writer import default_workers
+
+    if workers is None:
+        import threading
+
+        parallel = n_users > SMALL_RUN_USERS and threading.active_count() == 1
+        workers = default_workers() if parallel else 1
+    return max(1, int(workers))

@@ -43,6 +43,8 @@ STATE_KEYS = ("page", "method", "status", "auth", "level")
 
 # A state is (page, auth, level, method, status).
 State = tuple[str, str, str, str, int]
+_Edges = dict[State, list[tuple[State, float]]]  # each source state's (dest, p) edges, in file order
+_Starts = dict[tuple[str, str], list[tuple[State, float]]]  # each (auth, level) group's weighted start states
 
 
 @dataclass(frozen=True)
@@ -275,16 +277,50 @@ def compile_model(cfg: EventsimConfig, page_scale: dict[str, float] | None = Non
         if not isinstance(f, (int, float)) or isinstance(f, bool) or f < 0 or not math.isfinite(f):
             raise ConfigError(f"page scale for {page!r} must be a number >= 0, got {f!r}")
     src = cfg.source or "<config>"
-    index: dict[State, int] = {}
-    states: list[State] = []
+    states = _StateIndex()
+    out_edges = _read_transitions(cfg, src, states)
+    groups, starts = _read_starts(cfg, src, states)
+    _check_states(cfg, src, states.states)
+    unknown_pages = sorted(set(page_scale) - {s[0] for s in states.states})
+    if unknown_pages:
+        raise ConfigError(f"{src}: page_scale names page(s) not in the config: {', '.join(unknown_pages)}")
+    cum, dest = _edge_tables(src, states, out_edges, page_scale, end_scale)
+    _check_starts(cfg, src, states.states, cum, groups, starts)
+    start_cum, start_dest = _start_tables(states, groups, starts)
+    group_ids = {g: i for i, g in enumerate(groups)}
+    return Model(
+        states=states.states,
+        cum=cum,
+        dest=dest,
+        kind=[1 if 300 <= s[4] <= 399 else (2 if s[0] == "NextSong" else 0) for s in states.states],
+        churn=[s[1] == cfg.churned_state for s in states.states],
+        show=[bool(cfg.show_user_details.get(s[1], False)) for s in states.states],
+        group=[group_ids.get((s[1], s[2]), -1) for s in states.states],
+        groups=groups,
+        start_cum=start_cum,
+        start_dest=start_dest,
+    )
 
-    def sid(s: State) -> int:
-        if s not in index:
-            index[s] = len(states)
-            states.append(s)
-        return index[s]
 
-    out_edges: dict[State, list[tuple[State, float]]] = {}
+class _StateIndex:
+    """State ids in order of first appearance: ``states[i]`` is state i, ``index[s]`` its id."""
+
+    def __init__(self) -> None:
+        self.index: dict[State, int] = {}
+        self.states: list[State] = []
+
+    def add(self, s: State) -> int:
+        """The id of ``s``, a new one the first time it is seen."""
+        if s not in self.index:
+            self.index[s] = len(self.states)
+            self.states.append(s)
+        return self.index[s]
+
+
+def _read_transitions(cfg: EventsimConfig, src: str, states: _StateIndex) -> _Edges:
+    """In: the config's ``transitions``. Out: each source state's (dest, p) edges in file
+    order; every state named is added to ``states``. Raises ConfigError for a malformed entry."""
+    out_edges: _Edges = {}
     for i, tr in enumerate(cfg.transitions):
         where = f"{src}: transitions[{i}]"
         if not isinstance(tr, dict) or set(tr) != {"source", "dest", "p"}:
@@ -295,11 +331,18 @@ def compile_model(cfg: EventsimConfig, page_scale: dict[str, float] | None = Non
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not (0 <= p <= 1):
             raise ConfigError(f"{where}: p must be a number in [0, 1], got {p!r}")
         out_edges.setdefault(s, []).append((d, float(p)))
-        sid(s)
-        sid(d)
+        states.add(s)
+        states.add(d)
+    return out_edges
 
+
+def _read_starts(cfg: EventsimConfig, src: str,
+                 states: _StateIndex) -> tuple[list[tuple[str, str]], _Starts]:
+    """In: the config's ``new-session`` entries. Out: the (auth, level) groups in order of
+    first appearance and each group's weighted start states; every state is added to
+    ``states``. Raises ConfigError for a malformed entry."""
     groups: list[tuple[str, str]] = []
-    starts: dict[tuple[str, str], list[tuple[State, float]]] = {}
+    starts: _Starts = {}
     for i, e in enumerate(cfg.new_session):
         where = f"{src}: new-session[{i}]"
         if not isinstance(e, dict):
@@ -313,8 +356,13 @@ def compile_model(cfg: EventsimConfig, page_scale: dict[str, float] | None = Non
             groups.append(key)
             starts[key] = []
         starts[key].append((s, float(w)))
-        sid(s)
+        states.add(s)
+    return groups, starts
 
+
+def _check_states(cfg: EventsimConfig, src: str, states: list[State]) -> None:
+    """Raise ConfigError for a state whose auth or level the config does not declare, or
+    whose auth is missing from show-user-details."""
     known_auths = set(cfg.auths) | set(cfg.show_user_details) | {cfg.new_user_auth, cfg.churned_state}
     known_levels = set(cfg.levels) | {cfg.new_user_level}
     for s in states:
@@ -327,12 +375,15 @@ def compile_model(cfg: EventsimConfig, page_scale: dict[str, float] | None = Non
         if s[1] not in cfg.show_user_details:
             raise ConfigError(f"{src}: auth {s[1]!r} is missing from show-user-details")
 
-    unknown_pages = sorted(set(page_scale) - {s[0] for s in states})
-    if unknown_pages:
-        raise ConfigError(f"{src}: page_scale names page(s) not in the config: {', '.join(unknown_pages)}")
+
+def _edge_tables(src: str, states: _StateIndex, out_edges: _Edges,
+                 page_scale: dict[str, float], end_scale: float) -> tuple[list[list[float]], list[list[int]]]:
+    """Per state id: the cumulative probabilities and destination ids of its outgoing
+    edges (after ``page_scale`` and ``end_scale``). Raises ConfigError when a state's
+    probabilities sum to more than 1."""
     cum: list[list[float]] = []
     dest: list[list[int]] = []
-    for s in states:
+    for s in states.states:
         edges = _scaled_edges(out_edges.get(s, []), page_scale)
         total = sum(p for _, p in edges)
         if total <= 1 + 1e-9:
@@ -347,8 +398,15 @@ def compile_model(cfg: EventsimConfig, page_scale: dict[str, float] | None = Non
             acc += p
             c.append(min(acc, 1.0))
         cum.append(c)
-        dest.append([index[d] for d, _ in edges])
+        dest.append([states.index[d] for d, _ in edges])
+    return cum, dest
 
+
+def _check_starts(cfg: EventsimConfig, src: str, states: list[State], cum: list[list[float]],
+                  groups: list[tuple[str, str]], starts: _Starts) -> None:
+    """Raise ConfigError unless every session can start: each group's weights are
+    positive, every initial and new user's (auth, level) and every (auth, level) a session
+    can end in (other than churned) has new-session states."""
     for auth, level in groups:
         if sum(w for _, w in starts[(auth, level)]) <= 0:
             raise ConfigError(f"{src}: new-session weights for ({auth}, {level}) sum to 0")
@@ -356,7 +414,6 @@ def compile_model(cfg: EventsimConfig, page_scale: dict[str, float] | None = Non
         for level in cfg.levels:
             if cfg.auths[auth] > 0 and cfg.levels[level] > 0 and (auth, level) not in starts:
                 raise ConfigError(f"{src}: no new-session state for initial users with auth {auth!r}, level {level!r}")
-    # every (auth, level) a session can end in (other than churned) must be able to start again
     for i, s in enumerate(states):
         if s[1] == cfg.churned_state:
             continue
@@ -366,7 +423,10 @@ def compile_model(cfg: EventsimConfig, page_scale: dict[str, float] | None = Non
     if (cfg.new_user_auth, cfg.new_user_level) not in starts:
         raise ConfigError(f"{src}: no new-session state for new users ({cfg.new_user_auth}, {cfg.new_user_level})")
 
-    group_ids = {g: i for i, g in enumerate(groups)}
+
+def _start_tables(states: _StateIndex, groups: list[tuple[str, str]],
+                  starts: _Starts) -> tuple[list[list[float]], list[list[int]]]:
+    """Per group: the cumulative (normalised) weights and state ids of its start states."""
     start_cum, start_dest = [], []
     for g in groups:
         entries = starts[g]
@@ -377,17 +437,5 @@ def compile_model(cfg: EventsimConfig, page_scale: dict[str, float] | None = Non
             c.append(acc)
         c[-1] = 1.0
         start_cum.append(c)
-        start_dest.append([index[s] for s, _ in entries])
-
-    return Model(
-        states=states,
-        cum=cum,
-        dest=dest,
-        kind=[1 if 300 <= s[4] <= 399 else (2 if s[0] == "NextSong" else 0) for s in states],
-        churn=[s[1] == cfg.churned_state for s in states],
-        show=[bool(cfg.show_user_details.get(s[1], False)) for s in states],
-        group=[group_ids.get((s[1], s[2]), -1) for s in states],
-        groups=groups,
-        start_cum=start_cum,
-        start_dest=start_dest,
-    )
+        start_dest.append([states.index[s] for s, _ in entries])
+    return start_cum, start_dest

@@ -54,6 +54,9 @@ Speed: about 1,000-2,000 rows/s at 400 paths and a 14-day horizon on one core (t
 work grows with the number of sessions in the horizon), plus ~1 s per cohort once per
 run spec for the tables. The result is deterministic for a seed.
 
+Steps 1 and 3 (the per-cohort tables, and the run spec they are built from) are in
+:mod:`.session_tables`; this module runs step 2.
+
 The run's config and cohort overrides come from the truth table's metadata
 (``DataFrame.attrs["sparkify.simulator"]`` after ``pq.read_table(p).to_pandas()``, or
 :func:`read_truth`); truth tables written before that metadata existed fall back to the
@@ -63,270 +66,31 @@ Accordion template and :data:`~sparkify.simulator.presets.DEFAULT_COHORTS` by na
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sparkify.simulator import TRUTH_META_KEY as META_KEY
 from sparkify.simulator.engine import DAY, Timing, day_off
-from sparkify.simulator.eventsim_config import EventsimConfig, Model, compile_model, load_config, parse_config
-from sparkify.simulator.presets import DEFAULT_COHORTS, Cohort
+from sparkify.simulator.session_tables import (
+    ALPHA_GRID,
+    META_KEY,
+    CohortTables,
+    RunModel,
+    cohort_tables,
+    mean_session_durations,
+    read_truth,
+    run_model,
+    session_outcomes,
+)
 
-__all__ = ["true_churn_probability", "read_truth", "run_model", "session_outcomes", "mean_session_durations",
-           "RunModel"]
+# the run spec and session tables live in .session_tables; they stay importable from here
+__all__ = ["true_churn_probability", "visible_rows_before", "read_truth", "run_model", "session_outcomes",
+           "mean_session_durations", "RunModel", "CohortTables", "cohort_tables", "META_KEY", "ALPHA_GRID"]
 
-ALPHA_GRID = np.geomspace(0.5, 2e4, 24)  # seconds: the session-length table's alphas
-POOL_SESSIONS = 3000  # sessions per (cohort, start group) for the mean session lengths
-POOL_SEED = 20181001
 CHUNK_PATHS = 1 << 18  # paths simulated at once (memory: ~100 bytes each)
-
-
-# --------------------------------------------------------------------------- run spec
-def read_truth(path: str | Path) -> pd.DataFrame:
-    """The ground-truth table beside a simulated log, with its run spec in ``attrs``."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(str(path))
-    df = table.to_pandas()
-    meta = table.schema.metadata or {}
-    if META_KEY.encode() in meta:
-        df.attrs[META_KEY] = meta[META_KEY.encode()].decode()
-    return df
-
-
-@dataclass(eq=False)
-class RunModel:
-    """Everything that fixes a run's users' behaviour, compiled per cohort (plus a cache
-    of the per-cohort tables derived from it)."""
-
-    config: EventsimConfig
-    timing: Timing
-    cohorts: tuple[Cohort, ...]
-    models: tuple[Model, ...]
-    cache: dict = field(default_factory=dict, repr=False)
-
-    def cohort_index(self, name: str) -> int:
-        for i, c in enumerate(self.cohorts):
-            if c.name == name:
-                return i
-        raise ValueError(f"cohort {name!r} is not in the run spec (known: {', '.join(c.name for c in self.cohorts)})")
-
-
-def _spec_text(truth: pd.DataFrame | None, spec) -> str | None:
-    if spec is None:
-        return None if truth is None else truth.attrs.get(META_KEY)
-    if isinstance(spec, dict):
-        return json.dumps(spec, separators=(",", ":"))
-    if isinstance(spec, Path) or (isinstance(spec, str) and not spec.lstrip().startswith("{")):
-        return read_truth(spec).attrs.get(META_KEY)
-    return str(spec)
-
-
-@lru_cache(maxsize=8)
-def _run_model_cached(text: str | None, cohort_names: tuple[str, ...]) -> RunModel:
-    if text is None:  # a truth table from before the spec metadata: the defaults
-        cfg = load_config(None)
-        known = {c.name: c for c in DEFAULT_COHORTS}
-        cohorts = []
-        for name in cohort_names:
-            if name in known:
-                cohorts.append(known[name])
-            elif name == "base":  # simulate(cohorts=()) : one plain run of the config
-                cohorts.append(Cohort("base", 1.0, 0))
-            else:
-                raise ValueError(f"the truth table has no run spec and cohort {name!r} is not a default cohort: "
-                                 "pass spec= (the truth parquet's path or its 'sparkify.simulator' metadata)")
-        cohorts = tuple(cohorts) or DEFAULT_COHORTS
-    else:
-        d = json.loads(text)
-        cfg = parse_config(d["config"], source="<truth spec>")
-        cohorts = tuple(Cohort(c["name"], float(c.get("share", 1.0)), int(c.get("user_id_base", 0)),
-                               dict(c.get("page_scale") or {}), float(c.get("alpha_scale", 1.0)),
-                               float(c.get("beta_scale", 1.0)), float(c.get("end_scale", 1.0)))
-                        for c in d["cohorts"])
-    timing = Timing(session_gap=int(cfg.session_gap), damping=cfg.damping, weekend_damping=cfg.weekend_damping,
-                    weekend_offset=cfg.weekend_damping_offset * 60, weekend_scale=cfg.weekend_damping_scale * 60)
-    models = tuple(compile_model(cfg, c.page_scale, c.end_scale) for c in cohorts)
-    return RunModel(cfg, timing, cohorts, models)
-
-
-def run_model(truth: pd.DataFrame | None = None, spec=None) -> RunModel:
-    """The compiled models of a run: from ``spec`` (a truth parquet path, the spec JSON
-    or dict), else ``truth.attrs``, else the defaults (for the cohort names in ``truth``)."""
-    text = _spec_text(truth, spec)
-    names = () if text is not None or truth is None else tuple(sorted(set(truth["cohort"].astype(str))))
-    return _run_model_cached(text, names)
-
-
-# --------------------------------------------------------------------------- one session (exact)
-def _edges(m: Model) -> tuple[np.ndarray, np.ndarray]:
-    """State-to-state probabilities Q and the session-end probability of each state."""
-    n = len(m.states)
-    q = np.zeros((n, n))
-    end = np.ones(n)
-    for s in range(n):
-        prev = 0.0
-        for c, d in zip(m.cum[s], m.dest[s]):
-            q[s, d] += c - prev
-            prev = c
-        end[s] = 1.0 - prev
-    return q, np.clip(end, 0.0, 1.0)
-
-
-def session_outcomes(m: Model) -> np.ndarray:
-    """M[g, k]: probability that a session started in (auth, level) group g (``m.groups``)
-    ends in group k (k < K) or churns (k = K), by absorbing-chain algebra."""
-    q, end = _edges(m)
-    n, k_groups = len(m.states), len(m.groups)
-    r = np.zeros((n, k_groups + 1))
-    for s in range(n):
-        if end[s] <= 0:
-            continue
-        if m.churn[s]:
-            r[s, k_groups] = end[s]
-        elif m.group[s] >= 0:
-            r[s, m.group[s]] = end[s]
-        else:  # pragma: no cover - compile_model rejects such chains
-            raise ValueError(f"a session can end in {m.states[s]} but no session can start there")
-    b = np.linalg.solve(np.eye(n) - q, r)
-    start = np.zeros((k_groups, n))
-    for g in range(k_groups):
-        prev = 0.0
-        for c, d in zip(m.start_cum[g], m.start_dest[g]):
-            start[g, d] += c - prev
-            prev = c
-    out = start @ b
-    return out / out.sum(axis=1, keepdims=True)
-
-
-def _song_table():
-    from sparkify.simulator.songs import build_catalogue
-
-    cat = build_catalogue()
-    return cat.cum, np.asarray(cat.length_s, dtype=np.float64)
-
-
-def mean_session_durations(m: Model, alphas: np.ndarray = ALPHA_GRID, n_sessions: int = POOL_SESSIONS,
-                           seed: int = POOL_SEED) -> np.ndarray:
-    """D[g, a]: mean seconds from the first to the last event of a session started in group
-    g that does not churn, for a user with alpha ``alphas[a]``: ``n_sessions`` page walks per
-    group with the engine's timing rules, the same random draws for every alpha."""
-    song_cum, song_len = _song_table()
-    rng = np.random.Generator(np.random.PCG64(seed))
-    n_states, k_groups = len(m.states), len(m.groups)
-    width = max(1, max(len(c) for c in m.cum))
-    # state s's cumulative edge probabilities shifted by s (padded with s + 1: never <= s + u),
-    # so one searchsorted gives bisect_right for every session at once
-    flat = np.ones((n_states, width)) + np.arange(n_states)[:, None]
-    dpad = np.full((n_states, width + 1), -1, dtype=np.int64)
-    for s in range(n_states):
-        flat[s, : len(m.cum[s])] = np.asarray(m.cum[s]) + s
-        dpad[s, : len(m.dest[s])] = m.dest[s]
-    flat = flat.ravel()
-    kind = np.asarray(m.kind, dtype=np.int8)
-    churn = np.asarray(m.churn, dtype=bool)
-    alphas = np.asarray(alphas, dtype=np.float64)
-
-    group = np.repeat(np.arange(k_groups), n_sessions)
-    state = np.empty(len(group), dtype=np.int64)
-    for g in range(k_groups):
-        idx = np.searchsorted(np.asarray(m.start_cum[g]), rng.random(n_sessions), side="right")
-        state[group == g] = np.asarray(m.start_dest[g])[np.minimum(idx, len(m.start_dest[g]) - 1)]
-    t = np.zeros((len(group), len(alphas)))
-    song_end = np.full_like(t, -1.0)
-    first_song = kind[state] == 2
-    if first_song.any():
-        song_end[first_song] = song_len[np.searchsorted(song_cum, rng.random(int(first_song.sum())),
-                                                        side="right")][:, None]
-    dur = np.zeros_like(t)
-    churned = np.zeros(len(group), dtype=bool)
-    ids = np.arange(len(group))  # the sessions still running; t, song_end, state: theirs only
-    while ids.size:
-        j = np.searchsorted(flat, state + rng.random(ids.size), side="right") - state * width
-        s2 = dpad[state, j]
-        ended = s2 < 0
-        if ended.any():
-            dur[ids[ended]] = t[ended]
-            churned[ids[ended]] = churn[state[ended]]
-            keep = ~ended
-            ids, s2, t, song_end = ids[keep], s2[keep], t[keep], song_end[keep]
-            if not ids.size:
-                break
-        kd = kind[s2]
-        inc = np.floor(rng.standard_exponential(ids.size)[:, None] * alphas[None, :])
-        inc[kd == 1] = 1.0
-        k2 = np.flatnonzero(kd == 2)
-        if k2.size:
-            tt, se = t[k2], song_end[k2]
-            snapped = np.where(tt < se, se, tt + inc[k2])
-            t += inc
-            t[k2] = snapped
-            song_end[k2] = snapped + song_len[np.searchsorted(song_cum, rng.random(k2.size), side="right")][:, None]
-        else:
-            t += inc
-        state = s2
-    out = np.zeros((k_groups, len(alphas)))
-    for g in range(k_groups):
-        ok = (group == g) & ~churned
-        if ok.any():
-            out[g] = dur[ok].mean(axis=0)
-    return out
-
-
-@dataclass(frozen=True)
-class _CohortTables:
-    outcome: np.ndarray  # (K, K + 1): session outcome probabilities
-    next_cum: np.ndarray  # (K, K): cumulative next-group probabilities given no churn
-    durations: np.ndarray  # (K, len(ALPHA_GRID)) mean session seconds
-    logged_out_share: dict  # level -> {auth: share} at a session end (stationary)
-
-
-def _stationary(p: np.ndarray) -> np.ndarray:
-    k = len(p)
-    a = np.vstack([p.T - np.eye(k), np.ones(k)])
-    b = np.zeros(k + 1)
-    b[-1] = 1.0
-    pi = np.linalg.lstsq(a, b, rcond=None)[0]
-    pi = np.clip(pi, 0.0, None)
-    return pi / pi.sum()
-
-
-_TABLES: dict[tuple, _CohortTables] = {}  # by the content of a compiled cohort model
-
-
-def _tables(run: RunModel, ci: int) -> _CohortTables:
-    if ci not in run.cache:
-        m = run.models[ci]
-        key = (repr((m.states, m.cum, m.dest, m.start_cum, m.start_dest)), run.config.new_user_auth,
-               run.config.churned_state)
-        if key not in _TABLES:
-            if len(_TABLES) >= 32:
-                _TABLES.clear()
-            _TABLES[key] = _cohort_tables(run, ci)
-        run.cache[ci] = _TABLES[key]
-    return run.cache[ci]
-
-
-def _cohort_tables(run: RunModel, ci: int) -> _CohortTables:
-    m = run.models[ci]
-    out = session_outcomes(m)
-    k = len(m.groups)
-    stay = 1.0 - out[:, k]
-    cond = np.divide(out[:, :k], stay[:, None], out=np.zeros((k, k)), where=stay[:, None] > 0)
-    cum = np.cumsum(cond, axis=1)
-    cum[:, -1] = 1.0
-    pi = _stationary(cond)
-    shares: dict[str, dict[str, float]] = {}
-    for level in {lv for _, lv in m.groups}:
-        idx = [g for g, (auth, lv) in enumerate(m.groups)
-               if lv == level and auth != run.config.new_user_auth and auth != run.config.churned_state]
-        tot = sum(pi[g] for g in idx)
-        if idx:
-            shares[level] = {m.groups[g][0]: (pi[g] / tot if tot > 0 else 1.0 / len(idx)) for g in idx}
-    return _CohortTables(out, cum, mean_session_durations(m), shares)
+_tables = cohort_tables  # the name benchmarks/hazard.py imports
 
 
 # --------------------------------------------------------------------------- session start times
@@ -434,6 +198,32 @@ def true_churn_probability(truth: pd.DataFrame, rows: pd.DataFrame, horizon_days
     docstring for what is approximated (sessions in progress at t, session lengths).
     Raises ValueError for unknown users, levels or auths, missing columns or h <= 0.
     """
+    spec, chunk_paths, n_paths = _check_inputs(rows, horizon_days, n_paths, options)
+    n_rows = len(rows)
+    if n_rows == 0:
+        return np.zeros(0)
+    run = run_model(truth, spec)
+    q = _questions(truth, rows, run, horizon_days)
+    tables = [cohort_tables(run, c) for c in range(len(run.models))]
+    surv, next_cum = _group_tables(run, tables)
+    dur = _session_lengths(run, tables, q)
+    start_cum = _start_groups(run, tables, q)
+
+    cal = _Calendar(run.timing, int(q.t0.min()), int(q.t1.max()))
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed))))
+    result = np.empty(n_rows)
+    rows_per_chunk = max(1, chunk_paths // n_paths)
+    for r0 in range(0, n_rows, rows_per_chunk):
+        r1 = min(n_rows, r0 + rows_per_chunk)
+        result[r0:r1] = _simulate_chunk(slice(r0, r1), n_paths, q.t0, q.t1, q.beta, q.coh, dur, start_cum, surv,
+                                        next_cum, cal, rng)
+    return result
+
+
+def _check_inputs(rows: pd.DataFrame, horizon_days: float, n_paths, options: dict) -> tuple[object, int, int]:
+    """Validate the arguments of :func:`true_churn_probability`. In: its ``rows``,
+    ``horizon_days``, ``n_paths`` and keyword ``options``. Out: (spec, chunk_paths,
+    n_paths as int). Raises TypeError for unknown options, ValueError for the rest."""
     spec = options.pop("spec", None)
     chunk_paths = int(options.pop("chunk_paths", CHUNK_PATHS))
     if options:
@@ -446,31 +236,56 @@ def true_churn_probability(truth: pd.DataFrame, rows: pd.DataFrame, horizon_days
     missing = [c for c in ("userId", "as_of_ms", "level") if c not in rows.columns]
     if missing:
         raise ValueError(f"rows lacks column(s): {', '.join(missing)}")
-    n_rows = len(rows)
-    if n_rows == 0:
-        return np.zeros(0)
-    run = run_model(truth, spec)
+    return spec, chunk_paths, n_paths
 
+
+@dataclass(frozen=True)
+class _Questions:
+    """One entry per row of ``rows``: the user's cohort index, alpha and beta, the
+    horizon (t0, t1] in epoch s, the level at t0, and the auth at t0 where given."""
+
+    coh: np.ndarray  # int64 index into run.cohorts
+    alpha: np.ndarray
+    beta: np.ndarray
+    t0: np.ndarray  # int64 epoch s
+    t1: np.ndarray  # int64 epoch s
+    levels: np.ndarray  # str
+    has_auth: np.ndarray  # bool
+    auths: np.ndarray  # str ("" or "nan" where not given)
+
+
+def _questions(truth: pd.DataFrame, rows: pd.DataFrame, run: RunModel, horizon_days: float) -> _Questions:
+    """Each row's user parameters (looked up in ``truth``) and state at t. Raises
+    ValueError for users missing from ``truth`` or cohorts missing from ``run``."""
     users = truth.assign(_uid=truth["userId"].astype(str)).drop_duplicates("_uid").set_index("_uid")
     uid = rows["userId"].astype(str)
     unknown = ~uid.isin(users.index)
     if unknown.any():
         raise ValueError(f"{int(unknown.sum())} userId(s) not in the truth table, e.g. {uid[unknown].iloc[0]!r}")
     u = users.loc[uid.to_numpy()]
-    coh = np.array([run.cohort_index(c) for c in u["cohort"].astype(str)], dtype=np.int64)
-    alpha = u["alpha"].to_numpy(np.float64)
-    beta = u["beta"].to_numpy(np.float64)
     t0 = (rows["as_of_ms"].to_numpy(np.int64) // 1000).astype(np.int64)
-    t1 = t0 + int(round(horizon_days * DAY))
-    levels = rows["level"].astype(str).to_numpy()
     if "auth" in rows.columns:
         has_auth = (rows["auth"].notna() & (rows["auth"].astype(str) != "")).to_numpy()
         auths = rows["auth"].astype(str).to_numpy()
     else:
-        has_auth = np.zeros(n_rows, dtype=bool)
-        auths = np.full(n_rows, "", dtype=object)
+        has_auth = np.zeros(len(rows), dtype=bool)
+        auths = np.full(len(rows), "", dtype=object)
+    return _Questions(
+        coh=np.array([run.cohort_index(c) for c in u["cohort"].astype(str)], dtype=np.int64),
+        alpha=u["alpha"].to_numpy(np.float64),
+        beta=u["beta"].to_numpy(np.float64),
+        t0=t0,
+        t1=t0 + int(round(horizon_days * DAY)),
+        levels=rows["level"].astype(str).to_numpy(),
+        has_auth=has_auth,
+        auths=auths,
+    )
 
-    tables = [_tables(run, c) for c in range(len(run.models))]
+
+def _group_tables(run: RunModel, tables: list[CohortTables]) -> tuple[np.ndarray, np.ndarray]:
+    """The cohorts' tables padded to the largest group count K. Out: surv (C, K), the
+    probability that a session started in each group does not churn, and next_cum
+    (C, K, K), the cumulative next-group probabilities given no churn (padding: 0 / 1)."""
     k_max = max(len(m.groups) for m in run.models)
     n_c = len(run.models)
     surv = np.zeros((n_c, k_max))
@@ -479,27 +294,37 @@ def true_churn_probability(truth: pd.DataFrame, rows: pd.DataFrame, horizon_days
         k = len(run.models[c].groups)
         surv[c, :k] = 1.0 - tb.outcome[:, k]
         next_cum[c, :k, :k] = tb.next_cum
+    return surv, next_cum
 
-    # per row: mean session length by start group (linear in alpha between grid points;
-    # a session's length is piecewise linear in alpha for fixed random draws)
-    a = np.clip(alpha, ALPHA_GRID[0], ALPHA_GRID[-1])
+
+def _session_lengths(run: RunModel, tables: list[CohortTables], q: _Questions) -> np.ndarray:
+    """(rows, K) int64: each row's mean session length (s) by start group, linear in
+    alpha between the grid points (a session's length is piecewise linear in alpha for
+    fixed random draws)."""
+    k_max = max(len(m.groups) for m in run.models)
+    a = np.clip(q.alpha, ALPHA_GRID[0], ALPHA_GRID[-1])
     pos = np.clip(np.searchsorted(ALPHA_GRID, a, side="right") - 1, 0, len(ALPHA_GRID) - 2)
     frac = (a - ALPHA_GRID[pos]) / (ALPHA_GRID[pos + 1] - ALPHA_GRID[pos])
-    dur = np.zeros((n_rows, k_max))
+    dur = np.zeros((len(q.coh), k_max))
     for c, tb in enumerate(tables):
-        sel = coh == c
+        sel = q.coh == c
         k = len(run.models[c].groups)
         lo, hi = tb.durations[:, pos[sel]].T, tb.durations[:, pos[sel] + 1].T
         dur[sel, :k] = lo + (hi - lo) * frac[sel, None]
-    dur = np.rint(dur).astype(np.int64)
+    return np.rint(dur).astype(np.int64)
 
-    # per row: the distribution of the start group at t (the given auth, else the
-    # stationary Logged In / Logged Out shares at that level)
-    start_cum = np.zeros((n_rows, k_max))
+
+def _start_groups(run: RunModel, tables: list[CohortTables], q: _Questions) -> np.ndarray:
+    """(rows, K): the cumulative distribution of each row's next start group: the given
+    auth at the row's level, else the stationary Logged In / Logged Out shares at that
+    level. Raises ValueError for an unknown level, or an auth no session starts with."""
+    k_max = max(len(m.groups) for m in run.models)
+    levels, auths, has_auth = q.levels, q.auths, q.has_auth
+    start_cum = np.zeros((len(q.coh), k_max))
     for c, tb in enumerate(tables):
         m = run.models[c]
-        for level in np.unique(levels[coh == c]):
-            sel_l = (coh == c) & (levels == level)
+        for level in np.unique(levels[q.coh == c]):
+            sel_l = (q.coh == c) & (levels == level)
             mix = sel_l & ~has_auth
             if mix.any():
                 if level not in tb.logged_out_share:
@@ -515,16 +340,7 @@ def true_churn_probability(truth: pd.DataFrame, rows: pd.DataFrame, horizon_days
                 p[m.groups.index((auth, level))] = 1.0
                 start_cum[sel_l & has_auth & (auths == auth)] = np.cumsum(p)
     start_cum[:, -1] = 1.0
-
-    cal = _Calendar(run.timing, int(t0.min()), int(t1.max()))
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed))))
-    result = np.empty(n_rows)
-    rows_per_chunk = max(1, chunk_paths // n_paths)
-    for r0 in range(0, n_rows, rows_per_chunk):
-        r1 = min(n_rows, r0 + rows_per_chunk)
-        result[r0:r1] = _simulate_chunk(slice(r0, r1), n_paths, t0, t1, beta, coh, dur, start_cum, surv, next_cum,
-                                        cal, rng)
-    return result
+    return start_cum
 
 
 def _simulate_chunk(sl: slice, n_paths: int, t0, t1, beta, coh, dur, start_cum, surv, next_cum, cal: _Calendar,

@@ -171,17 +171,41 @@ def _one_run_at_a_time(func):
 def run(*, roster: Roster, models: list[Model], start: int, end: int, timing: Timing, catalogue,
         seed: int, workers: int, out_files: list[Path] | None, single_file: Path | None, gzip: bool,
         hidden_user_id: str, user_suffix: list[bytes], progress: bool, directory: Path | None = None):
-    """Simulate and write. Returns (events, bytes_written, written paths, per-user arrays)."""
-    from tqdm import tqdm
+    """Simulate and write. Returns (events, bytes_written, written paths, per-user arrays).
 
+    Steps: the users in blocks on a pool (:func:`_simulate_users`), their events joined
+    and put in time order (:func:`_join_blocks`), the song tails of the songs played
+    (:func:`_song_tails`), then the chunks encoded and written on a fresh pool (the
+    workers inherit the tails when it forks) (:func:`_write_chunks`)."""
+    _set_context(roster, models, start, end, timing, catalogue, hidden_user_id, user_suffix, gzip)
+    pool = _pool(workers) if workers > 1 else None
+    try:
+        results = _simulate_users(roster, seed, workers, pool, progress)
+        ts, code, user, sid, outcome = _join_blocks(results, len(models))
+        del results
+        order = np.argsort(ts, kind="stable")
+        ts, code, user, sid = ts[order], code[order], user[order], sid[order]
+        del order
+        if pool is not None:  # the encoders need the song tails: fork a fresh pool after building them
+            pool.close()
+            pool.join()
+        _CTX["tail_arr"] = _song_tails(code, catalogue)
+        pool = _pool(workers) if workers > 1 else None
+        nbytes, written = _write_chunks(ts, code, user, sid, single_file, directory, gzip, workers, pool, progress)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+        _CTX.clear()
+    return len(ts), nbytes, written, outcome
+
+
+def _set_context(roster: Roster, models: list[Model], start: int, end: int, timing: Timing, catalogue,
+                 hidden_user_id: str, user_suffix: list[bytes], gzip: bool) -> None:
+    """Fill :data:`_CTX` with what the workers need: the models, window, timing and song
+    table (to simulate), and the pre-encoded pieces of a line (to encode): userId and
+    user fields per user (slot ``len(roster)``: the hidden user), page fields per state."""
     n = len(roster)
-    blocks = []
-    for b0 in range(0, n, BLOCK_USERS):
-        sl = slice(b0, min(n, b0 + BLOCK_USERS))
-        blocks.append(UserBlock(
-            index=np.arange(sl.start, sl.stop, dtype=np.int64), cohort=roster.cohort[sl], alpha=roster.alpha[sl],
-            beta=roster.beta[sl], t0=roster.t0[sl], group=roster.group[sl], seed=seed))
-
     m0 = models[0]
     state_mid = []
     for (page, auth, level, method, status) in m0.states:
@@ -202,60 +226,80 @@ def run(*, roster: Roster, models: list[Model], start: int, end: int, timing: Ti
                 uid_arr=uid_arr, suffix_arr=suffix_arr, mid_arr=mid_arr, gzip=gzip,
                 gzip_level=3)
 
-    pool = _pool(workers) if workers > 1 else None
-    try:
-        results: list[BlockResult] = []
-        with tqdm(total=n, desc="simulate users", unit="user", disable=not progress, leave=False) as bar:
-            for r in _imap(_run_block, blocks, workers, pool):
-                results.append(r)
-                bar.update(len(r.churn_ts))
-        sess_ids = assign_session_ids(results, len(models))
-        ts = np.concatenate([r.ts for r in results])
-        code = np.concatenate([r.code for r in results])
-        user = np.concatenate([r.user for r in results])
-        sid = np.concatenate([ids[r.session] for r, ids in zip(results, sess_ids)])
-        churn_ts = np.concatenate([r.churn_ts for r in results])
-        n_events = np.concatenate([r.n_events for r in results])
-        n_hidden = np.concatenate([r.n_hidden for r in results])
-        del results
-        order = np.argsort(ts, kind="stable")
-        ts, code, user, sid = ts[order], code[order], user[order], sid[order]
-        del order
-        if pool is not None:  # the encoders need the song tails: fork a fresh pool after building them
-            pool.close()
-            pool.join()
-        used = np.flatnonzero(np.bincount(code >> SONG_SHIFT, minlength=len(catalogue) + 1))
-        used = used[used > 0]
-        tail_arr = np.full(len(catalogue) + 1, b"", dtype=object)
-        tail_arr[used] = catalogue.tails((used - 1).tolist())
-        _CTX["tail_arr"] = tail_arr
-        pool = _pool(workers) if workers > 1 else None
-        total = len(ts)
-        n_chunks = max(1, math.ceil(total / CHUNK_EVENTS))
-        bounds = [(i * CHUNK_EVENTS, min(total, (i + 1) * CHUNK_EVENTS)) for i in range(n_chunks)]
-        suffix = ".json.gz" if gzip else ".json"
-        targets = [None] * n_chunks if single_file is not None else [
-            directory / f"part-{i:05d}{suffix}" for i in range(n_chunks)]
-        chunks = ((ts[a:b], code[a:b], user[a:b], sid[a:b], tg) for (a, b), tg in zip(bounds, targets))
-        written: list[Path] = []
-        nbytes = 0
-        with tqdm(total=total, desc="write events", unit="ev", unit_scale=True, disable=not progress,
-                  leave=False) as bar:
-            if single_file is not None:
-                with open(single_file, "wb") as fh:
-                    for (a, b), data in zip(bounds, _imap(_encode_chunk, chunks, workers, pool)):
-                        fh.write(data)
-                        nbytes += len(data)
-                        bar.update(b - a)
-                written.append(single_file)
-            else:
-                for (a, b), target, size in zip(bounds, targets, _imap(_encode_chunk, chunks, workers, pool)):
-                    nbytes += size
-                    written.append(target)
+
+def _simulate_users(roster: Roster, seed: int, workers: int, pool, progress: bool) -> list[BlockResult]:
+    """Every user of ``roster`` simulated in blocks of :data:`BLOCK_USERS` (on ``pool``
+    when there is one); the results in block order."""
+    from tqdm import tqdm
+
+    n = len(roster)
+    blocks = []
+    for b0 in range(0, n, BLOCK_USERS):
+        sl = slice(b0, min(n, b0 + BLOCK_USERS))
+        blocks.append(UserBlock(
+            index=np.arange(sl.start, sl.stop, dtype=np.int64), cohort=roster.cohort[sl], alpha=roster.alpha[sl],
+            beta=roster.beta[sl], t0=roster.t0[sl], group=roster.group[sl], seed=seed))
+    results: list[BlockResult] = []
+    with tqdm(total=n, desc="simulate users", unit="user", disable=not progress, leave=False) as bar:
+        for r in _imap(_run_block, blocks, workers, pool):
+            results.append(r)
+            bar.update(len(r.churn_ts))
+    return results
+
+
+def _join_blocks(results: list[BlockResult], n_cohorts: int):
+    """The blocks' events joined (in block order, not yet time-ordered) with their
+    sessionIds. Out: (ts, code, user, sessionId) arrays and the per-user outcome dict
+    (``churn_ts``, ``n_events``, ``n_hidden``)."""
+    sess_ids = assign_session_ids(results, n_cohorts)
+    ts = np.concatenate([r.ts for r in results])
+    code = np.concatenate([r.code for r in results])
+    user = np.concatenate([r.user for r in results])
+    sid = np.concatenate([ids[r.session] for r, ids in zip(results, sess_ids)])
+    outcome = {"churn_ts": np.concatenate([r.churn_ts for r in results]),
+               "n_events": np.concatenate([r.n_events for r in results]),
+               "n_hidden": np.concatenate([r.n_hidden for r in results])}
+    return ts, code, user, sid, outcome
+
+
+def _song_tails(code: np.ndarray, catalogue) -> np.ndarray:
+    """Per song + 1 (slot 0: no song): the pre-encoded artist/song/length tail of a line,
+    for the songs that occur in ``code``, ``b""`` elsewhere."""
+    used = np.flatnonzero(np.bincount(code >> SONG_SHIFT, minlength=len(catalogue) + 1))
+    used = used[used > 0]
+    tail_arr = np.full(len(catalogue) + 1, b"", dtype=object)
+    tail_arr[used] = catalogue.tails((used - 1).tolist())
+    return tail_arr
+
+
+def _write_chunks(ts, code, user, sid, single_file: Path | None, directory: Path | None, gzip: bool, workers: int,
+                  pool, progress: bool) -> tuple[int, list[Path]]:
+    """Encode the time-ordered events in chunks of :data:`CHUNK_EVENTS` (on ``pool`` when
+    there is one) into ``single_file``, or one part file per chunk in ``directory``.
+    Out: (bytes written, the paths written)."""
+    from tqdm import tqdm
+
+    total = len(ts)
+    n_chunks = max(1, math.ceil(total / CHUNK_EVENTS))
+    bounds = [(i * CHUNK_EVENTS, min(total, (i + 1) * CHUNK_EVENTS)) for i in range(n_chunks)]
+    suffix = ".json.gz" if gzip else ".json"
+    targets = [None] * n_chunks if single_file is not None else [
+        directory / f"part-{i:05d}{suffix}" for i in range(n_chunks)]
+    chunks = ((ts[a:b], code[a:b], user[a:b], sid[a:b], tg) for (a, b), tg in zip(bounds, targets))
+    written: list[Path] = []
+    nbytes = 0
+    with tqdm(total=total, desc="write events", unit="ev", unit_scale=True, disable=not progress,
+              leave=False) as bar:
+        if single_file is not None:
+            with open(single_file, "wb") as fh:
+                for (a, b), data in zip(bounds, _imap(_encode_chunk, chunks, workers, pool)):
+                    fh.write(data)
+                    nbytes += len(data)
                     bar.update(b - a)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-        _CTX.clear()
-    return total, nbytes, written, {"churn_ts": churn_ts, "n_events": n_events, "n_hidden": n_hidden}
+            written.append(single_file)
+        else:
+            for (a, b), target, size in zip(bounds, targets, _imap(_encode_chunk, chunks, workers, pool)):
+                nbytes += size
+                written.append(target)
+                bar.update(b - a)
+    return nbytes, written
