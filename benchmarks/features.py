@@ -103,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from pyspark.sql.types import StructType
 
-    from sparkify.dataset import RAW_FIELDS, load_events
+    from sparkify.dataset import load_events
     from sparkify.features import LabelSpec, build_user_table
+    from sparkify.rawlog import RAW_FIELDS
     from sparkify.spark import get_spark
 
     spark = get_spark(app_name="sparkify-bench-features", master=args.master,

@@ -42,13 +42,13 @@ def variant_frame(spark, path: str, name: str):
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructType
 
-    from sparkify.dataset import RAW_FIELDS, _one_pass_partials, read_raw
-    from sparkify.features import partial_aggregates, partial_key_columns
+    from sparkify.rawlog import RAW_FIELDS, read_raw
+    from sparkify.session_days import one_pass_partials, partial_aggregates, partial_key_columns
 
     if name == "scan":
         return spark.read.schema(StructType(RAW_FIELDS)).json(path)
     if name in ("scan12", "scan13"):
-        from sparkify.dataset import pass_schema
+        from sparkify.rawlog import pass_schema
 
         return spark.read.schema(pass_schema(artists=name == "scan13", corrupt=False)).json(path)
     if name == "text12":
@@ -58,10 +58,10 @@ def variant_frame(spark, path: str, name: str):
         return spark.read.text(path).select("value", F.from_json("value", schema).alias("e")).select("value", "e.*")
     raw = read_raw(spark, path)
     if name in ("pass", "exact"):
-        from sparkify.dataset import number_rows, pointer_schema
+        from sparkify.session_days import number_rows, pointer_schema
 
         artists = name == "exact"
-        return _one_pass_partials(number_rows(read_raw(spark, path, pointer_schema(artists))), (), artists)
+        return one_pass_partials(number_rows(read_raw(spark, path, pointer_schema(artists))), (), artists)
     if name == "numeric":
         return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
             *partial_aggregates(artists=False))
@@ -69,7 +69,7 @@ def variant_frame(spark, path: str, name: str):
         return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
             *partial_aggregates(artists=True))
     if name in ("bitmap", "numeric_bitmap"):
-        from sparkify.dataset import _item_repeat_aggregates
+        from sparkify.session_days import _item_repeat_aggregates
 
         return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
             *partial_aggregates(artists=name == "bitmap"), *_item_repeat_aggregates("true"))

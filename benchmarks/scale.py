@@ -12,7 +12,7 @@ Steps (each timed, with the peak memory of the driver's Python process and of th
    (explicit schema, no work beyond parsing) -- the floor for anything that parses them.
    The loader itself parses 9 of the 12 on every line, and the 3 long text attributes
    (gender, userAgent, location) for each user's latest event only, from a second, plain
-   text read (``sparkify.dataset.LineAttributes``); both are in its time;
+   text read (``sparkify.line_attributes.LineAttributes``); both are in its time;
 3. ``features_raw``: ``sparkify.dataset.load_log`` (one pass into session-day rows) +
    ``sparkify.features.build_user_table`` from the raw JSON (target: <= 1.5 x the bare scan);
    ``scan_artists`` / ``features_raw_artists``: the same two with the opt-in artist

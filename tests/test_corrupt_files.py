@@ -118,8 +118,9 @@ def test_a_damaged_file_the_check_misses_is_skipped_after_sparks_read(spark, par
     """A file whose damage the check before the read does not see (a codec it does not
     check, a remote file) is left out when Spark fails on it, and named the same way."""
     import sparkify.dataset as dataset
+    import sparkify.rawlog as rawlog
 
-    monkeypatch.setattr(dataset, "compressed_file_problem", lambda path: None)
+    monkeypatch.setattr(rawlog, "compressed_file_problem", lambda path: None)
     with dataset.load_events(spark, str(parts), skip_corrupt_files=True) as loaded:
         assert loaded.quality.rows_read == 2 * LINES_PER_PART
         assert [f["path"] for f in loaded.quality.skipped_files] == [str(damaged_file)]

@@ -35,7 +35,7 @@ def real_loaded(spark, real_sample):
 def test_schema_is_explicit():
     from pyspark.sql.types import DoubleType, LongType, StringType
 
-    from sparkify.dataset import CORRUPT_COLUMN, EVENT_SCHEMA, RAW_COLUMNS
+    from sparkify.rawlog import CORRUPT_COLUMN, EVENT_SCHEMA, RAW_COLUMNS
 
     names = EVENT_SCHEMA.fieldNames()
     assert names[-1] == CORRUPT_COLUMN and names[:-1] == RAW_COLUMNS
@@ -46,7 +46,7 @@ def test_schema_is_explicit():
 
 
 def test_real_sample_counts(real_loaded, real_sample):
-    from sparkify.dataset import USER_AUTHS
+    from sparkify.config import USER_AUTHS
 
     records = [json.loads(line) for line in real_lines(real_sample)]
     user = [r for r in records if r["auth"] in USER_AUTHS]
@@ -62,7 +62,7 @@ def test_real_sample_counts(real_loaded, real_sample):
 
 
 def test_real_format_values(real_loaded, real_sample):
-    from sparkify.dataset import EVENT_COLUMNS
+    from sparkify.rawlog import EVENT_COLUMNS
 
     events = real_loaded.events
     assert events.columns == EVENT_COLUMNS

@@ -40,7 +40,8 @@ def make_events(spark, rows):
     """rows: (userId, sessionId, datetime, page, level, artist[, auth]) -> cleaned events."""
     from pyspark.sql.types import StructType
 
-    from sparkify.dataset import RAW_FIELDS, with_time
+    from sparkify.dataset import with_time
+    from sparkify.rawlog import RAW_FIELDS
 
     records = []
     items: dict[tuple, int] = {}
@@ -290,7 +291,7 @@ def known_user_agents() -> list[str]:
 
 
 def test_user_agent_parser_covers_the_85_known_strings(spark):
-    from sparkify.features import browser_expr, os_expr, parse_user_agent
+    from sparkify.attributes import browser_expr, os_expr, parse_user_agent
 
     uas = known_user_agents()
     assert len(uas) == 85
@@ -308,7 +309,7 @@ def test_user_agent_parser_covers_the_85_known_strings(spark):
 
 
 def test_location_region(spark):
-    from sparkify.features import location_region, location_state, region_expr
+    from sparkify.attributes import location_region, location_state, region_expr
 
     cases = {
         "Bakersfield, CA": "West",

@@ -326,7 +326,8 @@ def test_a_repeated_item_that_is_no_duplicate_falls_back_and_counts_none(spark, 
 def test_items_spanning_the_bitmap_window_fall_back(spark, small_log, tmp_path):
     """Item numbers further apart than the bitmap covers (k and k + ITEM_WINDOW would share
     a bit): checked exactly on the event path instead; with no wrap, no fallback."""
-    from sparkify.dataset import ITEM_WINDOW, load_log
+    from sparkify.dataset import load_log
+    from sparkify.session_days import ITEM_WINDOW
 
     lines = small_log.read_text(encoding="utf-8").splitlines()
     with load_log(spark, small_log) as plain:
@@ -346,11 +347,11 @@ def test_a_row_too_big_for_the_packed_page_counters_falls_back(spark, compact_lo
     """Page counters are packed 16 bits apiece; a session-day row with that many events
     could carry into the next counter, so the loader rebuilds such rows the exact way
     (shown here with the limit lowered to 8 events)."""
-    import sparkify.features as features
+    import sparkify.session_days as session_days
     from sparkify.dataset import load_events, load_log
     from sparkify.features import LabelSpec, build_user_table
 
-    monkeypatch.setattr(features, "MAX_PACKED_EVENTS", 8)
+    monkeypatch.setattr(session_days, "MAX_PACKED_EVENTS", 8)
     with load_events(spark, compact_log) as clean, load_log(spark, compact_log) as log:
         assert log.rebuilt_from_events and log.quality.duplicates == 0
         expected, _ = build_user_table(clean.events, LabelSpec())
@@ -389,7 +390,7 @@ def test_unread_fields_never_make_a_line_bad_and_a_line_missing_a_field_is_kept_
 
 
 def test_pass_schema_reads_the_artist_only_on_request():
-    from sparkify.dataset import CORRUPT_COLUMN, PASS_SCHEMA, pass_schema
+    from sparkify.rawlog import CORRUPT_COLUMN, PASS_SCHEMA, pass_schema
 
     assert "artist" not in pass_schema().names and CORRUPT_COLUMN in pass_schema().names
     assert pass_schema(artists=True) == PASS_SCHEMA
@@ -400,7 +401,8 @@ def test_pass_schema_reads_the_artist_only_on_request():
 def test_session_day_cache_is_uncompressed_and_the_setting_restored(spark, compact_log):
     """load_log stores its rows uncompressed (cheaper to build, read several times) and
     leaves the session's compression setting as it found it, also after an error."""
-    from sparkify.dataset import CACHE_COMPRESSION_CONF, load_log, uncompressed_cache
+    from sparkify.dataset import load_log
+    from sparkify.session_days import CACHE_COMPRESSION_CONF, uncompressed_cache
 
     def cached_bytes() -> int:
         return sum(info.memSize() for info in spark.sparkContext._jsc.sc().getRDDStorageInfo())

@@ -27,7 +27,7 @@ Label designs (:class:`LabelSpec`):
   rows, and the features measured to the user's last event (:data:`TIME_TO_END_FEATURES`)
   take a neutral constant. "Days since registration" is measured at the log's end.
 
-The aggregation goes through :class:`SessionDays`: one ``groupBy(userId, sessionId, day,
+The aggregation goes through ``sparkify.session_days.SessionDays``: one ``groupBy(userId, sessionId, day,
 cancellation flag, period)`` over the events, partially aggregated on each partition so only
 partial rows are shuffled, never the events. A partial row belongs to the window of every
 observation time t with t - LONG_DAYS <= its start and its end < t (a handful of dates
@@ -44,117 +44,25 @@ Spark's object hash aggregation and costs about as much as the parse on a full l
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from sparkify.config import CHURN_PAGE, DEFAULT_HORIZON_DAYS, DEFAULT_STEP_DAYS
-
-CANCEL_PAGE = "Cancel"
-CANCELLED_AUTH = "Cancelled"
-DAY_MS = 86_400_000
-
-# ------------------------------------------------------------------ user agent and location
-#: (substring, OS) checked in order; the first match wins.
-OS_RULES: list[tuple[str, str]] = [
-    ("iPhone", "iPhone"), ("iPad", "iPad"), ("Macintosh", "Mac"),
-    ("Windows", "Windows"), ("Linux", "Linux"), ("X11", "Linux"),
-]
-#: (substring, browser) checked in order; the first match wins.
-BROWSER_RULES: list[tuple[str, str]] = [
-    ("MSIE", "IE"), ("Trident", "IE"), ("Chromium", "Chromium"), ("Chrome", "Chrome"),
-    ("Firefox", "Firefox"), ("iPhone", "Mobile Safari"), ("iPad", "Mobile Safari"),
-    ("Safari", "Safari"),
-]
-OTHER = "Other"
-UNKNOWN = "Unknown"
-
-CENSUS_REGIONS: dict[str, tuple[str, ...]] = {
-    "Northeast": ("CT", "ME", "MA", "NH", "RI", "VT", "NJ", "NY", "PA"),
-    "Midwest": ("IL", "IN", "MI", "OH", "WI", "IA", "KS", "MN", "MO", "NE", "ND", "SD"),
-    "South": ("DE", "FL", "GA", "MD", "NC", "SC", "VA", "DC", "WV", "AL", "KY", "MS", "TN",
-              "AR", "LA", "OK", "TX"),
-    "West": ("AZ", "CO", "ID", "MT", "NV", "NM", "UT", "WY", "AK", "CA", "HI", "OR", "WA"),
-}
-STATE_REGION: dict[str, str] = {s: r for r, states in CENSUS_REGIONS.items() for s in states}
-
-
-def parse_user_agent(ua: str | None) -> tuple[str, str]:
-    """(os, browser) of a user-agent string, e.g. ``('Windows', 'Chrome')``; same rules as
-    the Spark expressions. Unknown parts are ``'Other'``; None gives ``('Unknown', 'Unknown')``."""
-    if not ua:
-        return UNKNOWN, UNKNOWN
-    os_name = next((name for key, name in OS_RULES if key in ua), OTHER)
-    browser = next((name for key, name in BROWSER_RULES if key in ua), OTHER)
-    return os_name, browser
-
-
-def location_state(location: str | None) -> str | None:
-    """The state code of a CBSA location: text after the comma, last part after '-'.
-
-    ``'Boston-Cambridge-Newton, MA-NH'`` -> ``'NH'``; None when there is no comma."""
-    if not location or "," not in location:
-        return None
-    return location.rsplit(",", 1)[1].strip().split("-")[-1].strip() or None
-
-
-def location_region(location: str | None) -> str:
-    """US Census region (Northeast, Midwest, South, West) of a location, else 'Unknown'."""
-    return STATE_REGION.get(location_state(location) or "", UNKNOWN)
-
-
-# The derived columns are written as Spark SQL text: each Column-API call is a round trip
-# to the JVM, and the feature table's few hundred of them cost seconds of driver time per
-# table (benchmarks/RESULTS.md); a text is parsed in one.
-def sql_literal(value: str) -> str:
-    """``value`` as a Spark SQL string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _rules_sql(col: str, rules: list[tuple[str, str]]) -> str:
-    whens = " ".join(f"WHEN contains({col}, {sql_literal(key)}) THEN {sql_literal(name)}" for key, name in rules)
-    return f"CASE WHEN {col} IS NULL THEN {sql_literal(UNKNOWN)} {whens} ELSE {sql_literal(OTHER)} END"
-
-
-def os_sql(ua: str) -> str:
-    """Spark SQL text of the OS (:data:`OS_RULES`) of user-agent column (SQL text) ``ua``."""
-    return _rules_sql(ua, OS_RULES)
-
-
-def browser_sql(ua: str) -> str:
-    """Spark SQL text of the browser (:data:`BROWSER_RULES`) of user-agent column ``ua``."""
-    return _rules_sql(ua, BROWSER_RULES)
-
-
-def state_sql(location: str) -> str:
-    """Spark SQL text of the state of ``location`` as :func:`location_state` finds it."""
-    after_comma = f"trim(element_at(split({location}, ','), -1))"
-    return f"CASE WHEN contains({location}, ',') THEN trim(element_at(split({after_comma}, '-'), -1)) END"
-
-
-def region_sql(location: str) -> str:
-    """Spark SQL text of the Census region of ``location`` (:func:`location_region`)."""
-    pairs = ", ".join(f"{sql_literal(k)}, {sql_literal(v)}" for k, v in STATE_REGION.items())
-    return f"coalesce(element_at(map({pairs}), {state_sql(location)}), {sql_literal(UNKNOWN)})"
-
-
-def os_expr(ua: str) -> Column:
-    """The OS of user-agent column ``ua`` (a name or SQL text), as :func:`parse_user_agent`."""
-    return F.expr(os_sql(ua))
-
-
-def browser_expr(ua: str) -> Column:
-    """The browser of user-agent column ``ua``, as :func:`parse_user_agent`."""
-    return F.expr(browser_sql(ua))
-
-
-def region_expr(location: str) -> Column:
-    """The Census region of location column ``location``, as :func:`location_region`."""
-    return F.expr(region_sql(location))
-
+from sparkify.attributes import OTHER, UNKNOWN, browser_sql, os_sql, region_sql
+from sparkify.config import DEFAULT_HORIZON_DAYS, DEFAULT_STEP_DAYS
+from sparkify.rawlog import CANCEL_RELATED_SQL, sql_literal
+from sparkify.session_days import (
+    ATTRIBUTES,
+    DAY_MS,
+    LINE_ATTRIBUTES,
+    ORDER_ITEM_BITS,
+    PAGE_FEATURES,
+    ROW_COLUMN,
+    SessionDays,
+    session_day_partials,
+)
 
 # ------------------------------------------------------------------ feature catalogue
 #: The two look-back windows every behavioural feature is measured over, in days, ending
@@ -183,20 +91,6 @@ class FeatureSpec:
     categories: tuple[str, ...] | None = None
 
 
-#: (page, feature stem, plural noun for descriptions)
-PAGE_FEATURES: list[tuple[str, str, str]] = [
-    ("NextSong", "songs", "songs played"),
-    ("Thumbs Up", "thumbs_up", "thumbs up given"),
-    ("Thumbs Down", "thumbs_down", "thumbs down given"),
-    ("Add to Playlist", "add_to_playlist", "songs added to a playlist"),
-    ("Add Friend", "add_friend", "friends added"),
-    ("Roll Advert", "adverts", "adverts rolled"),
-    ("Error", "errors", "error pages hit"),
-    ("Help", "help", "help page visits"),
-    ("Settings", "settings", "settings page visits"),
-    ("Upgrade", "upgrade_visits", "upgrade page visits"),
-    ("Downgrade", "downgrade_visits", "downgrade page visits"),
-]
 
 
 def ratio_sql(num: str, den: str) -> str:
@@ -397,201 +291,6 @@ def parse_time(text: str | datetime) -> datetime:
         raise ValueError(f"cannot read time {text!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ") from None
 
 
-#: Spark SQL text: the event is a churn (a Cancellation Confirmation page or auth Cancelled).
-CHURN_EVENT_SQL = f"(page = {sql_literal(CHURN_PAGE)} OR auth = {sql_literal(CANCELLED_AUTH)})"
-#: Spark SQL text: the event is a Cancel or Cancellation Confirmation page or auth Cancelled.
-CANCEL_RELATED_SQL = (f"(page IN ({sql_literal(CANCEL_PAGE)}, {sql_literal(CHURN_PAGE)})"
-                      f" OR auth = {sql_literal(CANCELLED_AUTH)})")
-
-
-def _is_cancel_related() -> Column:
-    return F.expr(CANCEL_RELATED_SQL)
-
-
-# ------------------------------------------------------------------ session-day partial rows
-#: Keys of a partial row: one per user, session, UTC day, cancellation flag and period, and
-#: per value of the user's attributes (constant within a session almost always, so they
-#: seldom split a row; as keys they keep every aggregate numeric and fast).
-PARTIAL_KEYS: list[str] = ["userId", "sessionId", "day", "cancel_rel", "period",
-                           "level", "gender", "userAgent", "location", "registration"]
-ATTRIBUTES: list[str] = ["level", "gender", "userAgent", "location", "registration"]
-#: The long text attributes that the raw-JSON pass does not parse on every line: its rows
-#: key by the others only and point to their latest event instead (``p_row``, see
-#: :data:`ROW_COLUMN`); the features read these from the one event per user they use
-#: (:attr:`SessionDays.line_attributes`).
-LINE_ATTRIBUTES: list[str] = ["gender", "userAgent", "location"]
-#: Keys of a partial row built with pointers instead of :data:`LINE_ATTRIBUTES`.
-POINTER_KEYS: list[str] = [k for k in PARTIAL_KEYS if k not in LINE_ATTRIBUTES]
-#: The number of an event row as the raw-JSON reader produced it
-#: (``monotonically_increasing_id``: the read partition's index x 2^33 + the row's position
-#: in it); ``p_row`` is the number of a partial row's latest event.
-ROW_COLUMN = "_row"
-#: Aggregated columns of a partial row (see :func:`partial_aggregates`).
-PARTIAL_VALUES: list[str] = (["p_events", "p_start", "p_end"]
-                             + [f"p_{stem}" for _, stem, _ in PAGE_FEATURES]
-                             + ["p_level_changes", "p_order", "p_churn_ms"])
-
-
-def partial_values(artists: bool = False, pointer: bool = False) -> list[str]:
-    """The aggregated columns of a partial row: :data:`PARTIAL_VALUES`, plus
-    ``p_artists`` with ``artists`` and ``p_row`` with ``pointer``."""
-    return PARTIAL_VALUES + (["p_artists"] if artists else []) + (["p_row"] if pointer else [])
-
-
-_ITEM_BITS = 20
-
-
-def partial_key_columns(splits: tuple[int, ...] = (), pointer: bool = False) -> list[Column]:
-    """The grouping keys of :data:`PARTIAL_KEYS` (``pointer``: :data:`POINTER_KEYS`) as
-    expressions over event rows.
-
-    ``day`` = floor(ts / 1 day) (UTC); ``cancel_rel`` = a Cancel / Cancellation Confirmation
-    page or auth Cancelled; ``period`` = how many of ``splits`` (epoch ms) are <= ts, so
-    that no partial row spans a split point; then the attributes as they are."""
-    period = " + ".join(["0"] + [f"CAST(ts >= {int(point)} AS INT)" for point in sorted(set(splits))])
-    return [F.col("userId"), F.col("sessionId"), F.expr(f"floor(ts / {DAY_MS}) AS day"),
-            F.expr(f"{CANCEL_RELATED_SQL} AS cancel_rel"), F.expr(f"{period} AS period"),
-            *[F.col(a) for a in ATTRIBUTES if not (pointer and a in LINE_ATTRIBUTES)]]
-
-
-#: Page counters of a partial row, packed COUNTER_BITS bits each, COUNTERS_PER_WORD to a
-#: 64-bit sum: an event has one page, so one sum per word counts several pages (fewer
-#: aggregation buffers per event row). A row with MAX_PACKED_EVENTS events or more could
-#: carry one counter into the next; the one-pass loader then rebuilds its rows the exact
-#: way. The top 16 bits stay free, so the sum itself cannot overflow.
-COUNTER_BITS = 16
-COUNTERS_PER_WORD = 3
-MAX_PACKED_EVENTS = 1 << COUNTER_BITS
-LEVEL_CHANGE_PAGES = ("Submit Upgrade", "Submit Downgrade")
-
-
-def _page_counters() -> list[tuple[str, tuple[str, ...]]]:
-    """(partial column, pages it counts), the pages disjoint."""
-    return ([(f"p_{stem}", (page,)) for page, stem, _ in PAGE_FEATURES]
-            + [("p_level_changes", LEVEL_CHANGE_PAGES)])
-
-
-def _packed_words() -> list[list[tuple[str, tuple[str, ...]]]]:
-    counters = _page_counters()
-    return [counters[i:i + COUNTERS_PER_WORD] for i in range(0, len(counters), COUNTERS_PER_WORD)]
-
-
-def _pages_sql(pages: tuple[str, ...]) -> str:
-    return f"page IN ({', '.join(sql_literal(page) for page in pages)})"
-
-
-def partial_aggregates(artists: bool = False, packed: bool = False, pointer: bool = False) -> list[Column]:
-    """The aggregates of a partial row over the event rows of one key group: event count,
-    first/last ts, the page counters (``packed``: in a few words ``_pages0``, ...; see
-    :func:`unpack_page_counts`), the order of the group's last event (``p_order`` =
-    ts * 2^20 + itemInSession, to find the latest attributes), the first churn-event time
-    (null if none) and, with ``artists``, the set of artist hashes played (``p_artists``:
-    a set-valued aggregate, which turns Spark's code-generated hash aggregation into its
-    much slower object hash aggregation) and, with ``pointer``, ``p_row``: the
-    :data:`ROW_COLUMN` of the group's last event."""
-    item = f"least(greatest(coalesce(itemInSession, 0), 0), {(1 << _ITEM_BITS) - 1})"
-    if not packed:
-        counters = [f"sum(CASE WHEN {_pages_sql(pages)} THEN 1 ELSE 0 END) AS {name}"
-                    for name, pages in _page_counters()]
-    else:
-        counters = _packed_counter_sums()
-    order = f"shiftleft(ts, {_ITEM_BITS}) + {item}"
-    out = [
-        "count(1) AS p_events", "min(ts) AS p_start", "max(ts) AS p_end",
-        *counters,
-        f"max({order}) AS p_order",
-        f"min(CASE WHEN {CHURN_EVENT_SQL} THEN ts END) AS p_churn_ms",
-    ]
-    if pointer:
-        out.append(f"max_by({ROW_COLUMN}, {order}) AS p_row")
-    if artists:
-        out.append("collect_set(CASE WHEN page = 'NextSong' AND artist IS NOT NULL THEN xxhash64(artist) END)"
-                   " AS p_artists")
-    return [F.expr(a) for a in out]
-
-
-def _packed_counter_sums() -> list[str]:
-    words = []
-    for w, counters in enumerate(_packed_words()):
-        whens = " ".join(f"WHEN {_pages_sql(pages)} THEN {1 << (COUNTER_BITS * j)}L"
-                         for j, (_name, pages) in enumerate(counters))
-        words.append(f"sum(CASE {whens} ELSE 0L END) AS _pages{w}")
-    return words
-
-
-def unpack_page_counts(df: DataFrame) -> DataFrame:
-    """``df`` with the packed words of :func:`partial_aggregates` replaced by one count
-    column per page counter (``p_songs``, ..., ``p_level_changes``), exact while the row
-    has fewer than MAX_PACKED_EVENTS events."""
-    mask = (1 << COUNTER_BITS) - 1
-    words = [f"_pages{w}" for w in range(len(_packed_words()))]
-    counts = [f"shiftright(_pages{w}, {COUNTER_BITS * j}) & {mask}L AS {name}"
-              for w, counters in enumerate(_packed_words()) for j, (name, _) in enumerate(counters)]
-    return df.selectExpr("*", *counts).drop(*words)
-
-
-@dataclass
-class SessionDays:
-    """The event log reduced to partial rows: one per (user, session, UTC day, cancellation
-    flag, period), with the columns :data:`PARTIAL_KEYS` + :data:`PARTIAL_VALUES` (and
-    ``p_artists`` when ``artists``). Rows from the raw-JSON pass have :data:`POINTER_KEYS`
-    and ``p_row`` instead, and ``line_attributes`` reads the :data:`LINE_ATTRIBUTES` of
-    the events they point to.
-
-    Every feature and label is a sum, min, max or set union over these rows, so a cutoff
-    that falls between rows can be applied to them exactly: any midnight (UTC), any of
-    ``splits``, or any time after the last event. About one row per session and day:
-    a full 2-month log of 26 M events gives about a million rows.
-    """
-
-    df: DataFrame
-    splits: tuple[int, ...] = ()
-    #: the rows carry ``p_artists`` (for the opt-in :data:`ARTIST_FEATURES`)
-    artists: bool = False
-    #: None: the rows key by every attribute. Else the rows key by :data:`POINTER_KEYS`
-    #: and carry ``p_row``; called with DataFrame[userId, p_row, ts] (one row per event),
-    #: it returns DataFrame[userId, ROW_COLUMN, *LINE_ATTRIBUTES] of those events, materialised
-    #: (``sparkify.dataset.LineAttributes``).
-    line_attributes: Callable[[DataFrame], DataFrame] | None = field(default=None, repr=False)
-    _end_ms: dict[str, int] = field(default_factory=dict, repr=False)
-    _span_ms: tuple[int, int] | None = field(default=None, repr=False)
-
-    def log_span_ms(self) -> tuple[int, int]:
-        """(first, last) event time (epoch ms)."""
-        if self._span_ms is None:
-            first, last = self.df.agg(F.min("p_start"), F.max("p_end")).first()
-            if first is None:
-                raise ValueError("no events to build features from (empty event table)")
-            self._span_ms = (int(first), int(last))
-        return self._span_ms
-
-    def log_end_ms(self, mode: str = "window") -> int:
-        """Last event time (epoch ms); in 'ever' mode of non-cancellation events only."""
-        if mode not in self._end_ms:
-            df = self.df.filter(~F.col("cancel_rel")) if mode == "ever" else self.df
-            value = df.agg(F.max("p_end")).first()[0]
-            if value is None:
-                raise ValueError("no events to build features from (empty event table)")
-            self._end_ms[mode] = int(value)
-        return self._end_ms[mode]
-
-    def exact_at(self, ms: int, mode: str = "window") -> bool:
-        """True when no partial row spans time ``ms``, so a cut there is exact ('ever'
-        mode: among the rows it reads, those without cancellation events)."""
-        return ms % DAY_MS == 0 or ms in self.splits or ms > self.log_end_ms(mode)
-
-
-def session_day_partials(events: DataFrame, splits: tuple[int, ...] = (),
-                         artists: bool = False) -> SessionDays:
-    """Partial rows of cleaned events (lazy: one aggregation, partially aggregated on each
-    partition, so only partial rows are shuffled). ``splits``: extra cut points (epoch
-    ms) besides midnights, e.g. a cutoff that is not at 00:00 UTC; ``artists``: carry
-    the artist sets of the opt-in :data:`ARTIST_FEATURES`."""
-    splits = tuple(sorted({int(s) for s in splits}))
-    df = events.groupBy(*partial_key_columns(splits)).agg(*partial_aggregates(artists))
-    return SessionDays(df=df, splits=splits, artists=artists)
-
-
 def spec_boundaries(spec: "LabelSpec") -> tuple[int, ...]:
     """The times (epoch ms) at which a spec with a ``cutoff`` cuts the events: the cutoff
     and the starts of its windows (snapshot dates are midnights, where every cut is exact)."""
@@ -613,7 +312,7 @@ def _require_exact(days: SessionDays, boundaries: tuple[int, ...], mode: str) ->
 def log_end_ms(events: DataFrame, mode: str = "window") -> int:
     """Last event time (epoch ms); in 'ever' mode, of non-cancellation events only, so the
     reference does not move when a user's Cancel events are added or removed."""
-    df = events.filter(~_is_cancel_related()) if mode == "ever" else events
+    df = events.filter(~F.expr(CANCEL_RELATED_SQL)) if mode == "ever" else events
     value = df.agg(F.max("ts")).first()[0]
     if value is None:
         raise ValueError("no events to build features from (empty event table)")
@@ -724,7 +423,7 @@ def _observation_aggregates(rows: DataFrame, days: SessionDays) -> DataFrame:
         # only (eager); the per-observation rows are computed once, for the lookup and the table
         sets = sets.localCheckpoint()
         pointers = sets.selectExpr("userId", "last.p_row AS p_row",
-                                   f"shiftright(last_order, {_ITEM_BITS}) AS ts").distinct()
+                                   f"shiftright(last_order, {ORDER_ITEM_BITS}) AS ts").distinct()
         text = lookup(pointers).withColumnRenamed(ROW_COLUMN, "_text_row")
         fields = ", ".join(a if a in LINE_ATTRIBUTES else f"last.{a} AS {a}" for a in ATTRIBUTES)
         sets = (sets.join(text, (sets["userId"] == text["userId"]) & (F.col("last.p_row") == F.col("_text_row")), "left")

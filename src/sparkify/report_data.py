@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from sparkify.config import CHURN_PAGE
-from sparkify.features import CHURN_EVENT_SQL
+from sparkify.rawlog import CHURN_EVENT_SQL
 
 CANCEL_PAGE = "Cancel"
 CANCELLED_AUTH = "Cancelled"
