@@ -152,6 +152,30 @@ def test_each_pass_option_off_gives_the_same_counts_and_table(spark, both, messy
         assert_same_tables(build_user_table(log.days, LabelSpec())[0], build_user_table(other.days, LabelSpec())[0])
 
 
+def test_every_input_form_gives_the_event_paths_rows(spark, compact_log, tmp_path):
+    """load_log on a .json.gz file, a directory of parts (gzip and plain) and a glob: the
+    same quality counts and user table as load_events on the same input, the text
+    attributes read late from each form's files."""
+    import gzip
+
+    from sparkify.dataset import load_events, load_log
+    from sparkify.features import LabelSpec, build_user_table
+
+    lines = compact_log.read_text(encoding="utf-8").splitlines(keepends=True)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    with gzip.open(folder / "part-0.json.gz", "wt", encoding="utf-8") as fh:
+        fh.writelines(lines[: len(lines) // 2])
+    (folder / "part-1.json").write_text("".join(lines[len(lines) // 2:]), encoding="utf-8")
+    for source in (folder / "part-0.json.gz", folder, str(folder / "part-*")):
+        with load_events(spark, source) as events, load_log(spark, source) as log:
+            assert log.quality.to_dict() == events.quality.to_dict(), source
+            assert not log.rebuilt_from_events and log.days.line_attributes is not None
+            spec = LabelSpec(horizon_days=7)    # the gzip part alone is half the log
+            assert_same_tables(build_user_table(events.events, spec)[0], build_user_table(log.days, spec)[0])
+    assert log.quality.rows_read == len(lines)
+
+
 def test_days_for_rebuilds_when_a_cut_falls_inside_a_day(both):
     """A cutoff inside a day, not given to the pass as a split point: days_for rebuilds the
     rows with that split point and the table stays exact."""
