@@ -79,12 +79,12 @@ def report_data(spark, small_log, trained_model):
 def report(report_data, small_log, trained_model, tmp_path_factory):
     """The report written by the CLI (`sparkify report`), its aggregations taken from
     ``report_data`` so they run once."""
-    import sparkify.report as report_mod
     from sparkify.cli import main
+    from sparkify.report import command
 
     out = tmp_path_factory.mktemp("report") / "reports"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(report_mod, "collect_report_data", lambda *a, **k: report_data)
+        mp.setattr(command, "collect_report_data", lambda *a, **k: report_data)
         code = main(["report", str(small_log), "--model", str(trained_model), "--out", str(out)])
     assert code == 0
     path = out / "sparkify_report.html"
