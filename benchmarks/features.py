@@ -1,197 +1,105 @@
-"""Time the load + feature step against a bare Spark scan of the same log.
+"""Load + features: our one-pass loader against a bare scan and the yardsticks.
 
-Stages (each timed, wall clock, best of ``--repeat``):
+    .venv/bin/python benchmarks/features.py scale --preset full --stages scan,features_raw
+    .venv/bin/python benchmarks/features.py options --preset full --rounds 3
+    .venv/bin/python benchmarks/features.py variants --log LOG --variants scan,numeric,exact,scan
+    .venv/bin/python benchmarks/features.py steps --preset mini --parquet
+    .venv/bin/python benchmarks/features.py baseline --preset mini
+    .venv/bin/python benchmarks/features.py duckdb --preset mini
 
-* ``scan``: a bare scan of the raw JSON with the loader's explicit schema (the 18 raw
-  columns, no corrupt-record column), every row parsed and discarded (``noop`` sink);
-* ``scan_features``: the same, only the columns the features read;
-* ``load``: :func:`sparkify.dataset.load_events` (parse, classify, quarantine count,
-  dedup, cache, quality summary);
-* ``features``: :func:`sparkify.features.build_user_table` on the loaded events
-  (prediction-time labels), materialised;
-* ``load+features``: the sum, and its ratio to ``scan`` (issue 6 target: <= 1.5x);
-* with ``--parquet``: ``ingest`` to Parquet, then load + features from the Parquet.
+A log is ``--preset mini|medium|full`` or ``--users N`` (simulated once into the cache,
+$SPARKIFY_BENCH_DIR, default /tmp/sparkify-bench, and reused) or ``--log PATH`` (a file,
+directory or glob). Subcommands (``--help`` on each; the code is in ``bench/``):
 
-Usage::
-
-    python benchmarks/features.py EVENTS            # a .json/.json.gz file, directory or glob
-    python benchmarks/features.py --preset medium   # simulate into /tmp first if missing
-    python benchmarks/features.py --preset mini --parquet --repeat 2
-
-Prints a table of wall and driver-JVM CPU seconds (in local mode the JVM is all of Spark;
-on a shared machine CPU time is the fairer comparison) and the data-quality summary;
-``--json FILE`` also writes the figures.
+* ``scale`` (``bench/scale.py``): issue 6's stages on one log, in one JVM: the bare scan
+  and our load + clean + features in turns (``--repeats``, median of each and every pair's
+  ratio), the same with the artist features, ingest to Parquet and features from it,
+  DuckDB, the whole training pipeline, the seed-style baseline; writes
+  /tmp/sparkify-bench/scale-results.md after every stage;
+* ``options`` (``bench/loader.py``): each speed option of the one pass
+  (``sparkify.dataset.PassOptions``) off in turn, in rotating rounds, with its median ratio
+  to the defaults and a keep/remove verdict (>= 10 %);
+* ``variants`` (``bench/loader.py``): variants of the pass's aggregation (numeric only,
+  artist sets, item bitmaps, the pass, the pipeline, bare scans), once each;
+* ``steps`` (``bench/loader.py``): load and features timed apart on the event path, against
+  scans of the 18 raw columns and of the feature columns (best of ``--repeat``);
+* ``baseline`` / ``duckdb`` (``bench/yardsticks.py``): one yardstick alone on a log.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-
-def simulate_preset(preset: str) -> Path:
-    """Path of a simulated log for ``preset`` in the temp dir, simulating it if missing."""
-    out = Path(tempfile.gettempdir()) / f"sparkify_bench_{preset}.json"
-    if not out.exists():
-        from sparkify.simulator import simulate
-
-        print(f"simulating the {preset} preset into {out} ...", flush=True)
-        simulate(out=out, preset=preset, seed=42, progress=True)
-    return out
+from bench import loader, scale, yardsticks
+from bench.common import add_log_args
 
 
-class JvmCpu:
-    """CPU seconds used by the driver JVM (= all of Spark in local mode), from /proc.
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
 
-    On a shared machine wall time depends on the neighbours; CPU time does not. Returns
-    None where /proc is unavailable (non-Linux, or a remote master)."""
+    s = sub.add_parser("scale", help="every stage on a large log, in one JVM; writes a results file")
+    add_log_args(s, default_preset="full")
+    s.add_argument("--stages", default=",".join(scale.STAGES), help="comma list of: " + ", ".join(scale.STAGES))
+    s.add_argument("--repeats", type=int, default=3,
+                   help="run each bare scan and our raw-JSON features in turn this many times and "
+                        "report the median of each (default 3)")
+    s.add_argument("--baseline-timeout", type=float, default=None,
+                   help="stop the seed-style baseline after this many seconds "
+                        "(default: 7 x our slower features_raw time, at least 120 s)")
+    s.add_argument("--driver-memory", default=None,
+                   help="spark.driver.memory (default: Sparkify's own choice, half the machine, <= 16g)")
+    s.add_argument("--quick-train", action="store_true", help="train with TrainConfig.fast() (smoke runs)")
+    s.add_argument("--train-from", choices=("raw", "parquet"), default="raw",
+                   help="train on the raw JSON (default: the whole pipeline, one pass into "
+                        "session-day rows) or on the ingested Parquet")
+    s.add_argument("--results", type=Path, default=None,
+                   help="where the run's figures are written after every stage (default: BENCH_DIR/"
+                        "scale-results.md; benchmarks/RESULTS.md holds the curated current figures)")
+    s.add_argument("--no-results", action="store_true", help="print only; do not write the results file")
+    s.add_argument("--note", action="append", default=[], help="a line for the Notes section")
+    s.set_defaults(run=scale.run_scale)
 
-    def __init__(self, spark):
-        self.pid = None
-        try:
-            if spark.sparkContext.master.startswith("local"):
-                self.pid = int(spark._jvm.java.lang.ProcessHandle.current().pid())
-        except Exception:  # noqa: BLE001 - best effort
-            self.pid = None
-        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    o = sub.add_parser("options", help="each speed option of the one pass off, in rotating rounds")
+    add_log_args(o, default_preset="full")
+    o.add_argument("--rounds", type=int, default=3)
+    o.add_argument("--no-warmup", action="store_true", help="count the first run too")
+    o.add_argument("--driver-memory", default=None)
+    o.add_argument("--results", type=Path, default=None, help="default: BENCH_DIR/tricks-results.md")
+    o.set_defaults(run=loader.run_options)
 
-    def __call__(self) -> float | None:
-        if self.pid is None:
-            return None
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / self.tick
+    v = sub.add_parser("variants", help="variants of the pass's aggregation, once each")
+    add_log_args(v)
+    v.add_argument("--variants", default="scan,numeric,exact,scan",
+                   help="comma list, in order, of: " + ", ".join(loader.VARIANTS))
+    v.add_argument("--java-options", default="", help="extra driver JVM options (e.g. -XX:+UseParallelGC)")
+    v.set_defaults(run=loader.run_variants)
 
+    st = sub.add_parser("steps", help="load and features timed apart (event path) against bare scans")
+    add_log_args(st)
+    st.add_argument("--master", default=None, help="Spark master (default local[*])")
+    st.add_argument("--repeat", type=int, default=1, help="runs per stage, best kept (default 1)")
+    st.add_argument("--parquet", action="store_true", help="also time ingest and load+features from Parquet")
+    st.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    st.set_defaults(run=loader.run_steps)
 
-CPU: JvmCpu | None = None
+    b = sub.add_parser("baseline", help="the seed-style baseline alone (prints columns, seconds)")
+    add_log_args(b)
+    b.set_defaults(run=yardsticks.run_baseline)
 
-
-def timed(fn, repeat: int) -> tuple[float, float | None, object]:
-    """(best wall seconds, JVM CPU seconds of that run, result) over ``repeat`` runs."""
-    best, best_cpu, result = float("inf"), None, None
-    for _ in range(repeat):
-        c0 = CPU() if CPU else None
-        t0 = time.perf_counter()
-        result = fn()
-        wall = time.perf_counter() - t0
-        c1 = CPU() if CPU else None
-        if wall < best:
-            best, best_cpu = wall, (c1 - c0 if c0 is not None and c1 is not None else None)
-    return best, best_cpu, result
+    d = sub.add_parser("duckdb", help="the DuckDB yardstick alone (prints users, columns, seconds)")
+    add_log_args(d)
+    d.add_argument("--threads", type=int, default=None)
+    d.set_defaults(run=yardsticks.run_duckdb)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("events", nargs="?", help="event log (file, directory or glob)")
-    parser.add_argument("--preset", choices=("mini", "medium", "full"),
-                        help="simulate this preset into the temp dir (if not there) and use it")
-    parser.add_argument("--master", default=None, help="Spark master (default local[*])")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per stage, best kept (default 1)")
-    parser.add_argument("--parquet", action="store_true", help="also time ingest and load+features from Parquet")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    args = parser.parse_args(argv)
-    if not args.events and not args.preset:
-        parser.error("give EVENTS or --preset")
-    path = str(simulate_preset(args.preset) if args.preset and not args.events else args.events)
-
-    from pyspark.sql.types import StructType
-
-    from sparkify.dataset import load_events
-    from sparkify.features import LabelSpec, build_user_table
-    from sparkify.rawlog import RAW_FIELDS
-    from sparkify.spark import get_spark
-
-    spark = get_spark(app_name="sparkify-bench-features", master=args.master,
-                      extra_conf={"spark.ui.showConsoleProgress": "false"})
-    size = sum(f.stat().st_size for f in Path(path).parent.glob(Path(path).name)) if "://" not in path else 0
-    if Path(path).is_dir():
-        size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-    needed = ("ts", "userId", "sessionId", "page", "auth", "level", "itemInSession", "location",
-              "userAgent", "registration", "gender", "artist")
-    full_schema = StructType(RAW_FIELDS)
-    feat_schema = StructType([f for f in RAW_FIELDS if f.name in needed])
-
-    def scan(schema):
-        return lambda: spark.read.schema(schema).json(path).write.format("noop").mode("overwrite").save()
-
-    global CPU
-    CPU = JvmCpu(spark)
-    rows: list[tuple[str, float, float | None, str]] = []
-    spark.read.text(path).count()  # warm the OS file cache (and the JIT) so every stage starts equal
-    t_scan, c_scan, _ = timed(scan(full_schema), args.repeat)
-    rows.append(("scan (18 raw columns)", t_scan, c_scan, "bare Spark JSON scan, explicit schema, noop sink"))
-    t_scan_f, c_scan_f, _ = timed(scan(feat_schema), args.repeat)
-    rows.append(("scan (feature columns)", t_scan_f, c_scan_f, f"{len(needed)} columns the features read"))
-
-    quality = spec = None
-    best = None
-    users = 0
-    for _ in range(args.repeat):
-        c0 = CPU()
-        t0 = time.perf_counter()
-        loaded = load_events(spark, path)
-        c1, t1 = CPU(), time.perf_counter()
-        table, spec = build_user_table(loaded.events, LabelSpec())
-        users = table.cache().count()
-        c2, t2 = CPU(), time.perf_counter()
-        table.unpersist()
-        quality = loaded.quality
-        loaded.unpersist()
-        cpu = (c1 - c0, c2 - c1) if c0 is not None else (None, None)
-        if best is None or (t2 - t0) < best[0] + best[1]:
-            best = (t1 - t0, t2 - t1, *cpu)
-    t_load, t_feat, c_load, c_feat = best
-    c_total = c_load + c_feat if c_load is not None else None
-    rows.append(("load", t_load, c_load, "parse + classify + dedup + cache + quality"))
-    rows.append(("features", t_feat, c_feat, f"build_user_table, {users:,} users, cutoff {spec.cutoff:%Y-%m-%d}"))
-    ratio_cpu = f", CPU {c_total / c_scan:.2f} x" if c_total and c_scan else ""
-    rows.append(("load+features", t_load + t_feat, c_total,
-                 f"wall {(t_load + t_feat) / t_scan:.2f} x scan{ratio_cpu} (target <= 1.5x)"))
-
-    if args.parquet:
-        from sparkify.dataset import ingest
-
-        out = tempfile.mkdtemp(prefix="sparkify_bench_ingest_")
-        t_ing, c_ing, _ = timed(lambda: ingest(spark, path, out), 1)
-        rows.append(("ingest -> Parquet", t_ing, c_ing, out))
-
-        def from_parquet():
-            with load_events(spark, out) as loaded:
-                table, _ = build_user_table(loaded.events, LabelSpec())
-                return table.count()
-
-        t_pq, c_pq, _ = timed(from_parquet, args.repeat)
-        rows.append(("load+features (Parquet)", t_pq, c_pq, f"wall {t_pq / t_scan:.2f} x raw scan"))
-
-    cores = os.cpu_count()
-    print()
-    print(f"log: {path}  ({size / 1e6:,.1f} MB, {quality.rows_read:,} rows, {quality.users:,} users)"
-          f"  master: {spark.sparkContext.master}  cores: {cores}")
-    print(f"{'stage':<26}{'wall s':>9}{'JVM cpu s':>11}  note")
-    print("-" * 100)
-    for name, secs, cpu_s, note in rows:
-        cpu_txt = f"{cpu_s:>11.2f}" if cpu_s is not None else f"{'-':>11}"
-        print(f"{name:<26}{secs:>9.2f}{cpu_txt}  {note}")
-    print()
-    print(quality.summary())
-    if args.json:
-        Path(args.json).write_text(json.dumps({
-            "log": path, "bytes": size, "master": spark.sparkContext.master, "cores": cores,
-            "stages": {name: {"wall_s": round(secs, 3), "cpu_s": None if c is None else round(c, 3)}
-                       for name, secs, c, _ in rows},
-            "ratio_load_features_to_scan": round((t_load + t_feat) / t_scan, 3),
-            "ratio_cpu": round(c_total / c_scan, 3) if c_total and c_scan else None,
-            "quality": quality.to_dict(),
-        }, indent=2) + "\n")
-    spark.stop()
-    return 0
+    args = parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
+    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -1,78 +1,68 @@
-"""Benchmark the simulator: events/s and MB/s written.
+"""The simulator: speed, fidelity to the real log, and the true churn hazard.
 
-Usage::
+    .venv/bin/python benchmarks/simulate.py speed --preset full      # events/s and MB/s
+    .venv/bin/python benchmarks/simulate.py fidelity --preset mini   # the fidelity table against the real facts
+    .venv/bin/python benchmarks/simulate.py hazard                   # true-hazard speed and calibration
 
-    .venv/bin/python benchmarks/simulate.py                      # mini preset into a temp dir
-    .venv/bin/python benchmarks/simulate.py --preset full --out /tmp/full_bench --keep
-    .venv/bin/python benchmarks/simulate.py --users 2000 --workers 1
+Subcommands (``--help`` on each for its options; the code is in ``bench/simulation.py``):
 
-Prints one line per run: preset/users, workers, events, MB, seconds, events/s, MB/s,
-plus the CPU time of this process and its children (the machine may be shared).
-The output is deleted afterwards unless --keep.
+* ``speed``: simulate a preset (or ``--users N``) into a temporary directory, once per
+  ``--workers`` value: events, MB, seconds, events/s, MB/s and CPU seconds per run;
+* ``fidelity``: simulate the mini or medium preset (or check ``--log``) and print the
+  fidelity table (page ratios, method/status, auth, churn against the real mini log);
+  exits 1 when a check is out of bounds;
+* ``hazard``: P(churn in the next ``--horizon`` days) from the simulator's truth at several
+  dates, against the churners that followed: predicted, realized, z-score, AUC, rows/s.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import resource
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 
+from bench import simulation
 
-def cpu_seconds() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("speed", help="events/s and MB/s of the simulator")
+    s.add_argument("--preset", default="mini", choices=["mini", "medium", "full"])
+    s.add_argument("--users", type=int, default=None)
+    s.add_argument("--days", type=float, default=None)
+    s.add_argument("--workers", type=int, nargs="*", default=[None], help="one run per value (default: all cores)")
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--gzip", action="store_true")
+    s.add_argument("--out", type=Path, default=None,
+                   help="output (file X.json or a directory); default: a temp dir, part files for full")
+    s.add_argument("--keep", action="store_true", help="keep the output")
+    s.set_defaults(run=simulation.run_speed)
+
+    f = sub.add_parser("fidelity", help="a simulated log against the real Sparkify facts")
+    f.add_argument("--preset", default="mini", choices=["mini", "medium"])
+    f.add_argument("--seed", type=int, default=42)
+    f.add_argument("--log", type=Path, default=None, help="an existing log to check instead of simulating")
+    f.set_defaults(run=simulation.run_fidelity)
+
+    h = sub.add_parser("hazard", help="the true churn hazard: speed and calibration")
+    h.add_argument("--users", type=int, default=3000)
+    h.add_argument("--days", type=float, default=61)
+    h.add_argument("--seed", type=int, default=42)
+    h.add_argument("--as-of", default="14,28,42", help="observation midnights, days after the window start")
+    h.add_argument("--horizon", type=float, default=14.0, help="days")
+    h.add_argument("--paths", type=int, default=400, help="Monte Carlo paths per row")
+    h.add_argument("--log", type=Path, default=None, help="use this simulated log (X.json) instead of simulating")
+    h.add_argument("--keep", action="store_true", help="keep the simulated log")
+    h.set_defaults(run=simulation.run_hazard)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sparkify.simulator import simulate
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="mini", choices=["mini", "medium", "full"])
-    ap.add_argument("--users", type=int, default=None)
-    ap.add_argument("--days", type=float, default=None)
-    ap.add_argument("--workers", type=int, nargs="*", default=[None], help="one run per value (default: all cores)")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--gzip", action="store_true")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="output (file X.json or a directory); default: a temp dir, part files for full")
-    ap.add_argument("--keep", action="store_true", help="keep the output")
-    args = ap.parse_args(argv)
-
-    tmp = Path(tempfile.mkdtemp(prefix="sparkify-sim-bench-")) if args.out is None else None
-    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
-    print(f"{'run':<18}{'workers':>8}{'events':>13}{'MB':>9}{'seconds':>9}{'events/s':>11}{'MB/s':>8}{'cpu s':>8}")
-    try:
-        for w in args.workers:
-            if args.out is not None:
-                out = args.out
-            elif args.preset == "full" and args.users is None:
-                out = tmp / f"run-{w}"
-            else:
-                out = tmp / f"run-{w}.json"
-            cpu0, t0 = cpu_seconds(), time.perf_counter()
-            s = simulate(out=out, preset=args.preset, users=args.users, days=args.days, seed=args.seed,
-                         workers=w, gzip=args.gzip, progress=sys.stderr.isatty())
-            secs = time.perf_counter() - t0
-            mb = s.bytes / 1e6
-            name = f"{args.preset}" + (f"/{args.users}u" if args.users else "")
-            print(f"{name:<18}{str(w or 'auto'):>8}{s.events:>13,}{mb:>9,.0f}{secs:>9.1f}{s.events / secs:>11,.0f}"
-                  f"{mb / secs:>8.1f}{cpu_seconds() - cpu0:>8.1f}", flush=True)
-            if not args.keep:
-                if s.path.is_dir():
-                    shutil.rmtree(s.path)
-                else:
-                    s.path.unlink()
-                    s.truth_path.unlink()
-    finally:
-        if tmp is not None and not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    args = parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
+    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def test_user_table_equals_the_event_path(spark, both, messy_log, spec_kwargs):
 
 @pytest.mark.parametrize("off", ["packed_counters", "row_pointers", "sql_text", "uncompressed_cache"])
 def test_each_pass_option_off_gives_the_same_counts_and_table(spark, both, messy_log, tmp_path, off):
-    """Every speed option of the pass (benchmarks/tricks.py) changes its speed only: the
+    """Every speed option of the pass (benchmarks/features.py options) changes its speed only: the
     quality counts, the quarantined lines and the user table are the default pass's."""
     from sparkify.dataset import PassOptions, load_log
     from sparkify.features import LabelSpec, build_user_table

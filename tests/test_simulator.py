@@ -157,8 +157,8 @@ def test_fidelity_of_a_small_log(small_log):
     assert len(ratios) >= 17
     # 200 users is small: every frequent page within 15 %, the rarer (< 0.005) within 30 %;
     # pages seen mostly at the free level (Roll Advert, Upgrade) follow the run's free/paid
-    # mix, which varies by ~8 % between seeds at this size: 25 %. (benchmarks/fidelity.py
-    # holds the mini/medium presets to 15 % on every page.)
+    # mix, which varies by ~8 % between seeds at this size: 25 %. (`benchmarks/simulate.py
+    # fidelity` holds the mini/medium presets to 15 % on every page.)
     for c in ratios:
         tol = 0.15 if c.real >= 0.005 else 0.30
         if c.name.startswith(("Roll Advert", "Upgrade")):

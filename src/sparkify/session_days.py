@@ -296,7 +296,7 @@ def number_rows(raw: DataFrame) -> DataFrame:
 class PassOptions:
     """How the one pass computes its rows. Every combination gives the same session-day
     rows, quality counts and features (tests/test_session_days.py); they differ in speed
-    only, and each is measured on and off in benchmarks/RESULTS.md (``benchmarks/tricks.py``).
+    only, and each is measured on and off in benchmarks/RESULTS.md (``benchmarks/features.py options``).
 
     * ``packed_counters``: page counters summed three to a 64-bit word
       (:func:`partial_aggregates` ``packed=True``), else one sum per page;

@@ -87,7 +87,7 @@ DEFAULT_COHORTS: tuple[Cohort, ...] = (
            _scale(Cancel=2.2, Thumbs_Down=1.35, Logout=1.2, Add_Friend=0.9), alpha_scale=1.1, end_scale=END_SCALE),
 )
 
-# Calibration (measured with benchmarks/fidelity.py and runs of 400 users on several seeds):
+# Calibration (measured with `benchmarks/simulate.py fidelity` and runs of 400 users on several seeds):
 # the share of start-up users who show up in a window of D days (users with a long
 # beta may have no session in a short window; a few churn during warm-up), and the
 # multipliers of eventsim's alpha / beta that give the real ~1,270 events per user.

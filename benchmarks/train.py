@@ -1,0 +1,85 @@
+"""Training: the pipeline's stages, a first `make run`, the out-of-time backtest, the artist ablation.
+
+    .venv/bin/python benchmarks/train.py pipeline --preset full
+    .venv/bin/python benchmarks/train.py first-run --runs 3 --thorough
+    .venv/bin/python benchmarks/train.py backtest --seed 42
+    .venv/bin/python benchmarks/train.py ablation --log MODEL_DIR/features.parquet
+
+Subcommands (``--help`` on each; the code is in ``bench/training.py``):
+
+* ``pipeline``: ``sparkify train`` on one log (``--preset``/``--users``, simulated once into
+  the cache $SPARKIFY_BENCH_DIR, default /tmp/sparkify-bench, or ``--log``), every stage
+  timed (session, load, features, the families' CV, tuning, evaluation, ceiling,
+  artifacts, scoring) with the model's test figures;
+* ``first-run``: what ``make run`` does on the mini preset, step by step in fresh
+  processes, until the app answers; ``--thorough`` compares the default model with
+  ``--thorough`` on the same held-out users (paired bootstrap);
+* ``backtest``: a model trained at ``--last-date`` on a 92-day log of 1,500 users, applied
+  at ``--as-of`` and judged on what followed (PR-AUC ratio, expected/realized churners);
+* ``ablation``: held-out PR-AUC and F1 with and without the opt-in artist features, the
+  same splits and parameters, per family and seed (``--log``: a log or a features.parquet
+  written with ``--artist-features``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench import training
+from bench.common import BENCH_DIR, add_log_args
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pl = sub.add_parser("pipeline", help="every stage of `sparkify train` on one log")
+    add_log_args(pl, log_help="an existing log (file, directory, glob or ingest Parquet)")
+    pl.add_argument("--model", help="model directory (default: a temporary one, deleted afterwards)")
+    plan = pl.add_mutually_exclusive_group()
+    plan.add_argument("--quick", action="store_true", help="TrainConfig.fast() grids")
+    plan.add_argument("--thorough", action="store_true", help="TrainConfig.thorough(): `sparkify train --thorough`")
+    pl.add_argument("--models", default="rf,gbt,lr,svc")
+    pl.add_argument("--folds", type=int, default=None)
+    pl.add_argument("--master", default=None)
+    pl.add_argument("--json", help="also write the figures to this JSON file")
+    pl.set_defaults(run=training.run_pipeline)
+
+    f = sub.add_parser("first-run", help="from `make run` to a served app, each step timed")
+    f.add_argument("--runs", type=int, default=3)
+    f.add_argument("--seed", type=int, default=42, help="log seed of the first run (+1 for each next run)")
+    f.add_argument("--thorough", action="store_true", help="also train --thorough on the first log and compare")
+    f.add_argument("--out", type=Path, default=BENCH_DIR / "first-run")
+    f.set_defaults(run=training.run_first_run)
+
+    b = sub.add_parser("backtest", help="train at one date, apply at a later one, compare with what happened")
+    b.add_argument("--users", type=int, default=1500)
+    b.add_argument("--days", type=int, default=92)
+    b.add_argument("--seed", type=int, default=42)
+    b.add_argument("--last-date", default="2018-11-01")
+    b.add_argument("--as-of", default="2018-12-01")
+    b.add_argument("--quick", action="store_true", help="TrainConfig.fast(): tiny grids (a smoke run)")
+    b.add_argument("--reuse-model", action="store_true", help="backtest the model already in OUT/model")
+    b.add_argument("--bench-dir", type=Path, default=BENCH_DIR, help="the log cache (default: %(default)s)")
+    b.add_argument("--out", type=Path, default=None,
+                   help="model and figures (default: backtest/ beside the cached log)")
+    b.set_defaults(run=training.run_backtest)
+
+    a = sub.add_parser("ablation", help="what the opt-in artist features add to the models")
+    add_log_args(a, log_help="an event log, or a features.parquet with the artist features")
+    a.add_argument("--models", default="lr,gbt,rf", help="families (default lr,gbt,rf)")
+    a.add_argument("--seeds", default="1,2,3", help="split seeds (default 1,2,3)")
+    a.set_defaults(run=training.run_ablation)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
