@@ -1,9 +1,30 @@
 """MODEL_CARD.md: a short, plain account of the data, label design, metrics and limits.
 
 In: model.json, metrics.json and data_quality.json contents (dicts). Out: Markdown text.
+
+:func:`render_model_card` joins the sections in order: the header, data, label design,
+the metrics table, the test details (confusion, periods, calibration), the extra
+evaluations (seed spread, label comparison, ceiling, backtest), top inputs and limits.
 """
 
 from __future__ import annotations
+
+WHY_PREDICTION_TIME = (
+    "Why prediction-time is the honest design: typical notebooks reach F1 0.85-0.95 on this data "
+    "because their features see the cancellation (counts of Cancel pages, tenure or last activity "
+    "measured up to the churn). A model can only be used *before* a user cancels, so it must be "
+    "judged on features from before a cutoff and labels after it."
+)
+LIMITS = [
+    "## Limits",
+    "",
+    "- Small logs give small test sets: read the split spread, not one figure.",
+    "- The model learns the patterns of one log's period; retrain when behaviour or the product changes.",
+    "- Probabilities are calibrated on the training period; `sparkify backtest` checks them at a later date.",
+    "- Categories unseen in training (new devices, regions) fall into a shared 'unknown' bucket.",
+    "- Not a causal model: a feature's weight says what predicts churn, not what would prevent it.",
+    "",
+]
 
 
 def _pct(x) -> str:
@@ -15,16 +36,32 @@ def _num(x, digits: int = 3) -> str:
 
 
 def render_model_card(model: dict, metrics: dict, quality: dict) -> str:
-    label = model["label"]
-    best = metrics["best"]
-    test = best["test"]
-    data = metrics["data"]
-    lines = [
+    """The model card's Markdown from model.json, metrics.json and data_quality.json."""
+    lines = _header(model, metrics)
+    lines += _data_section(metrics["data"], quality)
+    lines += _label_section(model["label"])
+    lines += _metrics_table(model, metrics)
+    lines += _test_details(metrics)
+    lines += _extra_evaluations(metrics)
+    lines += _top_inputs(metrics["best"])
+    lines += ["", *LIMITS]
+    return "\n".join(lines)
+
+
+def _header(model: dict, metrics: dict) -> list[str]:
+    params = ", ".join(f"{k}={v}" for k, v in metrics["best"]["params"].items())
+    return [
         "# Model card: Sparkify churn model",
         "",
         f"Created {model['created']} with Spark {model['spark_version']}. "
-        f"Model: **{model['model_type']}** ({', '.join(f'{k}={v}' for k, v in best['params'].items())}).",
+        f"Model: **{model['model_type']}** ({params}).",
         "",
+    ]
+
+
+def _data_section(data: dict, quality: dict) -> list[str]:
+    """Where the rows came from and how they were split."""
+    return [
         "## Data",
         "",
         f"- Source: `{quality.get('source')}`; {quality.get('rows_read', 0):,} rows read, "
@@ -37,14 +74,17 @@ def render_model_card(model: dict, metrics: dict, quality: dict) -> str:
         f"Train {data['train_rows']:,} rows of {data['train_users']:,} users; held-out test {data['test_rows']:,} rows "
         f"of {data['test_users']:,} other users ({data['test_churners']:,} churner rows). No user is on both sides.",
         "",
-        "## Label design",
-        "",
     ]
+
+
+def _label_section(label: dict) -> list[str]:
+    """The label design (prediction-time or seed-compatible) and why prediction-time is honest."""
+    lines = ["## Label design", ""]
     if label["mode"] == "window":
         dates = label.get("dates") or []
         when = (f"{len(dates)} observation dates t, every {label.get('step_days')} days from {dates[0][:10]} to "
                 f"{dates[-1][:10]}" if len(dates) > 1 else f"one observation date t = {dates[0] if dates else '?'}")
-        lines += [
+        lines.append(
             f"Prediction-time, on {when}. Each row is a (user, t): its features use only the events of "
             f"fixed windows before t (the last {label.get('long_days')} and {label.get('recent_days')} days, "
             "rates per day the account existed in the window, recency and tenure at t), so a row "
@@ -52,22 +92,20 @@ def render_model_card(model: dict, metrics: dict, quality: dict) -> str:
             f"the user reaches Cancellation Confirmation in (t, t + {label['horizon_days']} days]. Users who had "
             "already cancelled before t, or were silent for the whole window, have no row at t. "
             "This is the question a retention team can act on: *who will churn next month, "
-            "judging from what we know today?*",
-        ]
+            "judging from what we know today?*")
     else:
-        lines += [
+        lines.append(
             "Seed-compatible (`ever`): churn = the user ever reached Cancellation Confirmation in the log. "
             "Features exclude the Cancel/Cancellation Confirmation pages, auth `Cancelled` and anything "
             "measured to a user's last event. Features and label still overlap in time, so these figures "
-            "overstate what a model can do before the fact.",
-        ]
-    lines += [
-        "",
-        "Why prediction-time is the honest design: typical notebooks reach F1 0.85-0.95 on this data "
-        "because their features see the cancellation (counts of Cancel pages, tenure or last activity "
-        "measured up to the churn). A model can only be used *before* a user cancels, so it must be "
-        "judged on features from before a cutoff and labels after it.",
-        "",
+            "overstate what a model can do before the fact.")
+    return lines + ["", WHY_PREDICTION_TIME, ""]
+
+
+def _metrics_table(model: dict, metrics: dict) -> list[str]:
+    """The decision rule and one row of test figures per family, the chosen model last."""
+    best, test = metrics["best"], metrics["best"]["test"]
+    lines = [
         "## Metrics (held-out users)",
         "",
         f"Decision: churn when the {model['score_kind']} > {model['threshold']:.4f}, a threshold chosen "
@@ -95,10 +133,14 @@ def render_model_card(model: dict, metrics: dict, quality: dict) -> str:
     lines.append(f"| **{best['name']} ({tag})** | **{_num(test['f1'])}** | {_num(test['precision'])} | "
                  f"{_num(test['recall'])} | {_num(test['pr_auc'])} | {_num(test['roc_auc'])} | "
                  f"{_num(test['accuracy'])} | {_num(test['weighted_f1'])} | {best['train_seconds']:.1f} |")
-    c = test["confusion"]
-    top = test["top10"]
-    base = metrics.get("baseline", {})
-    lines += [
+    return lines
+
+
+def _test_details(metrics: dict) -> list[str]:
+    """Confusion and top-10 % figures, the in-time / out-of-time table and the calibration."""
+    best, test = metrics["best"], metrics["best"]["test"]
+    c, top, base = test["confusion"], test["top10"], metrics.get("baseline", {})
+    lines = [
         "",
         f"Confusion (test): TP {c['tp']}, FP {c['fp']}, FN {c['fn']}, TN {c['tn']}. "
         f"Top 10 % of scores ({top['users']} rows): precision {_num(top['precision'])}, lift {_num(top['lift'], 2)} "
@@ -118,46 +160,42 @@ def render_model_card(model: dict, metrics: dict, quality: dict) -> str:
                   f"vs realized {test['realized_churners']} churners, {test['bins_within']} of {test['bins']} "
                   "reliability bins hold the mean prediction inside the 95 % interval of the observed rate "
                   "(rows of one user are not independent, so the intervals are a little narrow)."]
+    return lines
+
+
+def _extra_evaluations(metrics: dict) -> list[str]:
+    """One paragraph each for the seed spread, the label comparison, the ceiling and the backtest, when present."""
+    lines: list[str] = []
     spread = metrics.get("seed_spread")
     if spread:
         f = spread["f1"]
-        lines.append("")
-        lines.append(f"Over {f['n']} user splits the churn-class F1 is {_num(f['mean'])} +/- {_num(f['sd'])} "
-                     f"(min {_num(f['min'])}, max {_num(f['max'])}): with a test set this small, "
-                     "one split's figure is noisy.")
+        lines += ["", f"Over {f['n']} user splits the churn-class F1 is {_num(f['mean'])} +/- {_num(f['sd'])} "
+                      f"(min {_num(f['min'])}, max {_num(f['max'])}): with a test set this small, "
+                      "one split's figure is noisy."]
     lc = metrics.get("label_comparison")
     if lc:
-        lines.append("")
-        lines.append(f"Seed-compatible label (`ever`, same family): churn F1 {_num(lc['ever']['f1'])}, "
-                     f"weighted F1 {_num(lc['ever']['weighted_f1'])}, beside {_num(lc['window']['f1'])} / "
-                     f"{_num(lc['window']['weighted_f1'])} prediction-time.")
+        lines += ["", f"Seed-compatible label (`ever`, same family): churn F1 {_num(lc['ever']['f1'])}, "
+                      f"weighted F1 {_num(lc['ever']['weighted_f1'])}, beside {_num(lc['window']['f1'])} / "
+                      f"{_num(lc['window']['weighted_f1'])} prediction-time."]
     ceiling = metrics.get("ceiling")
     if ceiling:
-        lines.append("")
-        lines.append(f"True ceiling (simulated data): the simulator's own probability of cancelling within the "
-                     f"horizon, given each user's latent rates, cohort and level at t, on the same "
-                     f"{ceiling['test']['rows']:,} test rows: PR-AUC {_num(ceiling['test']['pr_auc'])}, churn F1 "
-                     f"{_num(ceiling['test']['f1'])}. The model reaches {_num(ceiling.get('model_pr_auc_fraction'), 2)} "
-                     "of the ceiling's PR-AUC.")
+        lines += ["", f"True ceiling (simulated data): the simulator's own probability of cancelling within the "
+                      f"horizon, given each user's latent rates, cohort and level at t, on the same "
+                      f"{ceiling['test']['rows']:,} test rows: PR-AUC {_num(ceiling['test']['pr_auc'])}, churn F1 "
+                      f"{_num(ceiling['test']['f1'])}. The model reaches "
+                      f"{_num(ceiling.get('model_pr_auc_fraction'), 2)} of the ceiling's PR-AUC."]
     backtest = metrics.get("backtest")
     if backtest:
         f = backtest["figures"]
-        lines.append("")
-        lines.append(f"Backtest at {backtest['as_of'][:10]}: {f['rows']:,} users, {f['churners']:,} churners, PR-AUC "
-                     f"{_num(f['pr_auc'])}, expected {f['expected_churners']:.1f} vs realized {f['realized_churners']}.")
+        lines += ["", f"Backtest at {backtest['as_of'][:10]}: {f['rows']:,} users, {f['churners']:,} churners, "
+                      f"PR-AUC {_num(f['pr_auc'])}, expected {f['expected_churners']:.1f} vs realized "
+                      f"{f['realized_churners']}."]
+    return lines
+
+
+def _top_inputs(best: dict) -> list[str]:
+    """The ten largest importances or coefficients of the chosen model, when it has any."""
     imps = best.get("importances", [])[:10]
-    if imps:
-        lines += ["", f"Top inputs ({imps[0]['kind']}s):", ""]
-        lines += [f"- {r['feature']}: {r['value']:+.4f}" for r in imps]
-    lines += [
-        "",
-        "## Limits",
-        "",
-        "- Small logs give small test sets: read the split spread, not one figure.",
-        "- The model learns the patterns of one log's period; retrain when behaviour or the product changes.",
-        "- Probabilities are calibrated on the training period; `sparkify backtest` checks them at a later date.",
-        "- Categories unseen in training (new devices, regions) fall into a shared 'unknown' bucket.",
-        "- Not a causal model: a feature's weight says what predicts churn, not what would prevent it.",
-        "",
-    ]
-    return "\n".join(lines)
+    if not imps:
+        return []
+    return ["", f"Top inputs ({imps[0]['kind']}s):", "", *(f"- {r['feature']}: {r['value']:+.4f}" for r in imps)]

@@ -1,0 +1,264 @@
+"""Model selection: the family comparison and the tuning of the best family.
+
+In:  the train rows of a :class:`~sparkify.modeling.split.SplitTable` (``fold`` gives the
+     folds, by user), the feature columns and a
+     :class:`~sparkify.modeling.train_config.TrainConfig`.
+Out: :class:`CVOutcome` per family (:func:`step_compare`) and the tuned model of the best
+     one (:func:`step_tune`), each with its out-of-fold scores (:class:`Scored`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sparkify.modeling import evaluate as ev
+from sparkify.modeling.pipelines import (
+    AS_OF_COL,
+    FAMILY_NAMES,
+    FOLD_COL,
+    LABEL_COL,
+    build_pipeline,
+    param_maps,
+    readable_params,
+)
+from sparkify.modeling.split import PERIOD_COL, UNIT_WEIGHT_COL
+from sparkify.modeling.train_config import TrainConfig
+from sparkify.progress import Progress
+
+SCORE_COL = "score"
+
+
+@dataclass
+class Scored:
+    """Rows scored by a model, as NumPy arrays in one order: ``users``, ``as_of`` (epoch
+    ms), ``labels`` (0/1), ``scores`` and, for out-of-fold scores, ``folds``; ``period``
+    ('in_time' / 'out_of_time') for test rows."""
+
+    users: np.ndarray
+    as_of: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    folds: np.ndarray | None = None
+    period: np.ndarray | None = None
+
+    def keys(self) -> list[tuple[str, int]]:
+        return list(zip(self.users.tolist(), self.as_of.tolist()))
+
+    def subset(self, mask: np.ndarray) -> "Scored":
+        def pick(a):
+            return None if a is None else a[mask]
+
+        return Scored(self.users[mask], self.as_of[mask], self.labels[mask], self.scores[mask],
+                      pick(self.folds), pick(self.period))
+
+    def counts(self) -> dict[str, int]:
+        """Rows, distinct users and churner rows."""
+        return {"rows": int(len(self.labels)), "users": int(len(np.unique(self.users))),
+                "churners": int(self.labels.sum())}
+
+
+def with_score(df, family: str):
+    """Add ``score``: P(churn) for probabilistic models, the margin for LinearSVC."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    source = "rawPrediction" if family == "svc" else "probability"
+    return df.withColumn(SCORE_COL, vector_to_array(F.col(source)).getItem(1))
+
+
+def collect_scores(df) -> Scored:
+    """The :class:`Scored` arrays of a scored table (one row per user and date)."""
+    cols = ["userId", AS_OF_COL, LABEL_COL, SCORE_COL] + [c for c in (FOLD_COL, PERIOD_COL) if c in df.columns]
+    pdf = df.select(*cols).toPandas()
+    return Scored(pdf["userId"].to_numpy(), pdf[AS_OF_COL].to_numpy(dtype=np.int64),
+                  pdf[LABEL_COL].to_numpy().astype(int), pdf[SCORE_COL].to_numpy(dtype=float),
+                  pdf[FOLD_COL].to_numpy() if FOLD_COL in pdf else None,
+                  pdf[PERIOD_COL].to_numpy() if PERIOD_COL in pdf else None)
+
+
+def test_scores(model, test_df, family: str) -> Scored:
+    """``test_df`` scored by ``model``."""
+    return collect_scores(with_score(model.transform(test_df), family))
+
+
+@dataclass
+class CVOutcome:
+    """One CrossValidator run: the refit best model, its parameters, the CV metric of
+    each grid point, out-of-fold scores of the train rows and the time it took."""
+
+    family: str
+    model: Any  # PipelineModel refit on all train rows
+    params: dict[str, Any]
+    grid_size: int
+    cv_metrics: list[float]
+    oof: Scored
+    seconds: float
+
+    def threshold(self) -> tuple[float, float]:
+        """(decision threshold, out-of-fold F1 at it): the churn-class F1 maximum."""
+        return ev.best_threshold(self.oof.labels, self.oof.scores)
+
+    def rank_key(self) -> tuple[float, float]:
+        """(out-of-fold F1 at its best threshold, out-of-fold PR-AUC): higher is better."""
+        return (self.threshold()[1], ev.average_precision(self.oof.labels, self.oof.scores))
+
+
+@dataclass
+class Tuned:
+    """The tuned model: ``outcome``, ``source`` ('tuning' when the tuning grid beat the
+    comparison point, else 'comparison') and ``weighting`` (the class weights' out-of-fold
+    PR-AUC with and without and whether they were kept; None when class weights are off)."""
+
+    outcome: CVOutcome
+    source: str
+    weighting: dict | None
+
+
+# --------------------------------------------------------------------------- steps
+def step_compare(train_df, numeric, categorical, config: TrainConfig, progress: Progress) -> dict[str, CVOutcome]:
+    """Each family's k-fold CV over its comparison grid (parameters by the CV metric),
+    ``config.parallelism`` families at once; each family's line is printed as it ends.
+    Returns the outcomes in ``config.models`` order."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    def run(family: str) -> CVOutcome:
+        s = config.settings[family]
+        return cross_validate(train_df, family, numeric, categorical, s.fixed, s.compare_grid, config,
+                              parallelism=1)
+
+    outcomes: dict[str, CVOutcome] = {}
+    with progress.stage(f"compare {', '.join(config.models)}", total=len(config.models), unit="families") as st:
+        with ThreadPoolExecutor(max_workers=max(1, config.parallelism)) as pool:
+            futures = {pool.submit(run, family): family for family in config.models}
+            for future in as_completed(futures):
+                o = outcomes[futures[future]] = future.result()
+                st.advance()
+                thr, f1 = o.threshold()
+                progress.say(f"  {FAMILY_NAMES[o.family]}: out-of-fold F1 {f1:.3f}, "
+                             f"CV {config.cv_metric} {max(o.cv_metrics):.3f} ({o.seconds:.1f}s)")
+        st.note = f"{len(outcomes)} families"
+    return {family: outcomes[family] for family in config.models}
+
+
+def best_family(outcomes: dict[str, CVOutcome]) -> str:
+    """The family of the highest :meth:`CVOutcome.rank_key` (the first on a tie)."""
+    return max(outcomes, key=lambda family: outcomes[family].rank_key())
+
+
+def step_tune(train_df, family: str, comparison: CVOutcome, numeric, categorical, config: TrainConfig,
+              progress: Progress) -> Tuned:
+    """The 'tuning' stage: the family over its tuning grid when ``config.tune`` (the
+    comparison point is kept when the grid does not beat it out of fold), then, with
+    ``config.class_weights``, the chosen point without class weights: the weights are kept
+    only when they give the better out-of-fold PR-AUC (ranking; calibration fixes the
+    probabilities either way)."""
+    with progress.stage("tuning") as st:
+        s = config.settings[family]
+        outcome, source = comparison, "comparison"
+        if config.tune and s.tune_grid:
+            searched = cross_validate(train_df, family, numeric, categorical, s.fixed, s.tune_grid, config)
+            if searched.rank_key() >= comparison.rank_key():
+                outcome, source = searched, "tuning"
+        tuned = Tuned(outcome, source, None)
+        if config.class_weights:
+            plain = fit_fixed(train_df, family, numeric, categorical,
+                              {**outcome.params, "weightCol": UNIT_WEIGHT_COL}, config)
+            pr = {name: ev.average_precision(o.oof.labels, o.oof.scores)
+                  for name, o in (("weighted", outcome), ("unweighted", plain))}
+            kept = pr["weighted"] >= pr["unweighted"]
+            tuned = Tuned(outcome if kept else plain, source, {"out_of_fold_pr_auc": pr, "kept": kept})
+        st.note = _tuning_note(tuned, config)
+    return tuned
+
+
+def _tuning_note(tuned: Tuned, config: TrainConfig) -> str:
+    o, weighting = tuned.outcome, tuned.weighting
+    threshold, val_f1 = o.threshold()
+    note = (f"{FAMILY_NAMES[o.family]} {o.params}"
+            + ("" if config.tune else " (its comparison point: --thorough searches a grid)")
+            + f", threshold {threshold:.4f}, out-of-fold F1 {val_f1:.3f}")
+    if weighting is not None:
+        pr = weighting["out_of_fold_pr_auc"]
+        note += (f"; class weights {'kept' if weighting['kept'] else 'dropped'} (out-of-fold PR-AUC "
+                 f"{pr['weighted']:.3f} with, {pr['unweighted']:.3f} without)")
+    return note
+
+
+# --------------------------------------------------------------------------- cross-validation
+def cross_validate(train_df, family: str, numeric: list[str], categorical: list[str],
+                   fixed: dict, grid: dict, config: TrainConfig, parallelism: int | None = None) -> CVOutcome:
+    """k-fold CV of one family over ``grid`` on the train rows (``fold`` column gives the
+    folds, by user), ``parallelism`` fits at once (default ``config.parallelism``);
+    returns the refit best model and the out-of-fold scores of its parameters.
+
+    A grid of several points goes through Spark's ``CrossValidator``; a single point
+    (nothing to choose) is k fold fits and the refit, scored out of fold directly."""
+    from pyspark.ml.evaluation import BinaryClassificationEvaluator
+    from pyspark.ml.tuning import CrossValidator
+
+    pipeline, clf = build_pipeline(family, numeric, categorical, fixed, seed=config.seed,
+                                   weighted=config.class_weights)
+    maps = param_maps(clf, grid)
+    if len(maps) == 1:
+        return _cross_fit_point(train_df, pipeline, family, fixed, maps[0], config, parallelism or config.parallelism)
+    evaluator = BinaryClassificationEvaluator(labelCol=LABEL_COL, rawPredictionCol="rawPrediction",
+                                              metricName=config.cv_metric)
+    cv = CrossValidator(estimator=pipeline, estimatorParamMaps=maps, evaluator=evaluator,
+                        numFolds=config.folds, foldCol=FOLD_COL, parallelism=parallelism or config.parallelism,
+                        collectSubModels=True, seed=config.seed)
+    t0 = time.perf_counter()
+    cv_model = cv.fit(train_df)
+    metrics = [float(m) for m in cv_model.avgMetrics]
+    best = int(np.argmax(metrics)) if evaluator.isLargerBetter() else int(np.argmin(metrics))
+    scored = _out_of_fold(train_df, [cv_model.subModels[k][best] for k in range(config.folds)], family)
+    seconds = time.perf_counter() - t0
+    params = dict(fixed)
+    params.update(readable_params(maps[best]))
+    return CVOutcome(family, cv_model.bestModel, params, len(maps), metrics, scored, seconds)
+
+
+def fit_fixed(train_df, family, numeric, categorical, params, config) -> CVOutcome:
+    """CV with a single parameter point: k fits for out-of-fold scores (threshold) plus
+    the refit on all train rows."""
+    return cross_validate(train_df, family, numeric, categorical, params, {}, config)
+
+
+def _out_of_fold(train_df, fold_models: list, family: str) -> Scored:
+    """The train rows of each fold k scored by ``fold_models[k]`` (fitted without them),
+    collected in one job."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    parts = [with_score(m.transform(train_df.filter(F.col(FOLD_COL) == k)), family)
+             .select("userId", AS_OF_COL, LABEL_COL, SCORE_COL, FOLD_COL) for k, m in enumerate(fold_models)]
+    return collect_scores(reduce(lambda a, b: a.unionByName(b), parts))
+
+
+def _cross_fit_point(train_df, pipeline, family: str, fixed: dict, param_map: dict, config: TrainConfig,
+                     parallelism: int) -> CVOutcome:
+    """One parameter point: a model per fold (fitted on the other folds) and one on all
+    rows, ``parallelism`` at once; the out-of-fold scores, and the mean over folds of
+    ``config.cv_metric`` on them as the CV metric."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyspark.sql import functions as F
+
+    t0 = time.perf_counter()
+
+    def fit(k: int):
+        return pipeline.copy(param_map).fit(train_df if k < 0 else train_df.filter(F.col(FOLD_COL) != k))
+
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        refit, *fold_models = pool.map(fit, [-1, *range(config.folds)])
+    scored = _out_of_fold(train_df, fold_models, family)
+    metric = ev.average_precision if config.cv_metric == "areaUnderPR" else ev.roc_auc
+    per_fold = [metric(scored.labels[scored.folds == k], scored.scores[scored.folds == k])
+                for k in range(config.folds)]
+    params = dict(fixed)
+    params.update(readable_params(param_map))
+    return CVOutcome(family, refit, params, 1, [float(np.mean(per_fold))], scored, time.perf_counter() - t0)
