@@ -47,7 +47,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -63,6 +62,7 @@ from .common import (
     noop,
     pair_ratio_values,
     resolve_log,
+    scratch_dir,
     started_utc,
 )
 from .scale import stage_features
@@ -140,7 +140,8 @@ def run_steps(args) -> int:
     t_load, t_feat, c_load, c_feat = best
     c_total = c_load + c_feat if c_load is not None else None
     rows.append(("load", t_load, c_load, "parse + classify + dedup + cache + quality"))
-    rows.append(("features", t_feat, c_feat, f"build_user_table, {users:,} users, cutoff {spec.cutoff:%Y-%m-%d}"))
+    cutoff = f", cutoff {spec.cutoff:%Y-%m-%d}" if spec.cutoff else ""
+    rows.append(("features", t_feat, c_feat, f"build_user_table, {users:,} users{cutoff}"))
     ratio_cpu = f", CPU {c_total / c_scan:.2f} x" if c_total and c_scan else ""
     rows.append(("load+features", t_load + t_feat, c_total,
                  f"wall {(t_load + t_feat) / t_scan:.2f} x scan{ratio_cpu} (target <= 1.5x)"))
@@ -148,17 +149,18 @@ def run_steps(args) -> int:
     if args.parquet:
         from sparkify.dataset import ingest
 
-        out = tempfile.mkdtemp(prefix="sparkify_bench_ingest_")
-        t_ing, c_ing, _ = timed(lambda: ingest(spark, path, out), 1, cpu)
-        rows.append(("ingest -> Parquet", t_ing, c_ing, out))
+        with scratch_dir("sparkify_bench_ingest_") as tmp:
+            out = str(tmp / "events.parquet")
+            t_ing, c_ing, _ = timed(lambda: ingest(spark, path, out), 1, cpu)
+            rows.append(("ingest -> Parquet", t_ing, c_ing, "a temporary directory, deleted afterwards"))
 
-        def from_parquet():
-            with load_events(spark, out) as loaded:
-                table, _ = build_user_table(loaded.events, LabelSpec())
-                return table.count()
+            def from_parquet():
+                with load_events(spark, out) as loaded:
+                    table, _ = build_user_table(loaded.events, LabelSpec())
+                    return table.count()
 
-        t_pq, c_pq, _ = timed(from_parquet, args.repeat, cpu)
-        rows.append(("load+features (Parquet)", t_pq, c_pq, f"wall {t_pq / t_scan:.2f} x raw scan"))
+            t_pq, c_pq, _ = timed(from_parquet, args.repeat, cpu)
+            rows.append(("load+features (Parquet)", t_pq, c_pq, f"wall {t_pq / t_scan:.2f} x raw scan"))
 
     cores = os.cpu_count()
     print()
