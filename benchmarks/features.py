@@ -1,7 +1,6 @@
 """Load + features: our one-pass loader against a bare scan and the yardsticks.
 
     .venv/bin/python benchmarks/features.py scale --preset full --stages scan,features_raw
-    .venv/bin/python benchmarks/features.py options --preset full --rounds 3
     .venv/bin/python benchmarks/features.py variants --log LOG --variants scan,numeric,exact,scan
     .venv/bin/python benchmarks/features.py steps --preset mini --parquet
     .venv/bin/python benchmarks/features.py baseline --preset mini
@@ -16,9 +15,6 @@ directory or glob). Subcommands (``--help`` on each; the code is in ``bench/``):
   ratio), the same with the artist features, ingest to Parquet and features from it,
   DuckDB, the whole training pipeline, the seed-style baseline; writes
   /tmp/sparkify-bench/scale-results.md after every stage;
-* ``options`` (``bench/loader.py``): each speed option of the one pass
-  (``sparkify.dataset.PassOptions``) off in turn, in rotating rounds, with its median ratio
-  to the defaults and a keep/remove verdict (>= 10 %);
 * ``variants`` (``bench/loader.py``): variants of the pass's aggregation (numeric only,
   artist sets, item bitmaps, the pass, the pipeline, bare scans), once each;
 * ``steps`` (``bench/loader.py``): load and features timed apart on the event path, against
@@ -61,14 +57,6 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-results", action="store_true", help="print only; do not write the results file")
     s.add_argument("--note", action="append", default=[], help="a line for the Notes section")
     s.set_defaults(run=scale.run_scale)
-
-    o = sub.add_parser("options", help="each speed option of the one pass off, in rotating rounds")
-    add_log_args(o, default_preset="full")
-    o.add_argument("--rounds", type=int, default=3)
-    o.add_argument("--no-warmup", action="store_true", help="count the first run too")
-    o.add_argument("--driver-memory", default=None)
-    o.add_argument("--results", type=Path, default=None, help="default: BENCH_DIR/tricks-results.md")
-    o.set_defaults(run=loader.run_options)
 
     v = sub.add_parser("variants", help="variants of the pass's aggregation, once each")
     add_log_args(v)

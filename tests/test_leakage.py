@@ -95,3 +95,28 @@ def test_window_no_leakage_simulated_log(small_events):
 
 def test_ever_no_leakage_simulated_log(small_events):
     check_ever(small_events)
+
+
+def test_window_no_leakage_one_pass(spark, compact_log, tmp_path):
+    """The same proof on the raw-JSON path (``load_log``): the rows at every date are the
+    same when the log file itself ends before the latest date T."""
+    import json
+
+    from sparkify.dataset import load_log
+    from sparkify.features import LabelSpec, build_user_table
+
+    lines = compact_log.read_text(encoding="utf-8").splitlines()
+    with load_log(spark, compact_log, artists=True) as log:
+        table, spec = build_user_table(log.days, LabelSpec(step_days=3))
+        full = feature_rows(table)
+        assert len(spec.dates) >= 2 and 1 in {r["churn"] for r in table.select("churn").collect()}
+    t_ms = max(spec.dates)
+    kept = [line for line in lines if json.loads(line)["ts"] < t_ms]
+    after_users = {json.loads(line)["userId"] for line in lines if json.loads(line)["ts"] >= t_ms}
+    assert len(kept) < len(lines) and after_users & {u for u, _ in full}, "nothing after T: vacuous test"
+    cut = tmp_path / "before_T.json"
+    cut.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    with load_log(spark, cut, artists=True) as cut_log:
+        cut_table, cut_spec = build_user_table(cut_log.days, spec)
+        assert cut_spec.dates == spec.dates
+        assert_same_features(full, feature_rows(cut_table))

@@ -131,31 +131,9 @@ def test_user_table_equals_the_event_path(spark, both, messy_log, spec_kwargs):
     assert act_spec == exp_spec
 
 
-@pytest.mark.parametrize("off", ["packed_counters", "row_pointers", "sql_text", "uncompressed_cache"])
-def test_each_pass_option_off_gives_the_same_counts_and_table(spark, both, messy_log, tmp_path, off):
-    """Every speed option of the pass (benchmarks/features.py options) changes its speed only: the
-    quality counts, the quarantined lines and the user table are the default pass's."""
-    from sparkify.dataset import PassOptions, load_log
-    from sparkify.features import LabelSpec, build_user_table
-
-    _, log, _ = both
-    with load_log(spark, messy_log, quarantine_path=tmp_path / "q",
-                  options=PassOptions(**{off: False})) as other:
-        a, b = log.quality.to_dict(), other.quality.to_dict()
-        for key in ("quarantine_path", "quarantine_sample"):
-            a.pop(key), b.pop(key)
-        assert a == b and not other.rebuilt_from_events
-        assert (other.days.line_attributes is None) == (off == "row_pointers")
-        written = [json.loads(line)["line"] for f in sorted((tmp_path / "q").glob("part-*"))
-                   for line in f.read_text().splitlines()]
-        assert sorted(written) == sorted(BAD_LINES)
-        assert_same_tables(build_user_table(log.days, LabelSpec())[0], build_user_table(other.days, LabelSpec())[0])
-
-
 def test_every_input_form_gives_the_event_paths_rows(spark, compact_log, tmp_path):
     """load_log on a .json.gz file, a directory of parts (gzip and plain) and a glob: the
-    same quality counts and user table as load_events on the same input, the text
-    attributes read late from each form's files."""
+    same quality counts and user table as load_events on the same input."""
     import gzip
 
     from sparkify.dataset import load_events, load_log
@@ -170,7 +148,7 @@ def test_every_input_form_gives_the_event_paths_rows(spark, compact_log, tmp_pat
     for source in (folder / "part-0.json.gz", folder, str(folder / "part-*")):
         with load_events(spark, source) as events, load_log(spark, source) as log:
             assert log.quality.to_dict() == events.quality.to_dict(), source
-            assert not log.rebuilt_from_events and log.days.line_attributes is not None
+            assert not log.rebuilt_from_events
             spec = LabelSpec(horizon_days=7)    # the gzip part alone is half the log
             assert_same_tables(build_user_table(events.events, spec)[0], build_user_table(log.days, spec)[0])
     assert log.quality.rows_read == len(lines)
@@ -210,17 +188,13 @@ def test_artist_sets_equal_the_event_path(spark, both, messy_log):
         assert_same_tables(expected, actual)
 
 
-def test_text_attributes_are_read_late_from_the_latest_event(spark, compact_log, tmp_path):
-    """The one pass parses no gender, userAgent or location; the features read them from
-    each user's latest event before the cutoff. A user who moved and changed device gets
-    the new ones at every observation date, as on the event path. A whitespace-only line, which the JSON reader
-    reads as no row, shifts the plain text read's line numbers: the lines are then found
-    with the JSON reader, with the same table."""
+def test_attributes_come_from_the_latest_event(spark, compact_log, tmp_path):
+    """A user who moved and changed device gets the new region, OS and browser at every
+    observation date after the change, on both paths."""
     from sparkify.dataset import load_events, load_log
     from sparkify.features import LabelSpec, build_user_table
 
-    lines = compact_log.read_text(encoding="utf-8").splitlines()
-    events = [json.loads(line) for line in lines]
+    events = [json.loads(line) for line in compact_log.read_text(encoding="utf-8").splitlines()]
     counts: dict[str, int] = {}
     for e in events:
         if e.get("auth") == "Logged In" and e.get("userId"):
@@ -233,28 +207,15 @@ def test_text_attributes_are_read_late_from_the_latest_event(spark, compact_log,
             if seen > 1:   # every event after the first: a new city and a new phone
                 e["location"] = "Boston, MA"
                 e["userAgent"] = "Mozilla/5.0 (iPhone; CPU iPhone OS 7_1_2 like Mac OS X) Mobile/11D257"
-    moved = [json.dumps(e, separators=(",", ":")) for e in events]
-    for name, body, read_with in (("moved.json", moved, "text"),
-                                  ("spaced.json", moved[:10] + ["   "] + moved[10:], "json")):
-        path = tmp_path / name
-        path.write_text("\n".join(body) + "\n", encoding="utf-8")
-        # small read partitions, so that row numbers span several of them
-        spark.conf.set("spark.sql.files.maxPartitionBytes", str(max(path.stat().st_size // 6, 1 << 16)))
-        try:
-            with load_events(spark, path) as clean, load_log(spark, path) as log:
-                assert "location" not in log.days.df.columns and "p_row" in log.days.df.columns
-                expected, _ = build_user_table(clean.events, LabelSpec())
-                actual, _ = build_user_table(log.days, LabelSpec())
-                lookup = log.days.line_attributes
-                assert lookup.read_with == read_with
-                assert 1 < lookup.partitions_read[0] <= lookup.partitions_read[1]
-                assert_same_tables(expected, actual)
-                rows = [r for (user, _), r in _rows(actual).items() if user == mover]
-                assert len(rows) >= 2       # one per observation date, each from its own latest event
-                assert all((r["region"], r["os"], r["browser"]) == ("Northeast", "iPhone", "Mobile Safari")
-                           for r in rows)
-        finally:
-            spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    path = tmp_path / "moved.json"
+    path.write_text("\n".join(json.dumps(e, separators=(",", ":")) for e in events) + "\n", encoding="utf-8")
+    with load_events(spark, path) as clean, load_log(spark, path) as log:
+        expected, _ = build_user_table(clean.events, LabelSpec())
+        actual, _ = build_user_table(log.days, LabelSpec())
+        assert_same_tables(expected, actual)
+        rows = [r for (user, _), r in _rows(actual).items() if user == mover]
+        assert len(rows) >= 2       # one per observation date, each from its own latest event
+        assert all((r["region"], r["os"], r["browser"]) == ("Northeast", "iPhone", "Mobile Safari") for r in rows)
 
 
 def test_duplicates_are_counted_once(spark, compact_log, tmp_path):
@@ -367,22 +328,6 @@ def test_items_spanning_the_bitmap_window_fall_back(spark, small_log, tmp_path):
         assert log.quality.duplicates == 0 and log.quality.user_rows == plain.quality.user_rows
 
 
-def test_a_row_too_big_for_the_packed_page_counters_falls_back(spark, compact_log, monkeypatch):
-    """Page counters are packed 16 bits apiece; a session-day row with that many events
-    could carry into the next counter, so the loader rebuilds such rows the exact way
-    (shown here with the limit lowered to 8 events)."""
-    import sparkify.session_days as session_days
-    from sparkify.dataset import load_events, load_log
-    from sparkify.features import LabelSpec, build_user_table
-
-    monkeypatch.setattr(session_days, "MAX_PACKED_EVENTS", 8)
-    with load_events(spark, compact_log) as clean, load_log(spark, compact_log) as log:
-        assert log.rebuilt_from_events and log.quality.duplicates == 0
-        expected, _ = build_user_table(clean.events, LabelSpec())
-        actual, _ = build_user_table(log.days, LabelSpec())
-        assert_same_tables(expected, actual)
-
-
 def test_unread_fields_never_make_a_line_bad_and_a_line_missing_a_field_is_kept_whole(spark, compact_log, tmp_path):
     """The one pass parses only the fields Sparkify reads. A wrong type in another field
     (status, song, ...) is accepted on both paths; a line missing userId is quarantined
@@ -420,40 +365,3 @@ def test_pass_schema_reads_the_artist_only_on_request():
     assert pass_schema(artists=True) == PASS_SCHEMA
     assert pass_schema(artists=True, corrupt=False).names == [n for n in PASS_SCHEMA.names if n != CORRUPT_COLUMN]
     assert len(pass_schema(corrupt=False).names) == len(PASS_SCHEMA.names) - 2
-
-
-def test_session_day_cache_is_uncompressed_and_the_setting_restored(spark, compact_log):
-    """load_log stores its rows uncompressed (cheaper to build, read several times) and
-    leaves the session's compression setting as it found it, also after an error."""
-    from sparkify.dataset import load_log
-    from sparkify.session_days import CACHE_COMPRESSION_CONF, uncompressed_cache
-
-    def cached_bytes() -> int:
-        return sum(info.memSize() for info in spark.sparkContext._jsc.sc().getRDDStorageInfo())
-
-    before = spark.conf.get(CACHE_COMPRESSION_CONF)
-    assert before == "true"                               # Spark's default
-    with load_log(spark, compact_log) as log:
-        plain = cached_bytes()
-        assert plain > 0 and spark.conf.get(CACHE_COMPRESSION_CONF) == before
-        compressed = log._frames[0].select("*").persist()  # the same rows, compressed
-        compressed.count()
-        assert cached_bytes() - plain < plain
-        compressed.unpersist()
-    with pytest.raises(RuntimeError), uncompressed_cache(spark):
-        assert spark.conf.get(CACHE_COMPRESSION_CONF) == "false"
-        raise RuntimeError("boom")
-    assert spark.conf.get(CACHE_COMPRESSION_CONF) == before
-
-
-def test_the_pass_parses_every_field_but_the_long_text_attributes():
-    """The text attributes are read late; every field whose type can make a line malformed
-    (ts, sessionId, itemInSession, registration) is still parsed on every line."""
-    from sparkify.dataset import pass_schema, pointer_schema
-    from sparkify.features import LINE_ATTRIBUTES
-
-    for artists in (False, True):
-        parsed = pointer_schema(artists).names
-        assert parsed == [n for n in pass_schema(artists).names if n not in LINE_ATTRIBUTES]
-        assert {"ts", "sessionId", "itemInSession", "registration", "level"} <= set(parsed)
-        assert not set(LINE_ATTRIBUTES) & set(parsed)

@@ -1,4 +1,4 @@
-"""The loader measured three ways (``python benchmarks/features.py steps|options|variants``).
+"""The loader measured two ways (``python benchmarks/features.py steps|variants``).
 
 * :func:`run_steps`: load and features timed apart with the event path
   (``sparkify.dataset.load_events``), against bare scans of the same log (best of
@@ -10,16 +10,6 @@
   then load + features from it. Wall and JVM CPU seconds (in local mode the JVM is all of
   Spark; on a shared machine CPU time is the fairer comparison), the data-quality summary;
   ``--json FILE`` also writes the figures.
-* :func:`run_options`: what each speed option of the one-pass loader
-  (``sparkify.dataset.PassOptions``) saves, in turns. Each run is ``load_log`` +
-  ``build_user_table`` on the raw JSON, ending in a ``noop`` write (the ``features_raw``
-  stage of :mod:`bench.scale`), with the options at their defaults (``all``) or with one
-  off (``-packed_counters``, ``-row_pointers``, ...). One JVM; a warm-up run of ``all``
-  first (not counted); then ``--rounds`` rounds, each running every variant once, the order
-  rotated from round to round. A variant's ratio in a round is its time over the ``all``
-  run of the same round; the verdict uses the median ratio: an option is worth keeping
-  when turning it off costs >= 10 % of the step. Out: the table on stdout and in
-  ``--results`` (default /tmp/sparkify-bench/tricks-results.md).
 * :func:`run_variants`: what the exact set-valued aggregates cost in the one pass: variants
   of its single aggregation over the raw JSON, wall and JVM CPU seconds each (every result
   ends in ``write.format("noop")``), run once each in the order given (put ``scan`` first
@@ -32,8 +22,8 @@
     bitmap of the duplicate check;
   - ``artists``: numeric plus the artist set (Spark's object hash aggregation);
     ``bitmap``: artists plus the item bitmap;
-  - ``pass``: the pass as ``load_log`` runs it, without the quality job, the late read of
-    the text attributes and the features; ``exact``: the same with the opt-in artist sets;
+  - ``pass``: the pass as ``load_log`` runs it, without the quality job and the
+    features; ``exact``: the same with the opt-in artist sets;
   - ``pipeline``: the ``features_raw`` stage of :mod:`bench.scale` (``load_log`` +
     ``build_user_table``); ``pipeline_artists``: the same with the opt-in artist features
     (``features_raw_artists``): what the exact distinct-artist count costs;
@@ -45,29 +35,18 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
-import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 from .common import (
-    Bench,
-    MemorySampler,
-    StageResult,
-    command_line,
     cpu_seconds,
     get_bench_spark,
     markdown_table,
     noop,
-    pair_ratio_values,
     resolve_log,
     scratch_dir,
-    started_utc,
 )
 from .scale import stage_features
-
-KEEP_THRESHOLD = 0.10
 
 
 # ------------------------------------------------------------------ steps: load and features apart
@@ -184,67 +163,6 @@ def run_steps(args) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ options: each PassOptions off, in turns
-def pass_variants() -> dict[str, object]:
-    """{name: PassOptions}: the defaults, then each option off alone."""
-    from sparkify.dataset import PassOptions
-
-    out = {"all": PassOptions()}
-    for f in fields(PassOptions):
-        out[f"-{f.name}"] = PassOptions(**{f.name: False})
-    return out
-
-
-def render_options(runs: dict[str, list[StageResult]], command: str, data: dict, started: str) -> str:
-    def seconds(results: list[StageResult]) -> list[float]:
-        return [r.seconds for r in results if r.status == "ok"]
-
-    def shown(results: list[StageResult]) -> str:
-        return " / ".join(f"{r.seconds:.1f}" if r.status == "ok" else r.status for r in results)
-
-    base = seconds(runs["all"])
-    rows = [["all (defaults)", shown(runs["all"]), f"{statistics.median(base):.1f}" if base else "-", "", "", ""]]
-    for name in (n for n in runs if n != "all"):
-        ratios = pair_ratio_values(runs, name, "all")
-        med = statistics.median(ratios) if ratios else float("nan")
-        verdict = (f"keep: off costs {med - 1:+.0%}" if med - 1 >= KEEP_THRESHOLD
-                   else f"remove: off costs {med - 1:+.0%} (< {KEEP_THRESHOLD:.0%})")
-        own = seconds(runs[name])
-        rows.append([name, shown(runs[name]), f"{statistics.median(own):.1f}" if own else "-",
-                     ", ".join(f"{r:.2f}" for r in ratios), f"{med:.2f}", verdict])
-    lines = [f"# One-pass loader options, in turns ({started} UTC)", "",
-             f"Log: {data.get('path')} ({data.get('bytes', 0) / 1e9:.2f} GB, {data.get('users', '?'):,} users). "
-             f"Command: `{command}`", ""]
-    lines += markdown_table(["variant", "runs (s)", "median (s)", "ratio to `all` per round", "median ratio",
-                             "verdict"], rows, "llrlrl")
-    return "\n".join(lines) + "\n"
-
-
-def run_options(args) -> int:
-    """``features.py options``: every PassOptions variant in rotating rounds, one JVM."""
-    command, started = command_line(args.argv), started_utc()
-    raw_path, data, work = resolve_log(args)
-    results_path = args.results or args.bench_dir / "tricks-results.md"
-    spark = get_bench_spark("sparkify-tricks", work, args.driver_memory)
-    bench = Bench(MemorySampler().start())
-    options = pass_variants()
-    raw = str(raw_path)
-    if not args.no_warmup:
-        bench.run("warm-up (all)", stage_features, spark, raw, False, options["all"])
-
-    def write(runs: dict[str, list[StageResult]]) -> None:
-        results_path.parent.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(render_options(runs, command, data, started))
-
-    runs = bench.run_in_turns([(name, stage_features, spark, raw, False, opts) for name, opts in options.items()],
-                              args.rounds, rotate=True, after_round=write, stop_on_failure=True)
-    failed = [r for results in runs.values() for r in results if r.status != "ok"]
-    for r in failed:
-        print(f"options: {r.name} failed: {r.note}", file=sys.stderr)
-    print("\n" + render_options(runs, command, data, started))
-    return 1 if failed else 0
-
-
 # ------------------------------------------------------------------ variants of the pass's aggregation
 VARIANTS = ("scan", "scan12", "scan13", "text12", "numeric", "numeric_bitmap", "artists", "bitmap", "pass",
             "exact", "pipeline", "pipeline_artists")
@@ -254,14 +172,12 @@ def variant_frame(spark, path: str, name: str):
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructType
 
-    from sparkify.rawlog import RAW_FIELDS, read_raw
+    from sparkify.rawlog import RAW_FIELDS, pass_schema, read_raw
     from sparkify.session_days import one_pass_partials, partial_aggregates, partial_key_columns
 
     if name == "scan":
         return spark.read.schema(StructType(RAW_FIELDS)).json(path)
     if name in ("scan12", "scan13"):
-        from sparkify.rawlog import pass_schema
-
         return spark.read.schema(pass_schema(artists=name == "scan13", corrupt=False)).json(path)
     if name == "text12":
         used = {"ts", "userId", "sessionId", "page", "auth", "level", "itemInSession", "location",
@@ -270,10 +186,8 @@ def variant_frame(spark, path: str, name: str):
         return spark.read.text(path).select("value", F.from_json("value", schema).alias("e")).select("value", "e.*")
     raw = read_raw(spark, path)
     if name in ("pass", "exact"):
-        from sparkify.session_days import number_rows, pointer_schema
-
         artists = name == "exact"
-        return one_pass_partials(number_rows(read_raw(spark, path, pointer_schema(artists))), (), artists)
+        return one_pass_partials(read_raw(spark, path, pass_schema(artists)), (), artists)
     if name == "numeric":
         return raw.groupBy(F.col("_corrupt_record"), *partial_key_columns(())).agg(
             *partial_aggregates(artists=False))

@@ -6,9 +6,7 @@ Steps (each timed, with the peak memory of the driver's Python process and of th
 1. simulate the log into the cache (:func:`bench.common.cached_log`), or reuse it;
 2. ``scan``: a bare Spark scan of the raw JSON with every column the loader reads
    (explicit schema, no work beyond parsing) -- the floor for anything that parses them.
-   The loader itself parses 9 of the 12 on every line, and the 3 long text attributes
-   (gender, userAgent, location) for each user's latest event only, from a second, plain
-   text read (``sparkify.line_attributes.LineAttributes``); both are in its time;
+   The loader parses the same columns, once;
 3. ``features_raw``: ``sparkify.dataset.load_log`` (one pass into session-day rows) +
    ``sparkify.features.build_user_table`` from the raw JSON (target: <= 1.5 x the bare scan);
    ``scan_artists`` / ``features_raw_artists``: the same two with the opt-in artist
@@ -74,13 +72,12 @@ def stage_scan(spark, raw: str, artists: bool = False) -> dict:
     return {"columns": len(schema.fields)}
 
 
-def stage_features(spark, path: str, artists: bool = False, options=None) -> dict:
-    """``load_log`` + ``build_user_table`` (``options``: the pass's ``PassOptions``, default
-    its defaults), the table written to the noop sink."""
+def stage_features(spark, path: str, artists: bool = False) -> dict:
+    """``load_log`` + ``build_user_table``, the table written to the noop sink."""
     from sparkify.dataset import load_log
     from sparkify.features import LabelSpec, build_user_table
 
-    with load_log(spark, path, artists=artists, options=options) as loaded:
+    with load_log(spark, path, artists=artists) as loaded:
         table, spec = build_user_table(loaded.days, LabelSpec())
         noop(table)
         q = loaded.quality

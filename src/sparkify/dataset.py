@@ -12,7 +12,7 @@ Out: :func:`load_log` (train, score, report, backtest): :class:`LoadedLog`, the 
 The steps live in their own modules: reading files and classifying each line
 (:mod:`sparkify.rawlog`: one rule, :func:`sparkify.rawlog.row_class`), the quality
 summary (:mod:`sparkify.quality`), the session-day rows and the one pass over raw JSON
-(:mod:`sparkify.session_days`, :mod:`sparkify.line_attributes`).
+(:mod:`sparkify.session_days`).
 
 A damaged compressed file (truncated or corrupt) stops the load with a
 :class:`sparkify.inputs.CorruptInputError` naming it; with ``skip_corrupt_files`` the
@@ -27,7 +27,6 @@ cache; only a log with duplicates pays an exact de-duplication.
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,7 +37,6 @@ from pyspark.sql import functions as F
 
 from sparkify.config import CHURN_PAGE
 from sparkify.features import LabelSpec, resolve_spec, spec_boundaries
-from sparkify.line_attributes import LineAttributes
 from sparkify.quality import DataQuality, quality_from_partials, quality_from_staged
 from sparkify.rawlog import (
     CANCELLED_AUTH,
@@ -48,6 +46,7 @@ from sparkify.rawlog import (
     QUARANTINE_DIR,
     glob_status,
     is_parquet,
+    pass_schema,
     read_checked,
     read_raw,
     read_text,
@@ -57,16 +56,10 @@ from sparkify.rawlog import (
 )
 from sparkify.session_days import (
     PARTIAL_KEYS,
-    POINTER_KEYS,
-    PassOptions,
     SessionDays,
-    number_rows,
     one_pass_partials,
     partial_values,
-    pass_schema,
-    pointer_schema,
     session_day_partials,
-    uncompressed_cache,
 )
 
 
@@ -318,7 +311,6 @@ def load_log(
     artists: bool = False,
     storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
     skip_corrupt_files: bool | None = None,
-    options: PassOptions | None = None,
 ) -> LoadedLog:
     """Load an event log straight into session-day partial rows: one JSON parse, no cache
     of events.
@@ -340,8 +332,7 @@ def load_log(
     rows are rebuilt from exactly de-duplicated events (:func:`load_events`;
     ``rebuilt_from_events`` is then True), so a duplicate never counts twice. A Parquet
     directory from :func:`ingest` is aggregated from its events.
-    ``skip_corrupt_files`` and the errors raised are those of :func:`load_events`;
-    ``options`` (:class:`PassOptions`): how the pass computes, for benchmarks.
+    ``skip_corrupt_files`` and the errors raised are those of :func:`load_events`.
     """
     source = str(path)
     if not glob_status(spark, source):
@@ -350,24 +341,19 @@ def load_log(
     if is_parquet(spark, source):
         ingested = _load_ingested(spark, source)
         days = session_day_partials(ingested.events, splits, artists=artists)
-        with uncompressed_cache(spark):
-            days.df = days.df.persist(storage_level)
+        days.df = days.df.persist(storage_level)
         return LoadedLog(days=days, quality=ingested.quality, source=source, _frames=[days.df])
     return read_checked(spark, source, skip_corrupt(skip_corrupt_files),
                          lambda paths: _load_json_log(spark, source, paths, quarantine_path, splits,
-                                                      artists, storage_level, options))
+                                                      artists, storage_level))
 
 
 def _load_json_log(spark: SparkSession, source: str, paths: str | list[str],
                    quarantine_path: str | Path | None, splits: tuple[int, ...], artists: bool,
-                   storage_level: StorageLevel, options: PassOptions | None = None) -> LoadedLog:
+                   storage_level: StorageLevel) -> LoadedLog:
     """:func:`load_log` of the raw JSON files ``paths`` (``source`` as the user named it)."""
-    options = options or PassOptions()
-    pointer = options.row_pointers
-    raw = (number_rows(read_raw(spark, paths, pointer_schema(artists))) if pointer
-           else read_raw(spark, paths, pass_schema(artists)))
-    with uncompressed_cache(spark) if options.uncompressed_cache else nullcontext():
-        parts = one_pass_partials(raw, splits, artists, options).persist(storage_level)
+    raw = read_raw(spark, paths, pass_schema(artists))
+    parts = one_pass_partials(raw, splits, artists).persist(storage_level)
     try:
         quality, repeats, end_ms = quality_from_partials(parts, source)   # the single parse pass
     except BaseException:
@@ -380,10 +366,8 @@ def _load_json_log(spark: SparkSession, source: str, paths: str | list[str],
         days.df = days.df.persist(storage_level)
         return LoadedLog(days=days, quality=events.quality, source=source, _frames=[days.df],
                          _events=events, rebuilt_from_events=True, read_paths=paths)
-    days = SessionDays(df=parts.filter(F.col("_kind") == "user").select(
-                           *(POINTER_KEYS if pointer else PARTIAL_KEYS), *partial_values(artists, pointer=pointer)),
-                       splits=splits, artists=artists, _end_ms=end_ms,
-                       line_attributes=LineAttributes(spark, paths, artists) if pointer else None)
+    days = SessionDays(df=parts.filter(F.col("_kind") == "user").select(*PARTIAL_KEYS, *partial_values(artists)),
+                       splits=splits, artists=artists, _end_ms=end_ms)
     bad = parts.filter(F.col("_kind") == "bad")
     frames = [parts]
     if quality.quarantined and bad.filter(F.col("_reason") == MISSING_REASON).limit(1).count():

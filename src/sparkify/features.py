@@ -34,12 +34,9 @@ observation time t with t - LONG_DAYS <= its start and its end < t (a handful of
 each), so all dates' features come from one aggregation over those rows (per session, then
 per user and date). Any midnight UTC is an exact cut; another time must be given to the
 loader in advance as a split point. The raw-JSON loader :func:`sparkify.dataset.load_log`
-builds the rows straight from the parse, so a 12 GB log is parsed once; its rows point to
-their latest event instead of carrying the long text attributes (:data:`LINE_ATTRIBUTES`),
-which the features then read for one event per user and date. The opt-in artist features
-(:data:`ARTIST_FEATURES`) add an exact set of artists to every row, which makes that pass
-Spark's object hash aggregation and costs about as much as the parse on a full log
-(benchmarks/RESULTS.md).
+builds the rows straight from the parse, so a 12 GB log is parsed once. The opt-in artist
+features (:data:`ARTIST_FEATURES`) add an exact set of artists to every row, which makes
+that pass Spark's object hash aggregation, about as costly as the parse itself.
 """
 
 from __future__ import annotations
@@ -56,10 +53,7 @@ from sparkify.rawlog import CANCEL_RELATED_SQL, sql_literal
 from sparkify.session_days import (
     ATTRIBUTES,
     DAY_MS,
-    LINE_ATTRIBUTES,
-    ORDER_ITEM_BITS,
     PAGE_FEATURES,
-    ROW_COLUMN,
     SessionDays,
     session_day_partials,
 )
@@ -409,26 +403,12 @@ def _observation_aggregates(rows: DataFrame, days: SessionDays) -> DataFrame:
         "sum(s_recent_songs) AS r_songs", "sum(s_recent) AS r_sessions",
         "sum(s_paid_songs) AS w_paid_songs", "sum(s_level_changes) AS w_level_changes",
     ])
-    lookup = days.line_attributes
-    last = ATTRIBUTES if lookup is None else [*[a for a in ATTRIBUTES if a not in LINE_ATTRIBUTES], "p_row"]
     sets = _grouped(rows, OBS_KEYS, [
         "size(collect_set(day)) AS w_active_days",
-        f"max_by(struct({', '.join(last)}), p_order) AS last",
-        *(["max(p_order) AS last_order"] if lookup is not None else []),
+        f"max_by(struct({', '.join(ATTRIBUTES)}), p_order) AS last",
         *(["size(array_distinct(flatten(collect_list(p_artists)))) AS w_distinct_artists"]
           if days.artists else []),
     ])
-    if lookup is not None:
-        # the text attributes of each observation's latest event, read for those events
-        # only (eager); the per-observation rows are computed once, for the lookup and the table
-        sets = sets.localCheckpoint()
-        pointers = sets.selectExpr("userId", "last.p_row AS p_row",
-                                   f"shiftright(last_order, {ORDER_ITEM_BITS}) AS ts").distinct()
-        text = lookup(pointers).withColumnRenamed(ROW_COLUMN, "_text_row")
-        fields = ", ".join(a if a in LINE_ATTRIBUTES else f"last.{a} AS {a}" for a in ATTRIBUTES)
-        sets = (sets.join(text, (sets["userId"] == text["userId"]) & (F.col("last.p_row") == F.col("_text_row")), "left")
-                .select(sets["userId"], "as_of_ms", "w_active_days",
-                        *(["w_distinct_artists"] if days.artists else []), F.expr(f"struct({fields}) AS last")))
     return counts.join(sets, OBS_KEYS)
 
 
@@ -481,9 +461,7 @@ def build_user_table(source: DataFrame | SessionDays, spec: LabelSpec | None = N
          opt-in :data:`ARTIST_FEATURES` (None: as the SessionDays were loaded, else no).
     Out: (DataFrame[userId, as_of_ms (epoch ms), *feature_names(artists), churn (int 0/1)],
          the spec with its dates resolved). Lazy, except one small aggregate to find the
-         log's span when the dates depend on it and, for SessionDays with
-         ``line_attributes``, the job that reads the text attributes of each
-         observation's latest event.
+         log's span when the dates depend on it.
     Raises ValueError when ``source`` is SessionDays that cannot be cut exactly at the
     spec's times (see :meth:`SessionDays.exact_at`), lacks the artist sets asked for, or
     the log is too short for any observation date.

@@ -93,9 +93,7 @@ PASS_SCHEMA_NO_ARTIST = StructType([f for f in PASS_SCHEMA.fields if f.name != "
 
 def pass_schema(artists: bool = False, corrupt: bool = True) -> StructType:
     """The fields the one-pass loader reads from a raw log (see :data:`PASS_SCHEMA`);
-    ``corrupt=False`` leaves out the corrupt-record column (a bare scan of the same fields).
-    Its pass parses all but the long text attributes on every line, and those for one
-    event per user (:func:`pointer_schema`, :class:`LineAttributes`)."""
+    ``corrupt=False`` leaves out the corrupt-record column (a bare scan of the same fields)."""
     schema = PASS_SCHEMA if artists else PASS_SCHEMA_NO_ARTIST
     return schema if corrupt else StructType([f for f in schema.fields if f.name != CORRUPT_COLUMN])
 
@@ -301,16 +299,3 @@ def stage(raw: DataFrame) -> DataFrame:
         F.when(c("_kind") == "bad", reason).alias("_reason"),
         F.when(c("_kind") == "bad", line).alias("_line"),
     )
-
-
-def classification_sql() -> tuple[Column, Column, Column]:
-    """(kind, reason, line) as Spark SQL text: :func:`row_class` and the malformed text."""
-    corrupt = f"{CORRUPT_COLUMN} IS NOT NULL"
-    is_user = f"auth IN ({', '.join(sql_literal(a) for a in USER_AUTHS)})"
-    missing = (f"(ts IS NULL OR auth IS NULL OR ({is_user} AND"
-               " (userId IS NULL OR userId = '' OR sessionId IS NULL OR page IS NULL)))")
-    kind = f"CASE WHEN {corrupt} OR {missing} THEN 'bad' WHEN {is_user} THEN 'user' ELSE 'hidden' END"
-    reason = (f"CASE WHEN {corrupt} THEN {sql_literal(MALFORMED_REASON)}"
-              f" WHEN {missing} THEN {sql_literal(MISSING_REASON)} END")
-    line = f"CASE WHEN {corrupt} THEN {CORRUPT_COLUMN} END"
-    return F.expr(kind), F.expr(reason), F.expr(line)

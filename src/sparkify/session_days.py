@@ -9,23 +9,12 @@ Out: :class:`SessionDays`: one row per (user, session, UTC day, cancellation fla
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
-from sparkify.rawlog import (
-    CANCEL_RELATED_SQL,
-    CHURN_EVENT_SQL,
-    CORRUPT_COLUMN,
-    classification_sql,
-    pass_schema,
-    row_class,
-    sql_literal,
-)
+from sparkify.rawlog import CANCEL_RELATED_SQL, CHURN_EVENT_SQL, CORRUPT_COLUMN, row_class, sql_literal
 
 DAY_MS = 86_400_000
 
@@ -52,35 +41,23 @@ PAGE_FEATURES: list[tuple[str, str, str]] = [
 PARTIAL_KEYS: list[str] = ["userId", "sessionId", "day", "cancel_rel", "period",
                            "level", "gender", "userAgent", "location", "registration"]
 ATTRIBUTES: list[str] = ["level", "gender", "userAgent", "location", "registration"]
-#: The long text attributes that the raw-JSON pass does not parse on every line: its rows
-#: key by the others only and point to their latest event instead (``p_row``, see
-#: :data:`ROW_COLUMN`); the features read these from the one event per user they use
-#: (:attr:`SessionDays.line_attributes`).
-LINE_ATTRIBUTES: list[str] = ["gender", "userAgent", "location"]
-#: Keys of a partial row built with pointers instead of :data:`LINE_ATTRIBUTES`.
-POINTER_KEYS: list[str] = [k for k in PARTIAL_KEYS if k not in LINE_ATTRIBUTES]
-#: The number of an event row as the raw-JSON reader produced it
-#: (``monotonically_increasing_id``: the read partition's index x 2^33 + the row's position
-#: in it); ``p_row`` is the number of a partial row's latest event.
-ROW_COLUMN = "_row"
 #: Aggregated columns of a partial row (see :func:`partial_aggregates`).
 PARTIAL_VALUES: list[str] = (["p_events", "p_start", "p_end"]
                              + [f"p_{stem}" for _, stem, _ in PAGE_FEATURES]
                              + ["p_level_changes", "p_order", "p_churn_ms"])
 
 
-def partial_values(artists: bool = False, pointer: bool = False) -> list[str]:
+def partial_values(artists: bool = False) -> list[str]:
     """The aggregated columns of a partial row: :data:`PARTIAL_VALUES`, plus
-    ``p_artists`` with ``artists`` and ``p_row`` with ``pointer``."""
-    return PARTIAL_VALUES + (["p_artists"] if artists else []) + (["p_row"] if pointer else [])
+    ``p_artists`` with ``artists``."""
+    return PARTIAL_VALUES + (["p_artists"] if artists else [])
 
 
 ORDER_ITEM_BITS = 20
 
 
-def partial_key_columns(splits: tuple[int, ...] = (), pointer: bool = False) -> list[Column]:
-    """The grouping keys of :data:`PARTIAL_KEYS` (``pointer``: :data:`POINTER_KEYS`) as
-    expressions over event rows.
+def partial_key_columns(splits: tuple[int, ...] = ()) -> list[Column]:
+    """The grouping keys of :data:`PARTIAL_KEYS` as expressions over event rows.
 
     ``day`` = floor(ts / 1 day) (UTC); ``cancel_rel`` = a Cancel / Cancellation Confirmation
     page or auth Cancelled; ``period`` = how many of ``splits`` (epoch ms) are <= ts, so
@@ -88,17 +65,9 @@ def partial_key_columns(splits: tuple[int, ...] = (), pointer: bool = False) -> 
     period = " + ".join(["0"] + [f"CAST(ts >= {int(point)} AS INT)" for point in sorted(set(splits))])
     return [F.col("userId"), F.col("sessionId"), F.expr(f"floor(ts / {DAY_MS}) AS day"),
             F.expr(f"{CANCEL_RELATED_SQL} AS cancel_rel"), F.expr(f"{period} AS period"),
-            *[F.col(a) for a in ATTRIBUTES if not (pointer and a in LINE_ATTRIBUTES)]]
+            *[F.col(a) for a in ATTRIBUTES]]
 
 
-#: Page counters of a partial row, packed COUNTER_BITS bits each, COUNTERS_PER_WORD to a
-#: 64-bit sum: an event has one page, so one sum per word counts several pages (fewer
-#: aggregation buffers per event row). A row with MAX_PACKED_EVENTS events or more could
-#: carry one counter into the next; the one-pass loader then rebuilds its rows the exact
-#: way. The top 16 bits stay free, so the sum itself cannot overflow.
-COUNTER_BITS = 16
-COUNTERS_PER_WORD = 3
-MAX_PACKED_EVENTS = 1 << COUNTER_BITS
 LEVEL_CHANGE_PAGES = ("Submit Upgrade", "Submit Downgrade")
 
 
@@ -108,30 +77,20 @@ def _page_counters() -> list[tuple[str, tuple[str, ...]]]:
             + [("p_level_changes", LEVEL_CHANGE_PAGES)])
 
 
-def _packed_words() -> list[list[tuple[str, tuple[str, ...]]]]:
-    counters = _page_counters()
-    return [counters[i:i + COUNTERS_PER_WORD] for i in range(0, len(counters), COUNTERS_PER_WORD)]
-
-
 def _pages_sql(pages: tuple[str, ...]) -> str:
     return f"page IN ({', '.join(sql_literal(page) for page in pages)})"
 
 
-def partial_aggregates(artists: bool = False, packed: bool = False, pointer: bool = False) -> list[Column]:
+def partial_aggregates(artists: bool = False) -> list[Column]:
     """The aggregates of a partial row over the event rows of one key group: event count,
-    first/last ts, the page counters (``packed``: in a few words ``_pages0``, ...; see
-    :func:`unpack_page_counts`), the order of the group's last event (``p_order`` =
-    ts * 2^20 + itemInSession, to find the latest attributes), the first churn-event time
-    (null if none) and, with ``artists``, the set of artist hashes played (``p_artists``:
-    a set-valued aggregate, which turns Spark's code-generated hash aggregation into its
-    much slower object hash aggregation) and, with ``pointer``, ``p_row``: the
-    :data:`ROW_COLUMN` of the group's last event."""
+    first/last ts, one counter per page of :data:`PAGE_FEATURES` and of level changes, the
+    order of the group's last event (``p_order`` = ts * 2^20 + itemInSession, to find the
+    latest attributes), the first churn-event time (null if none) and, with ``artists``,
+    the set of artist hashes played (``p_artists``: a set-valued aggregate, which turns
+    Spark's code-generated hash aggregation into its slower object hash aggregation)."""
     item = f"least(greatest(coalesce(itemInSession, 0), 0), {(1 << ORDER_ITEM_BITS) - 1})"
-    if not packed:
-        counters = [f"sum(CASE WHEN {_pages_sql(pages)} THEN 1 ELSE 0 END) AS {name}"
-                    for name, pages in _page_counters()]
-    else:
-        counters = _packed_counter_sums()
+    counters = [f"sum(CASE WHEN {_pages_sql(pages)} THEN 1 ELSE 0 END) AS {name}"
+                for name, pages in _page_counters()]
     order = f"shiftleft(ts, {ORDER_ITEM_BITS}) + {item}"
     out = [
         "count(1) AS p_events", "min(ts) AS p_start", "max(ts) AS p_end",
@@ -139,41 +98,17 @@ def partial_aggregates(artists: bool = False, packed: bool = False, pointer: boo
         f"max({order}) AS p_order",
         f"min(CASE WHEN {CHURN_EVENT_SQL} THEN ts END) AS p_churn_ms",
     ]
-    if pointer:
-        out.append(f"max_by({ROW_COLUMN}, {order}) AS p_row")
     if artists:
         out.append("collect_set(CASE WHEN page = 'NextSong' AND artist IS NOT NULL THEN xxhash64(artist) END)"
                    " AS p_artists")
     return [F.expr(a) for a in out]
 
 
-def _packed_counter_sums() -> list[str]:
-    words = []
-    for w, counters in enumerate(_packed_words()):
-        whens = " ".join(f"WHEN {_pages_sql(pages)} THEN {1 << (COUNTER_BITS * j)}L"
-                         for j, (_name, pages) in enumerate(counters))
-        words.append(f"sum(CASE {whens} ELSE 0L END) AS _pages{w}")
-    return words
-
-
-def unpack_page_counts(df: DataFrame) -> DataFrame:
-    """``df`` with the packed words of :func:`partial_aggregates` replaced by one count
-    column per page counter (``p_songs``, ..., ``p_level_changes``), exact while the row
-    has fewer than MAX_PACKED_EVENTS events."""
-    mask = (1 << COUNTER_BITS) - 1
-    words = [f"_pages{w}" for w in range(len(_packed_words()))]
-    counts = [f"shiftright(_pages{w}, {COUNTER_BITS * j}) & {mask}L AS {name}"
-              for w, counters in enumerate(_packed_words()) for j, (name, _) in enumerate(counters)]
-    return df.selectExpr("*", *counts).drop(*words)
-
-
 @dataclass
 class SessionDays:
     """The event log reduced to partial rows: one per (user, session, UTC day, cancellation
     flag, period), with the columns :data:`PARTIAL_KEYS` + :data:`PARTIAL_VALUES` (and
-    ``p_artists`` when ``artists``). Rows from the raw-JSON pass have :data:`POINTER_KEYS`
-    and ``p_row`` instead, and ``line_attributes`` reads the :data:`LINE_ATTRIBUTES` of
-    the events they point to.
+    ``p_artists`` when ``artists``).
 
     Every feature and label is a sum, min, max or set union over these rows, so a cutoff
     that falls between rows can be applied to them exactly: any midnight (UTC), any of
@@ -185,11 +120,6 @@ class SessionDays:
     splits: tuple[int, ...] = ()
     #: the rows carry ``p_artists`` (for the opt-in :data:`ARTIST_FEATURES`)
     artists: bool = False
-    #: None: the rows key by every attribute. Else the rows key by :data:`POINTER_KEYS`
-    #: and carry ``p_row``; called with DataFrame[userId, p_row, ts] (one row per event),
-    #: it returns DataFrame[userId, ROW_COLUMN, *LINE_ATTRIBUTES] of those events, materialised
-    #: (``sparkify.line_attributes.LineAttributes``).
-    line_attributes: Callable[[DataFrame], DataFrame] | None = field(default=None, repr=False)
     _end_ms: dict[str, int] = field(default_factory=dict, repr=False)
     _span_ms: tuple[int, int] | None = field(default=None, repr=False)
 
@@ -230,31 +160,6 @@ def session_day_partials(events: DataFrame, splits: tuple[int, ...] = (),
 
 
 # ------------------------------------------------------------------ the one pass over raw JSON
-def pointer_schema(artists: bool = False) -> StructType:
-    """What the one pass parses on every line: :func:`pass_schema` without
-    :data:`LINE_ATTRIBUTES`. Those are text, so no value of theirs makes a
-    line malformed: leaving them out changes no quarantine."""
-    return StructType([f for f in pass_schema(artists).fields if f.name not in LINE_ATTRIBUTES])
-
-
-#: Spark's switch for compressing the columns of cached tables.
-CACHE_COMPRESSION_CONF = "spark.sql.inMemoryColumnarStorage.compressed"
-
-
-@contextmanager
-def uncompressed_cache(spark: SparkSession):
-    """Tables persisted inside are stored without column compression (Spark reads the
-    setting at ``persist``). For the session-day rows: they are small (395 k rows for the
-    28 M-event full log), and compressing them was about 40 % of the CPU of the job that
-    builds them (see benchmarks/RESULTS.md). The session's setting is restored on exit."""
-    before = spark.conf.get(CACHE_COMPRESSION_CONF)
-    spark.conf.set(CACHE_COMPRESSION_CONF, "false")
-    try:
-        yield
-    finally:
-        spark.conf.set(CACHE_COMPRESSION_CONF, before)
-
-
 #: Width of the per-group bitmap of item numbers (itemInSession mod ITEM_WINDOW), in bits.
 ITEM_WINDOW = 512
 
@@ -277,77 +182,32 @@ def _item_repeat_aggregates(valid: str) -> list[Column]:
 def _repeated_rows() -> Column:
     """User rows of a group that the pass cannot vouch for: those that repeat another's
     item number (events minus distinct items), or all of them when the items span
-    ITEM_WINDOW or more (the bitmap would wrap) or the group has so many events that a
-    packed page counter could overflow (:data:`MAX_PACKED_EVENTS`). 0: all is exact."""
+    ITEM_WINDOW or more (the bitmap would wrap). 0: all is exact."""
     distinct = " + ".join(f"bit_count(coalesce(_item_bits{k}, 0L))" for k in range(ITEM_WINDOW // 64))
     return F.expr(f"CASE WHEN _kind != 'user' THEN 0"
-                  f" WHEN _item_max - _item_min >= {ITEM_WINDOW} OR p_events >= {MAX_PACKED_EVENTS} THEN p_events"
+                  f" WHEN _item_max - _item_min >= {ITEM_WINDOW} THEN p_events"
                   f" ELSE p_events - ({distinct}) END")
 
 
-def number_rows(raw: DataFrame) -> DataFrame:
-    """``raw`` (rows straight from a file reader) with :data:`ROW_COLUMN`:
-    the same number for the same row whenever the same files are read again with the
-    same reader, as the read partitions and their order do not change."""
-    return raw.withColumn(ROW_COLUMN, F.monotonically_increasing_id())
+def one_pass_partials(raw: DataFrame, splits: tuple[int, ...], artists: bool = False) -> DataFrame:
+    """Session-day partial rows straight from the rows parsed from raw JSON
+    (``sparkify.rawlog.read_raw`` with ``pass_schema``), with what the quality summary and
+    the quarantine need: ``_kind`` (:func:`sparkify.rawlog.row_class`), ``_reason`` and
+    ``_line`` (malformed lines, grouped by their text; lines missing a field keep no text
+    here, ``load_log`` re-reads them) and ``p_repeats`` (user rows the pass cannot vouch
+    for as distinct: 0 in a log without duplicates).
 
-
-@dataclass(frozen=True)
-class PassOptions:
-    """How the one pass computes its rows. Every combination gives the same session-day
-    rows, quality counts and features (tests/test_session_days.py); they differ in speed
-    only, and each is measured on and off in benchmarks/RESULTS.md (``benchmarks/features.py options``).
-
-    * ``packed_counters``: page counters summed three to a 64-bit word
-      (:func:`partial_aggregates` ``packed=True``), else one sum per page;
-    * ``row_pointers``: the long text attributes (:data:`LINE_ATTRIBUTES`)
-      are not parsed on every line; each row keeps the number of its latest event and
-      :class:`LineAttributes` reads them for the events the features use, else they are
-      parsed on every line and kept as keys of the rows;
-    * ``sql_text``: the row classification written as Spark SQL text, else as
-      :func:`row_class` (Column expressions);
-    * ``uncompressed_cache``: the persisted rows are stored without column compression
-      (:func:`uncompressed_cache`), else with Spark's default.
-    """
-
-    packed_counters: bool = True
-    row_pointers: bool = True
-    sql_text: bool = True
-    uncompressed_cache: bool = True
-
-
-def one_pass_partials(raw: DataFrame, splits: tuple[int, ...], artists: bool = False,
-                       options: PassOptions | None = None) -> DataFrame:
-    """Session-day partial rows straight from the parsed rows, with what the quality
-    summary and the quarantine need: ``_kind`` (user / hidden / bad), ``_reason`` and
-    ``_line`` (bad rows, grouped by their text) and ``p_repeats`` (user rows the pass
-    cannot vouch for as distinct: 0 in a log without duplicates).
-
-    In: ``raw`` read with :func:`pointer_schema` and numbered by :func:`number_rows`
-    (``options.row_pointers``; rows keyed by :data:`POINTER_KEYS`, with
-    ``p_row``) or with :func:`pass_schema` (rows keyed by ``PARTIAL_KEYS``).
-    The duplicate check is fixed-width numeric state (:func:`_item_repeat_aggregates`), so
-    the aggregation is Spark's code-generated one; ``artists`` adds the set of artists,
-    which makes it the object hash aggregation (about twice the cost)."""
-    options = options or PassOptions()
-    if options.sql_text:
-        kind, reason, line = classification_sql()
-    else:
-        kind, reason = row_class()
-        line = F.when(F.col(CORRUPT_COLUMN).isNotNull(), F.col(CORRUPT_COLUMN))
-    # lines missing a field keep no text here: load_log re-reads them to render them.
-    # An exact duplicate repeats its line, so its session and itemInSession too, and lands
-    # in the same group. eventsim numbers a session's events 0, 1, 2, ...: a group whose
-    # item numbers are all distinct has no duplicate. A repeated (or unverifiable) item
-    # only makes the loader fall back to the exact, fingerprint-based de-duplication of
-    # load_events; it is never counted as a duplicate on this evidence.
-    pointer, packed = options.row_pointers, options.packed_counters
-    staged = raw.withColumn("_kind", kind)
-    checks = _item_repeat_aggregates("_kind = 'user'")
-    parts = staged.groupBy("_kind", *partial_key_columns(splits, pointer=pointer),
-                           reason.alias("_reason"), line.alias("_line")).agg(
-        *partial_aggregates(artists=artists, packed=packed, pointer=pointer), *checks)
-    if packed:
-        parts = unpack_page_counts(parts)
-    parts = parts.withColumn("p_repeats", _repeated_rows())
+    An exact duplicate repeats its line, so its session and itemInSession too, and lands
+    in the same group; eventsim numbers a session's events 0, 1, 2, ..., so a group whose
+    item numbers are all distinct has no duplicate. A repeated (or unverifiable) item only
+    makes the loader fall back to the exact de-duplication of ``load_events``; it is never
+    counted as a duplicate on this evidence. The check's state is fixed-width
+    (:func:`_item_repeat_aggregates`), so the aggregation stays Spark's code-generated one
+    unless ``artists`` adds the artist sets."""
+    kind, reason = row_class()
+    line = F.when(F.col(CORRUPT_COLUMN).isNotNull(), F.col(CORRUPT_COLUMN))
+    parts = (raw.withColumn("_kind", kind)
+             .groupBy("_kind", *partial_key_columns(splits), reason.alias("_reason"), line.alias("_line"))
+             .agg(*partial_aggregates(artists), *_item_repeat_aggregates("_kind = 'user'"))
+             .withColumn("p_repeats", _repeated_rows()))
     return parts.drop(*[name for name in parts.columns if name.startswith("_item_")])
