@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from bench import loader, scale, yardsticks
-from bench.common import add_log_args
+from bench.common import add_log_args, run_subcommand
 
 
 def parser() -> argparse.ArgumentParser:
@@ -85,9 +85,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    args.argv = sys.argv[1:] if argv is None else argv
-    return args.run(args)
+    return run_subcommand(parser(), argv)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from bench import simulation
+from bench.common import run_subcommand
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,9 +61,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    args.argv = sys.argv[1:] if argv is None else argv
-    return args.run(args)
+    return run_subcommand(parser(), argv)
 
 
 if __name__ == "__main__":

@@ -471,3 +471,12 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def run_subcommand(p, argv: list[str] | None) -> int:
+    """Parse ``argv`` (None: the command line) with the entry point's parser ``p`` and run
+    the chosen subcommand (its ``run`` default) with the parsed arguments; ``args.argv``
+    keeps the words given, for the results' command line."""
+    args = p.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
+    return args.run(args)
