@@ -109,7 +109,13 @@ def run_hazard(args) -> int:
     import pandas as pd
 
     from sparkify.simulator import simulate
-    from sparkify.simulator.hazard import _tables, read_truth, run_model, true_churn_probability, visible_rows_before
+    from sparkify.simulator.hazard import (
+        cohort_tables,
+        read_truth,
+        run_model,
+        true_churn_probability,
+        visible_rows_before,
+    )
 
     print(machine_line())
     with scratch_dir("sparkify-hazard-bench-", keep=args.keep and args.log is None) as tmp:
@@ -151,7 +157,7 @@ def run_hazard(args) -> int:
         t = time.perf_counter()
         run = run_model(truth)
         for ci in range(len(run.models)):
-            _tables(run, ci)
+            cohort_tables(run, ci)
         t_tables = time.perf_counter() - t
         t = time.perf_counter()
         p = true_churn_probability(truth, rows, args.horizon, n_paths=args.paths, seed=args.seed)

@@ -63,9 +63,7 @@ def location_region(location: str | None) -> str:
     return STATE_REGION.get(location_state(location) or "", UNKNOWN)
 
 
-# The derived columns are written as Spark SQL text: each Column-API call is a round trip
-# to the JVM, and the feature table's few hundred of them cost seconds of driver time per
-# table (benchmarks/RESULTS.md); a text is parsed in one.
+# The derived columns are Spark SQL text, as the feature catalogue's expressions are.
 def _rules_sql(col: str, rules: list[tuple[str, str]]) -> str:
     whens = " ".join(f"WHEN contains({col}, {sql_literal(key)}) THEN {sql_literal(name)}" for key, name in rules)
     return f"CASE WHEN {col} IS NULL THEN {sql_literal(UNKNOWN)} {whens} ELSE {sql_literal(OTHER)} END"

@@ -90,7 +90,6 @@ __all__ = ["true_churn_probability", "visible_rows_before", "read_truth", "run_m
            "mean_session_durations", "RunModel", "CohortTables", "cohort_tables", "META_KEY", "ALPHA_GRID"]
 
 CHUNK_PATHS = 1 << 18  # paths simulated at once (memory: ~100 bytes each)
-_tables = cohort_tables  # the name benchmarks/bench/simulation.py imports
 
 
 # --------------------------------------------------------------------------- session start times
