@@ -150,10 +150,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.scores and Path(args.scores).suffix.lower() not in (".csv", ".parquet"):
         return _err("train", f"--scores must end in .csv or .parquet, not {Path(args.scores).name!r}")
     # fail before starting Spark on a missing log or an unwritable model directory
-    from sparkify.modeling.train import _check_paths
+    from sparkify.modeling.train import check_paths
 
     try:
-        _check_paths(str(args.events), Path(args.model))
+        check_paths(str(args.events), Path(args.model))
     except (FileNotFoundError, PermissionError, ValueError) as exc:
         return _err("train", str(exc))
     try:

@@ -80,7 +80,7 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
     config = config or TrainConfig()
     config.validate()
     events_path, model_dir = str(events_path), Path(model_dir)
-    _check_paths(events_path, model_dir)
+    check_paths(events_path, model_dir)
     spec = config.label or LabelSpec()
     spec.validate()
     specs, numeric, categorical = feature_columns(spec.mode, config.artist_features)
@@ -190,7 +190,7 @@ def step_score(spark, loaded, model_dir: Path, staging: Path, scores_out: str | 
 
 
 # --------------------------------------------------------------------------- helpers
-def _check_paths(events_path: str, model_dir: Path) -> None:
+def check_paths(events_path: str, model_dir: Path) -> None:
     """Fail fast (before any Spark work) on a missing local log or an unwritable model dir."""
     from glob import has_magic
 
