@@ -20,11 +20,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from sparkify.config import CHURN_PAGE
-from sparkify.rawlog import CHURN_EVENT_SQL
+from sparkify.rawlog import CANCEL_PAGE, CANCEL_RELATED_SQL, CHURN_EVENT_SQL
+from sparkify.session_days import DAY_MS
 
-CANCEL_PAGE = "Cancel"
-CANCELLED_AUTH = "Cancelled"
-DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
 
 #: Pages counted in the weekly behaviour table: (page, column name).
@@ -144,7 +142,7 @@ def weeks_before_churn(events: DataFrame, groups: DataFrame, weeks: int = 8,
     users = eligible.groupBy("churn", "week").agg(F.count(F.lit(1)).alias("users"))
 
     ev = (events.select("userId", "ts", "page", "auth")
-          .filter(~(c("page").isin(CANCEL_PAGE, CHURN_PAGE) | (c("auth") == CANCELLED_AUTH)))
+          .filter(~F.expr(CANCEL_RELATED_SQL))
           .join(F.broadcast(refs), "userId")
           .filter(c("ts") < c("ref_ms"))
           .withColumn("week", (F.floor((c("ref_ms") - c("ts")) / WEEK_MS) + 1).cast("int"))

@@ -38,9 +38,8 @@ PAGE_FEATURES: list[tuple[str, str, str]] = [
 #: Keys of a partial row: one per user, session, UTC day, cancellation flag and period, and
 #: per value of the user's attributes (constant within a session almost always, so they
 #: seldom split a row; as keys they keep every aggregate numeric and fast).
-PARTIAL_KEYS: list[str] = ["userId", "sessionId", "day", "cancel_rel", "period",
-                           "level", "gender", "userAgent", "location", "registration"]
 ATTRIBUTES: list[str] = ["level", "gender", "userAgent", "location", "registration"]
+PARTIAL_KEYS: list[str] = ["userId", "sessionId", "day", "cancel_rel", "period", *ATTRIBUTES]
 #: Aggregated columns of a partial row (see :func:`partial_aggregates`).
 PARTIAL_VALUES: list[str] = (["p_events", "p_start", "p_end"]
                              + [f"p_{stem}" for _, stem, _ in PAGE_FEATURES]
