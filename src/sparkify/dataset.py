@@ -254,6 +254,8 @@ class LoadedLog:
     #: what was read of a raw log: ``source``, or its readable files when damaged ones
     #: were skipped (None: an ingest Parquet directory)
     read_paths: str | list[str] | None = field(default=None, repr=False)
+    #: the rows come from a store (:mod:`sparkify.store`): they cut at midnights UTC only
+    from_store: bool = False
 
     def days_for(self, spec: LabelSpec) -> SessionDays:
         """SessionDays that can be cut exactly where ``spec`` (a LabelSpec) cuts: these
@@ -264,6 +266,12 @@ class LoadedLog:
         needed = spec_boundaries(resolved)
         if all(self.days.exact_at(b, resolved.mode) for b in needed):
             return self.days
+        if self.from_store:
+            inexact = [b for b in needed if not self.days.exact_at(b, resolved.mode)]
+            raise ValueError(
+                f"the store {self.source} cuts its rows at midnights UTC, not at "
+                f"{', '.join(datetime.fromtimestamp(b / 1000, tz=timezone.utc).isoformat() for b in inexact)}: "
+                "use a cutoff at 00:00 UTC, or give the raw log")
         if self._events is None:
             spark = self.days.df.sparkSession
             self._events = (load_events(spark, self.source) if self.read_paths is None else
@@ -311,6 +319,7 @@ def load_log(
     artists: bool = False,
     storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
     skip_corrupt_files: bool | None = None,
+    files: list[str] | None = None,
 ) -> LoadedLog:
     """Load an event log straight into session-day partial rows: one JSON parse, no cache
     of events.
@@ -331,13 +340,23 @@ def load_log(
     itemInSession within a session-day (or a group's items span too far to check), the
     rows are rebuilt from exactly de-duplicated events (:func:`load_events`;
     ``rebuilt_from_events`` is then True), so a duplicate never counts twice. A Parquet
-    directory from :func:`ingest` is aggregated from its events.
+    directory from :func:`ingest` is aggregated from its events; a store
+    (:mod:`sparkify.store`) is read whole (:func:`sparkify.store.load_store`).
+    ``files``: read only these files of ``path`` (raw JSON; the store's new files).
     ``skip_corrupt_files`` and the errors raised are those of :func:`load_events`.
     """
     source = str(path)
+    splits = tuple(sorted({int(s) for s in splits}))
+    if files is not None:
+        return read_checked(spark, source, skip_corrupt(skip_corrupt_files),
+                            lambda paths: _load_json_log(spark, source, paths, quarantine_path, splits,
+                                                         artists, storage_level), files=files)
     if not glob_status(spark, source):
         raise FileNotFoundError(f"no event log at {source}")
-    splits = tuple(sorted({int(s) for s in splits}))
+    from sparkify.store import is_store, load_store
+
+    if is_store(spark, source):
+        return load_store(spark, source, artists=artists, splits=splits, storage_level=storage_level)
     if is_parquet(spark, source):
         ingested = _load_ingested(spark, source)
         days = session_day_partials(ingested.events, splits, artists=artists)

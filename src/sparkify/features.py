@@ -435,6 +435,8 @@ def _observation_features(days: SessionDays, *, dates: tuple[int, ...] | None = 
 
 def _churn_times(days: SessionDays) -> DataFrame:
     """userId, churn_ms = first Cancellation Confirmation (or auth Cancelled) time. Tiny."""
+    if days.churn is not None:
+        return days.churn
     return (days.df.filter(F.col("p_churn_ms").isNotNull())
             .groupBy("userId").agg(F.min("p_churn_ms").alias("churn_ms")))
 

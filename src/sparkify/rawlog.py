@@ -207,7 +207,7 @@ def skip_corrupt(skip_corrupt_files: bool | None) -> bool:
     return bool(skip_corrupt_files)
 
 
-def read_checked(spark: SparkSession, source: str, skip: bool, load):
+def read_checked(spark: SparkSession, source: str, skip: bool, load, files: list[str] | None = None):
     """``load(paths)`` (a LoadedEvents or LoadedLog) on the raw log ``source``, where a
     damaged file is named, not a stack trace.
 
@@ -217,18 +217,19 @@ def read_checked(spark: SparkSession, source: str, skip: bool, load):
     (:func:`sparkify.inputs.compressed_file_problem`); the damaged ones are left out
     (``paths`` is then the list of the others), and so is any further file Spark cannot
     read (the load is run again without it). The skipped files are recorded in
-    ``quality.skipped_files``; CorruptInputError when none is readable."""
+    ``quality.skipped_files``; CorruptInputError when none is readable.
+    ``files``: read these files of ``source`` only (``paths`` is then a list from the start)."""
     skipped: list[dict[str, str]] = []
-    paths: str | list[str] = source
+    paths: str | list[str] = list(files) if files is not None else source
     if skip:
         readable = []
-        for f in input_files(spark, source):
+        for f in (files if files is not None else input_files(spark, source)):
             problem = compressed_file_problem(local_path(f)) if is_checked(f) else None
             if problem:
                 skipped.append({"path": display_path(f), "problem": problem})
             else:
                 readable.append(f)
-        if skipped:
+        if skipped or files is not None:
             paths = readable
     while True:
         if isinstance(paths, list) and not paths:

@@ -43,7 +43,7 @@ PARTIAL_KEYS: list[str] = ["userId", "sessionId", "day", "cancel_rel", "period",
 #: Aggregated columns of a partial row (see :func:`partial_aggregates`).
 PARTIAL_VALUES: list[str] = (["p_events", "p_start", "p_end"]
                              + [f"p_{stem}" for _, stem, _ in PAGE_FEATURES]
-                             + ["p_level_changes", "p_order", "p_churn_ms"])
+                             + ["p_level_changes", "p_order", "p_churn_ms", "p_item_min", "p_item_max"])
 
 
 def partial_values(artists: bool = False) -> list[str]:
@@ -84,7 +84,9 @@ def partial_aggregates(artists: bool = False) -> list[Column]:
     """The aggregates of a partial row over the event rows of one key group: event count,
     first/last ts, one counter per page of :data:`PAGE_FEATURES` and of level changes, the
     order of the group's last event (``p_order`` = ts * 2^20 + itemInSession, to find the
-    latest attributes), the first churn-event time (null if none) and, with ``artists``,
+    latest attributes), the first churn-event time (null if none), the smallest and
+    largest ``itemInSession`` (``p_item_min``, ``p_item_max``: how the store finds a batch
+    that repeats events it holds, :mod:`sparkify.store`) and, with ``artists``,
     the set of artist hashes played (``p_artists``: a set-valued aggregate, which turns
     Spark's code-generated hash aggregation into its slower object hash aggregation)."""
     item = f"least(greatest(coalesce(itemInSession, 0), 0), {(1 << ORDER_ITEM_BITS) - 1})"
@@ -96,6 +98,7 @@ def partial_aggregates(artists: bool = False) -> list[Column]:
         *counters,
         f"max({order}) AS p_order",
         f"min(CASE WHEN {CHURN_EVENT_SQL} THEN ts END) AS p_churn_ms",
+        "min(itemInSession) AS p_item_min", "max(itemInSession) AS p_item_max",
     ]
     if artists:
         out.append("collect_set(CASE WHEN page = 'NextSong' AND artist IS NOT NULL THEN xxhash64(artist) END)"
@@ -119,6 +122,10 @@ class SessionDays:
     splits: tuple[int, ...] = ()
     #: the rows carry ``p_artists`` (for the opt-in :data:`ARTIST_FEATURES`)
     artists: bool = False
+    #: DataFrame[userId, churn_ms] of every user's first cancellation when ``df`` holds only
+    #: part of the log (a store read for one window, :func:`sparkify.store.load_store`);
+    #: None: taken from ``df``
+    churn: DataFrame | None = None
     _end_ms: dict[str, int] = field(default_factory=dict, repr=False)
     _span_ms: tuple[int, int] | None = field(default=None, repr=False)
 
