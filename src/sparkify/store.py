@@ -303,6 +303,17 @@ def window_days(end_ms: int, long_days: int) -> set[int]:
     return set(range((end_ms - long_days * DAY_MS) // DAY_MS, (end_ms - 1) // DAY_MS + 1))
 
 
+def scoring_time_ms(spark: SparkSession, store: str, as_of: datetime | None = None) -> int:
+    """The time a score of the store observes (epoch ms): ``as_of``, or by default the
+    midnight after its last event (as ``sparkify.features.build_scoring_table`` takes it)."""
+    if as_of is not None:
+        return int(as_of.timestamp() * 1000)
+    manifest = read_manifest(spark, str(store).rstrip("/"))
+    if not manifest.batches:
+        raise ValueError(f"the store {store} holds no batch yet: add one with `sparkify ingest EVENTS --store {store}`")
+    return (manifest.end_ms() // DAY_MS + 1) * DAY_MS
+
+
 def load_store(spark: SparkSession, store: str | Path, *, artists: bool = False, splits: tuple[int, ...] = (),
                window_end_ms: int | None = None,
                storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK):

@@ -45,10 +45,35 @@ def add_spark_options(parser: argparse.ArgumentParser) -> None:
                              "data-quality summary (by default a damaged file stops the command)")
 
 
+EVENTS_HELP = "event log: .json/.json.gz file, directory, glob, Parquet from `sparkify ingest --out`, or a store"
+
+
+def add_events_argument(parser: argparse.ArgumentParser, help_text: str = EVENTS_HELP) -> None:
+    """EVENTS (positional) or ``--store DIR`` (a store written by ``sparkify ingest --store``)."""
+    parser.add_argument("events", metavar="EVENTS", nargs="?", default=None, help=help_text)
+    parser.add_argument("--store", metavar="DIR", default=None,
+                        help="read a store written by `sparkify ingest --store` instead of EVENTS (a score reads "
+                             "only the days of its feature window)")
+
+
+def events_of(args: argparse.Namespace) -> str:
+    """The log a command reads: EVENTS or ``--store``; ValueError for neither or both."""
+    if (args.events is None) == (args.store is None):
+        raise ValueError("give an event log (EVENTS) or a store (--store DIR), one of them")
+    return str(args.store or args.events)
+
+
 # --------------------------------------------------------------------------- ingest
 def configure_ingest(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("events", metavar="EVENTS", help="event log: .json/.json.gz file, directory of part files or glob")
-    parser.add_argument("--out", metavar="DIR", required=True, help="output directory (Parquet; replaced if present)")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", metavar="DIR", help="write the cleaned events here (Parquet; replaced if present)")
+    target.add_argument("--store", metavar="DIR",
+                        help="add the files of EVENTS not yet in this store (created if missing) as one batch of "
+                             "session-day rows by day; what `train`, `score` and `backtest --store DIR` read")
+    parser.add_argument("--artist-features", action="store_true",
+                        help="with --store: keep each row's artist set, for models with the opt-in artist "
+                             "features (fixed by the store's first batch)")
     _add_master(parser)
 
 
@@ -60,6 +85,16 @@ def run_ingest(args: argparse.Namespace) -> int:
         spark = _spark(args.master, getattr(args, "verbose", None))
     except JavaNotFoundError as exc:
         return _err("ingest", str(exc))
+    if args.store:
+        from sparkify.store import ingest_into_store
+
+        progress.attach(spark)
+        result = ingest_into_store(spark, args.events, args.store, artists=args.artist_features,
+                                   skip_corrupt_files=getattr(args, "skip_corrupt_files", None), progress=progress)
+        print(result.summary())
+        return 0
+    if args.artist_features:
+        return _err("ingest", "--artist-features goes with --store (the --out Parquet keeps every event)")
     from sparkify.dataset import ingest
 
     progress.attach(spark)
@@ -72,8 +107,7 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- train
 def configure_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("events", metavar="EVENTS",
-                        help="event log: .json/.json.gz file, directory, glob, or Parquet from `sparkify ingest`")
+    add_events_argument(parser)
     parser.add_argument("--model", metavar="DIR", required=True, help="model directory to write (replaced atomically)")
     _add_master(parser)
     parser.add_argument("--label", choices=("window", "ever"), default="window",
@@ -145,6 +179,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     try:
         config = train_config_from_args(args)
+        events = events_of(args)
     except ValueError as exc:
         return _err("train", str(exc))
     if args.scores and Path(args.scores).suffix.lower() not in (".csv", ".parquet"):
@@ -153,7 +188,7 @@ def run_train(args: argparse.Namespace) -> int:
     from sparkify.modeling.train import check_paths
 
     try:
-        check_paths(str(args.events), Path(args.model))
+        check_paths(events, Path(args.model))
     except (FileNotFoundError, PermissionError, ValueError) as exc:
         return _err("train", str(exc))
     try:
@@ -162,7 +197,7 @@ def run_train(args: argparse.Namespace) -> int:
         return _err("train", str(exc))
     from sparkify.modeling.train import train
 
-    result = train(spark, args.events, args.model, config, scores_out=args.scores)
+    result = train(spark, events, args.model, config, scores_out=args.scores)
     m = result.metrics
     print()
     d = m["data"]
@@ -213,24 +248,31 @@ def _check_model_log_time(model_dir: Path, events: str, as_of: str | None):
         return str(exc), None
 
 
-def _load_for_model(spark, events: str, model_dir: Path, as_of, progress: Progress):
+def _load_for_model(spark, events: str, model_dir: Path, as_of, progress: Progress, window_only: bool = False):
     """The log as session-day rows that serve a saved model at ``as_of`` (its split points,
-    its artist sets when the model uses them): a ``LoadedLog`` to use in ``with``."""
+    its artist sets when the model uses them): a ``LoadedLog`` to use in ``with``.
+    ``window_only``: from a store, read only the days of the feature window before
+    ``as_of`` (default: the midnight after the store's last event)."""
     from sparkify.dataset import load_log
     from sparkify.features import LabelSpec, spec_boundaries, uses_artists
     from sparkify.modeling.artifacts import load_model_json
+    from sparkify.store import is_store, load_store, scoring_time_ms
 
     artists = uses_artists([f["name"] for f in load_model_json(model_dir)["features"]])
+    splits = spec_boundaries(LabelSpec(cutoff=as_of))
     progress.attach(spark)
     with progress.stage(f"load {events}") as st:
-        loaded = load_log(spark, events, splits=spec_boundaries(LabelSpec(cutoff=as_of)), artists=artists)
+        if window_only and is_store(spark, events):
+            loaded = load_store(spark, events, artists=artists, splits=splits,
+                                window_end_ms=scoring_time_ms(spark, events, as_of))
+        else:
+            loaded = load_log(spark, events, splits=splits, artists=artists)
         st.note = f"{loaded.quality.user_rows:,} user events, {loaded.quality.users:,} users"
     return loaded
 
 
 def configure_score(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("events", metavar="EVENTS",
-                        help="event log: .json/.json.gz file, directory, glob, or Parquet from `sparkify ingest`")
+    add_events_argument(parser)
     parser.add_argument("--model", metavar="DIR", required=True, help="model directory written by `sparkify train`")
     parser.add_argument("--out", metavar="FILE", default=None,
                         help="output .csv or .parquet (default DIR/scores.csv, which the web app reads)")
@@ -247,7 +289,10 @@ def run_score(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else model_dir / "scores.csv"
     if out.suffix.lower() not in (".csv", ".parquet"):
         return _err("score", f"--out must end in .csv or .parquet, not {out.name!r}")
-    events = str(args.events)
+    try:
+        events = events_of(args)
+    except ValueError as exc:
+        return _err("score", str(exc))
     problem, as_of = _check_model_log_time(model_dir, events, args.as_of)
     if problem:
         return _err("score", problem)
@@ -257,7 +302,7 @@ def run_score(args: argparse.Namespace) -> int:
         return _err("score", str(exc))
     from sparkify.modeling.predict import score_users, write_scores
 
-    with _load_for_model(spark, events, model_dir, as_of, progress) as loaded:
+    with _load_for_model(spark, events, model_dir, as_of, progress, window_only=True) as loaded:
         with progress.stage("scoring") as st:
             written = write_scores(score_users(spark, loaded.days, model_dir, as_of=as_of), out)
             flagged = int(written["decision"].sum())
@@ -273,8 +318,7 @@ def run_score(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- backtest
 def configure_backtest(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("events", metavar="EVENTS",
-                        help="event log reaching at least the model's horizon past --as-of")
+    add_events_argument(parser, "event log (or store) reaching at least the model's horizon past --as-of")
     parser.add_argument("--model", metavar="DIR", required=True, help="model directory written by `sparkify train`")
     parser.add_argument("--as-of", metavar="ISO", required=True,
                         help="the later date to apply the model at (UTC), e.g. 2018-12-01")
@@ -286,7 +330,10 @@ def run_backtest(args: argparse.Namespace) -> int:
 
     progress = Progress()
     model_dir = Path(args.model)
-    events = str(args.events)
+    try:
+        events = events_of(args)
+    except ValueError as exc:
+        return _err("backtest", str(exc))
     problem, as_of = _check_model_log_time(model_dir, events, args.as_of)
     if problem:
         return _err("backtest", problem)

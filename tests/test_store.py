@@ -1,0 +1,176 @@
+"""The incremental store (`sparkify ingest --store`): batches, idempotence, repeated events,
+a failed batch, reads of one window, and the same rows and scores as the raw log."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sparkify import store as st
+from sparkify.cli import main
+from sparkify.dataset import load_log
+from sparkify.features import LabelSpec, build_scoring_table, build_user_table
+from sparkify.modeling.predict import score_users
+from sparkify.session_days import DAY_MS
+
+MALFORMED = "{not json\n"
+
+
+@pytest.fixture(scope="module")
+def day_files(compact_log, tmp_path_factory) -> Path:
+    """``compact_log`` cut into one file per UTC day (``day-YYYY-MM-DD.json``); the 15th
+    day's file is cut in two at noon (``...-a``, ``...-b``) so that sessions cross files
+    within a day, and one file carries a malformed line."""
+    out = tmp_path_factory.mktemp("days")
+    by_day: dict[int, list[str]] = defaultdict(list)
+    with open(compact_log) as f:
+        for line in f:
+            by_day[json.loads(line)["ts"] // DAY_MS].append(line)
+    for k, (day, lines) in enumerate(sorted(by_day.items())):
+        name = f"day-{datetime.fromtimestamp(day * 86_400, tz=timezone.utc):%Y-%m-%d}"
+        if k == 14:
+            noon = day * DAY_MS + DAY_MS // 2
+            (out / f"{name}-a.json").write_text("".join(ln for ln in lines if json.loads(ln)["ts"] < noon))
+            (out / f"{name}-b.json").write_text("".join(ln for ln in lines if json.loads(ln)["ts"] >= noon))
+        else:
+            (out / f"{name}.json").write_text("".join(lines) + (MALFORMED if k == 3 else ""))
+    return out
+
+
+def _land(day_files: Path, landing: Path, names: list[str]) -> None:
+    landing.mkdir(exist_ok=True)
+    for name in names:
+        shutil.copy2(day_files / name, landing / name)
+
+
+@pytest.fixture(scope="module")
+def store(spark, day_files, tmp_path_factory) -> Path:
+    """A store built as a daily routine would: the first 20 files as one batch, then each
+    later file as it lands in the landing directory (the half-day files apart)."""
+    root = tmp_path_factory.mktemp("store")
+    landing, store = root / "landing", root / "store"
+    names = sorted(p.name for p in day_files.iterdir())
+    _land(day_files, landing, names[:20])
+    st.ingest_into_store(spark, landing, store)
+    for name in names[20:24]:
+        _land(day_files, landing, [name])
+        result = st.ingest_into_store(spark, landing, store)
+        assert result.new_files == 1 and result.known_files == len(list(landing.iterdir())) - 1
+    _land(day_files, landing, names[24:])
+    st.ingest_into_store(spark, landing, store)
+    return store
+
+
+def _pdf(df, keys) -> pd.DataFrame:
+    return df.toPandas().sort_values(keys).reset_index(drop=True)
+
+
+def test_store_gives_the_raw_logs_rows_value_for_value(spark, store, day_files):
+    manifest = st.read_manifest(spark, str(store))
+    assert manifest.version == 6 and [len(b.sources) for b in manifest.batches] == [20, 1, 1, 1, 1, 38]
+    with load_log(spark, str(day_files)) as raw, load_log(spark, str(store)) as stored:
+        assert stored.from_store
+        assert {**stored.quality.to_dict(), "source": ""} == {**raw.quality.to_dict(), "source": ""}
+        assert stored.quality.quarantined == 1 and stored.quality.user_rows > 70_000
+        for spec in (LabelSpec(), LabelSpec(mode="ever")):
+            keys = ["userId", "as_of_ms"]
+            expected = _pdf(build_user_table(raw.days, spec)[0], keys)
+            pd.testing.assert_frame_equal(_pdf(build_user_table(stored.days, spec)[0], keys), expected)
+        assert len(expected) > 0
+
+
+def test_a_window_read_scores_as_the_raw_log_does(spark, store, day_files, trained_model):
+    end = st.read_manifest(spark, str(store)).end_ms()
+    t = (end // DAY_MS + 1) * DAY_MS
+    with load_log(spark, str(day_files)) as raw, st.load_store(spark, store, window_end_ms=t) as window:
+        assert window.days.df.count() < load_log(spark, str(store)).days.df.count() / 3
+        table = _pdf(build_scoring_table(window.days), ["userId"])
+        pd.testing.assert_frame_equal(table, _pdf(build_scoring_table(raw.days), ["userId"]))
+        assert len(table) > 10
+        ranked = _pdf(score_users(spark, window.days, trained_model), ["rank"])
+        pd.testing.assert_frame_equal(ranked, _pdf(score_users(spark, raw.days, trained_model), ["rank"]))
+    # an earlier midnight reads that window only, and still matches
+    earlier = t - 20 * DAY_MS
+    when = datetime.fromtimestamp(earlier / 1000, tz=timezone.utc)
+    with load_log(spark, str(day_files)) as raw, st.load_store(spark, store, window_end_ms=earlier) as window:
+        pd.testing.assert_frame_equal(_pdf(build_scoring_table(window.days, when), ["userId"]),
+                                      _pdf(build_scoring_table(raw.days, when), ["userId"]))
+
+
+def test_ingesting_the_same_files_again_changes_nothing(spark, store, day_files):
+    before = st.read_manifest(spark, str(store))
+    result = st.ingest_into_store(spark, store.parent / "landing", store)
+    assert result.batch is None and result.new_files == 0 and result.version == before.version
+    assert "nothing new" in result.summary()
+    assert st.read_manifest(spark, str(store)) == before
+
+
+def test_a_batch_that_repeats_stored_events_is_refused(spark, store, day_files, tmp_path):
+    before = st.read_manifest(spark, str(store))
+    copy = tmp_path / "resent.json"
+    shutil.copy(day_files / sorted(p.name for p in day_files.iterdir())[30], copy)
+    with pytest.raises(ValueError, match="repeat events the store .* holds.*Nothing was written"):
+        st.ingest_into_store(spark, copy, store)
+    assert st.read_manifest(spark, str(store)) == before
+    assert not (store / st.ROWS_DIR / f"batch=b{len(before.batches) + 1:05d}").exists()
+
+
+def test_a_batch_that_fails_half_way_leaves_the_store_as_it_was(spark, day_files, tmp_path, monkeypatch):
+    store, names = tmp_path / "store", sorted(p.name for p in day_files.iterdir())
+    _land(day_files, tmp_path / "a", names[:10])
+    st.ingest_into_store(spark, tmp_path / "a", store)
+    before = st.read_manifest(spark, str(store))
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    _land(day_files, tmp_path / "b", names[10:14])
+    monkeypatch.setattr(st, "_commit", fail)
+    with pytest.raises(OSError):
+        st.ingest_into_store(spark, tmp_path / "b", store)
+    assert (store / st.ROWS_DIR / "batch=b00002").exists()     # written, not committed
+    assert st.read_manifest(spark, str(store)) == before
+    with st.load_store(spark, store) as loaded:
+        assert loaded.quality.user_rows == before.batches[0].quality["user_rows"]
+    monkeypatch.undo()
+    result = st.ingest_into_store(spark, tmp_path / "b", store)   # run again: replaces the leftovers
+    assert result.batch.id == "b00002" and result.new_files == 4
+    with load_log(spark, str(tmp_path / "*" / "*.json")) as raw, st.load_store(spark, store) as loaded:
+        assert loaded.quality.user_rows == raw.quality.user_rows
+        assert loaded.days.df.count() == raw.days.df.count()
+
+
+def test_store_reads_refuse_what_they_cannot_do_exactly(spark, store, tmp_path):
+    noon = (st.read_manifest(spark, str(store)).end_ms() // DAY_MS - 3) * DAY_MS + DAY_MS // 2
+    with pytest.raises(ValueError, match="cuts its rows at midnights UTC"):
+        st.load_store(spark, store, splits=(noon,))
+    with pytest.raises(ValueError, match="no artist sets"):
+        st.load_store(spark, store, artists=True)
+    with pytest.raises(ValueError, match="holds no batch yet"):
+        st.load_store(spark, tmp_path)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.txt").write_text("x")
+    with pytest.raises(ValueError, match="is not a Sparkify store"):
+        st.ingest_into_store(spark, store.parent / "landing", tmp_path / "other")
+
+
+def test_cli_ingest_and_score_through_a_store(spark, capsys, store, day_files, trained_model, tmp_path):
+    new_store = tmp_path / "store"
+    assert main(["ingest", str(day_files), "--store", str(new_store)]) == 0
+    out = capsys.readouterr().out
+    assert "batch b00001: 62 new file(s)" in out and "quarantined" in out
+    assert main(["ingest", str(day_files), "--store", str(new_store)]) == 0
+    assert "nothing new" in capsys.readouterr().out
+    by_store, by_log = tmp_path / "store.csv", tmp_path / "log.csv"
+    assert main(["score", "--store", str(new_store), "--model", str(trained_model), "--out", str(by_store)]) == 0
+    assert main(["score", str(day_files), "--model", str(trained_model), "--out", str(by_log)]) == 0
+    assert by_store.read_bytes() == by_log.read_bytes() and len(pd.read_csv(by_store)) > 10
+    capsys.readouterr()
+    assert main(["score", str(day_files), "--store", str(new_store), "--model", str(trained_model)]) == 2
+    assert "one of them" in capsys.readouterr().err
