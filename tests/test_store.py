@@ -67,6 +67,10 @@ def store(spark, day_files, tmp_path_factory) -> Path:
     return store
 
 
+def assert_same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
 def _pdf(df, keys) -> pd.DataFrame:
     return df.toPandas().sort_values(keys).reset_index(drop=True)
 
@@ -81,7 +85,7 @@ def test_store_gives_the_raw_logs_rows_value_for_value(spark, store, day_files):
         for spec in (LabelSpec(), LabelSpec(mode="ever")):
             keys = ["userId", "as_of_ms"]
             expected = _pdf(build_user_table(raw.days, spec)[0], keys)
-            pd.testing.assert_frame_equal(_pdf(build_user_table(stored.days, spec)[0], keys), expected)
+            assert_same(_pdf(build_user_table(stored.days, spec)[0], keys), expected)
         assert len(expected) > 0
 
 
@@ -91,15 +95,15 @@ def test_a_window_read_scores_as_the_raw_log_does(spark, store, day_files, train
     with load_log(spark, str(day_files)) as raw, st.load_store(spark, store, window_end_ms=t) as window:
         assert window.days.df.count() < load_log(spark, str(store)).days.df.count() / 3
         table = _pdf(build_scoring_table(window.days), ["userId"])
-        pd.testing.assert_frame_equal(table, _pdf(build_scoring_table(raw.days), ["userId"]))
+        assert_same(table, _pdf(build_scoring_table(raw.days), ["userId"]))
         assert len(table) > 10
         ranked = _pdf(score_users(spark, window.days, trained_model), ["rank"])
-        pd.testing.assert_frame_equal(ranked, _pdf(score_users(spark, raw.days, trained_model), ["rank"]))
+        assert_same(ranked, _pdf(score_users(spark, raw.days, trained_model), ["rank"]))
     # an earlier midnight reads that window only, and still matches
     earlier = t - 20 * DAY_MS
     when = datetime.fromtimestamp(earlier / 1000, tz=timezone.utc)
     with load_log(spark, str(day_files)) as raw, st.load_store(spark, store, window_end_ms=earlier) as window:
-        pd.testing.assert_frame_equal(_pdf(build_scoring_table(window.days, when), ["userId"]),
+        assert_same(_pdf(build_scoring_table(window.days, when), ["userId"]),
                                       _pdf(build_scoring_table(raw.days, when), ["userId"]))
 
 

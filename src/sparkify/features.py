@@ -398,7 +398,7 @@ def _observation_aggregates(rows: DataFrame, days: SessionDays) -> DataFrame:
     ])
     counts = _grouped(sessions, OBS_KEYS, [
         "count(1) AS w_sessions", "min(s_start) AS first_ms", "max(s_end) AS last_ms",
-        "sum(s_events) AS w_events", "avg((s_end - s_start) / 60000.0D) AS w_session_minutes",
+        "sum(s_events) AS w_events", "sum(s_end - s_start) / 60000.0D / count(1) AS w_session_minutes",
         *[f"sum(s_{stem}) AS w_{stem}" for stem in stems],
         "sum(s_recent_songs) AS r_songs", "sum(s_recent) AS r_sessions",
         "sum(s_paid_songs) AS w_paid_songs", "sum(s_level_changes) AS w_level_changes",
