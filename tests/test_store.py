@@ -178,3 +178,24 @@ def test_cli_ingest_and_score_through_a_store(spark, capsys, store, day_files, t
     capsys.readouterr()
     assert main(["score", str(day_files), "--store", str(new_store), "--model", str(trained_model)]) == 2
     assert "one of them" in capsys.readouterr().err
+
+
+def test_a_store_that_keeps_events_gives_the_raw_logs_events(spark, store, day_files, tmp_path):
+    from sparkify.dataset import load_events
+
+    names = sorted(p.name for p in day_files.iterdir())
+    kept = tmp_path / "kept"
+    _land(day_files, tmp_path / "landing", names[:30])
+    st.ingest_into_store(spark, tmp_path / "landing", kept, keep_events=True)
+    _land(day_files, tmp_path / "landing", names[30:])
+    st.ingest_into_store(spark, tmp_path / "landing", kept, keep_events=True)
+    with pytest.raises(ValueError, match="built with the events: ingest with --keep-events"):
+        st.ingest_into_store(spark, tmp_path / "landing", kept)
+    columns = ["userId", "sessionId", "itemInSession", "ts", "page"]
+    with load_events(spark, str(kept)) as stored, load_events(spark, str(day_files)) as raw:
+        assert {**stored.quality.to_dict(), "source": ""} == {**raw.quality.to_dict(), "source": ""}
+        a, b = stored.events.toPandas(), raw.events.toPandas()
+        assert_same(a.sort_values(columns).reset_index(drop=True)[b.columns],
+                    b.sort_values(columns).reset_index(drop=True))
+    with pytest.raises(ValueError, match="keeps session-day rows, not events"):
+        load_events(spark, str(store))

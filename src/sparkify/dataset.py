@@ -152,6 +152,7 @@ def load_events(
     *,
     storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
     skip_corrupt_files: bool | None = None,
+    files: list[str] | None = None,
 ) -> LoadedEvents:
     """Load, validate and clean an event log.
 
@@ -165,13 +166,23 @@ def load_events(
     ``skip_corrupt_files`` (default: the command's ``--skip-corrupt-files``,
     ``sparkify.spark.RUN_OPTIONS``): leave out damaged compressed files and list them in
     ``quality.skipped_files`` (see :func:`_read_checked`).
+    ``files``: read only these files of ``path`` (raw JSON). A store
+    (:mod:`sparkify.store`) gives the events it keeps (``ingest --keep-events``).
     Raises FileNotFoundError when nothing matches ``path``, ValueError when no valid user
     event is found (after writing the quarantine), CorruptInputError (a ValueError) for a
     damaged file.
     """
     source = str(path)
+    if files is not None:
+        return read_checked(spark, source, skip_corrupt(skip_corrupt_files),
+                            lambda paths: _load_json_events(spark, source, paths, quarantine_path, storage_level),
+                            files=files)
     if not glob_status(spark, source):
         raise FileNotFoundError(f"no event log at {source}")
+    from sparkify.store import is_store, load_store_events
+
+    if is_store(spark, source):
+        return load_store_events(spark, source)
     if is_parquet(spark, source):
         return _load_ingested(spark, source)
     return read_checked(spark, source, skip_corrupt(skip_corrupt_files),

@@ -10,11 +10,13 @@ Out: a directory (local, or on any Hadoop file system a cluster shares) holding:
                                     the columns of sparkify.session_days.SessionDays)
     users/batch=b00001/             per user of the batch: first and last event time and
                                     first cancellation (``churn_ms``)
+    events/batch=b00001/day=17805/  with ``--keep-events``: the batch's cleaned events
+                                    (``sparkify.rawlog.KEPT_COLUMNS``), for ``sparkify report``
     batches/b00001/quarantine/      the batch's malformed lines (JSON Lines), if any
 
      and :func:`load_store`, which reads it back as a ``sparkify.dataset.LoadedLog``:
      whole (train, backtest) or only the days of one feature window and the users' state
-     (score).
+     (score); and :func:`load_store_events`, the kept events (report).
 
 A batch is written under its own directories and joins the store only when the manifest
 version that names it is committed (written under a temporary name, then renamed): a
@@ -47,6 +49,7 @@ from sparkify.session_days import DAY_MS, PARTIAL_KEYS, SessionDays, partial_val
 MANIFEST_DIR = "_manifest"
 ROWS_DIR = "rows"
 USERS_DIR = "users"
+EVENTS_DIR = "events"
 BATCHES_DIR = "batches"
 FORMAT = 1
 #: DataQuality counts that add up over batches
@@ -74,11 +77,12 @@ class Batch:
 @dataclass
 class Manifest:
     """The store's table of contents: ``version`` (0: empty store), whether its rows carry
-    artist sets, and the committed batches in order."""
+    artist sets, whether it keeps the cleaned events, and the committed batches in order."""
 
     version: int = 0
     artists: bool = False
     batches: list[Batch] = field(default_factory=list)
+    events: bool = False
 
     def known_files(self) -> set[tuple[str, int, int]]:
         return {(s["path"], int(s["size"]), int(s["mtime"])) for b in self.batches for s in b.sources}
@@ -99,7 +103,7 @@ class Manifest:
             raise ValueError(f"store manifest format {data.get('format')!r} is not {FORMAT}: "
                              "written by another version of sparkify")
         return cls(version=int(data["version"]), artists=bool(data["artists"]),
-                   batches=[Batch(**b) for b in data["batches"]])
+                   batches=[Batch(**b) for b in data["batches"]], events=bool(data.get("events", False)))
 
 
 @dataclass
@@ -165,6 +169,23 @@ def _commit(spark: SparkSession, store: str, manifest: Manifest) -> None:
                            "this batch was not added: run the ingest again")
 
 
+def _committed(spark: SparkSession, store: str) -> Manifest:
+    """The manifest of a store with at least one batch; ValueError otherwise."""
+    manifest = read_manifest(spark, store)
+    if not manifest.batches:
+        raise ValueError(f"the store {store} holds no batch yet: add one with `sparkify ingest EVENTS --store {store}`")
+    return manifest
+
+
+def _user_state(spark: SparkSession, store: str, manifest: Manifest) -> tuple[DataFrame, int, int]:
+    """(DataFrame[userId, churn_ms]: every user's first cancellation, null for none; the
+    number of users; of churners) over the store's batches."""
+    users = spark.read.parquet(*[_path(store, USERS_DIR, f"batch={b.id}") for b in manifest.batches])
+    state = users.groupBy("userId").agg(F.min("churn_ms").alias("churn_ms"))
+    n_users, n_churners = state.agg(F.count(F.lit(1)), F.count("churn_ms")).first()
+    return state, int(n_users), int(n_churners)
+
+
 def _check_store_dir(spark: SparkSession, store: str) -> None:
     """ValueError when ``store`` exists, is not empty and is not a store."""
     fs, hpath = _hadoop_path(spark, store)
@@ -206,12 +227,15 @@ def _repeated_events(spark: SparkSession, store: str, manifest: Manifest, rows: 
 
 
 def ingest_into_store(spark: SparkSession, events: str | Path, store: str | Path, *, artists: bool = False,
-                      skip_corrupt_files: bool | None = None, progress=None) -> IngestResult:
+                      keep_events: bool = False, skip_corrupt_files: bool | None = None,
+                      progress=None) -> IngestResult:
     """Add the files of ``events`` that the store does not hold yet as one batch.
 
     In:  ``events``: a raw JSON log (file, directory of part files or glob); ``store``: a
          store directory (created when missing); ``artists``: keep artist sets (for
-         models with the opt-in artist features; fixed by a store's first batch);
+         models with the opt-in artist features); ``keep_events``: also keep the
+         cleaned events (what ``sparkify report`` reads; a second parse of the batch);
+         both fixed by a store's first batch;
          ``skip_corrupt_files`` as for ``sparkify.dataset.load_log``.
     Out: :class:`IngestResult`. The store then holds the batch's session-day rows by
          day, its users' state, its quarantine, and a manifest version naming it.
@@ -233,9 +257,11 @@ def ingest_into_store(spark: SparkSession, events: str | Path, store: str | Path
     if is_parquet(spark, source):
         raise ValueError(f"{source} is Parquet: a store ingests raw JSON log files")
     manifest = read_manifest(spark, store)
-    if manifest.batches and manifest.artists != artists:
-        raise ValueError(f"the store {store} was built {'with' if manifest.artists else 'without'} artist sets: "
-                         f"ingest {'with' if manifest.artists else 'without'} --artist-features")
+    for name, theirs, ours, option in (("artist sets", manifest.artists, artists, "--artist-features"),
+                                       ("the events", manifest.events, keep_events, "--keep-events")):
+        if manifest.batches and theirs != ours:
+            raise ValueError(f"the store {store} was built {'with' if theirs else 'without'} {name}: "
+                             f"ingest {'with' if theirs else 'without'} {option}")
     known = manifest.known_files()
     identities = [_file_identity(spark, f) for f in files]
     new = [i for i in identities if (i["path"], i["size"], i["mtime"]) not in known]
@@ -265,15 +291,29 @@ def ingest_into_store(spark: SparkSession, events: str | Path, store: str | Path
                                         F.min("p_churn_ms").alias("churn_ms"))
              .coalesce(1).write.mode("overwrite").parquet(_path(store, USERS_DIR, f"batch={batch_id}")))
             loaded.write_quarantine(_path(store, BATCHES_DIR, batch_id, "quarantine"))
+            if keep_events:
+                _write_events(spark, source, [i["path"] for i in new], _path(store, EVENTS_DIR, f"batch={batch_id}"),
+                              skip_corrupt_files)
             q = loaded.quality
             first_ms, last_ms = loaded.days.log_span_ms()
             batch = Batch(id=batch_id, sources=[*new], days=sorted(per_day), rows=sum(per_day.values()),
                           first_ms=first_ms, last_ms=last_ms, ever_last_ms=_ever_end(loaded.days),
                           quality=q.to_dict(), ingested_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-            updated = Manifest(version=manifest.version + 1, artists=artists, batches=[*manifest.batches, batch])
+            updated = Manifest(version=manifest.version + 1, artists=artists, batches=[*manifest.batches, batch],
+                               events=keep_events)
             _commit(spark, store, updated)
             st.note = f"{batch.rows:,} rows over {len(batch.days)} day(s); version {updated.version}"
     return IngestResult(store, batch, len(new), len(files) - len(new), updated.version)
+
+
+def _write_events(spark: SparkSession, source: str, files: list[str], out: str,
+                  skip_corrupt_files: bool | None) -> None:
+    """The cleaned events of ``files`` (``sparkify.dataset.load_events``), by UTC day, to ``out``."""
+    from sparkify.dataset import load_events
+
+    with load_events(spark, source, files=files, skip_corrupt_files=skip_corrupt_files) as loaded:
+        (loaded.events.drop("time").withColumn("day", F.floor(F.col("ts") / DAY_MS))
+         .repartition("day").write.mode("overwrite").partitionBy("day").parquet(out))
 
 
 def _ever_end(days: SessionDays) -> int | None:
@@ -308,9 +348,7 @@ def scoring_time_ms(spark: SparkSession, store: str, as_of: datetime | None = No
     midnight after its last event (as ``sparkify.features.build_scoring_table`` takes it)."""
     if as_of is not None:
         return int(as_of.timestamp() * 1000)
-    manifest = read_manifest(spark, str(store).rstrip("/"))
-    if not manifest.batches:
-        raise ValueError(f"the store {store} holds no batch yet: add one with `sparkify ingest EVENTS --store {store}`")
+    manifest = _committed(spark, str(store).rstrip("/"))
     return (manifest.end_ms() // DAY_MS + 1) * DAY_MS
 
 
@@ -334,9 +372,7 @@ def load_store(spark: SparkSession, store: str | Path, *, artists: bool = False,
     from sparkify.features import LONG_DAYS
 
     store = str(store).rstrip("/")
-    manifest = read_manifest(spark, store)
-    if not manifest.batches:
-        raise ValueError(f"the store {store} holds no batch yet: add one with `sparkify ingest EVENTS --store {store}`")
+    manifest = _committed(spark, store)
     if artists and not manifest.artists:
         raise ValueError(f"the store {store} has no artist sets (the model uses the artist features): build a store "
                          "with `sparkify ingest --artist-features`, or give the raw log")
@@ -352,16 +388,14 @@ def load_store(spark: SparkSession, store: str | Path, *, artists: bool = False,
     if rows is None:  # nothing in the window: the schema of any stored day, no rows
         rows = _read_rows(spark, store, manifest, None, columns).limit(0)
     rows = rows.persist(storage_level)
-    users = spark.read.parquet(*[_path(store, USERS_DIR, f"batch={b.id}") for b in manifest.batches])
-    user_state = users.groupBy("userId").agg(F.min("churn_ms").alias("churn_ms"))
-    counted = user_state.agg(F.count(F.lit(1)), F.count("churn_ms")).first()
+    user_state, n_users, n_churners = _user_state(spark, store, manifest)
     ever = [b.ever_last_ms for b in manifest.batches if b.ever_last_ms is not None]
     session_days = SessionDays(
         df=rows, artists=artists,
         churn=None if days is None else user_state.filter(F.col("churn_ms").isNotNull()),
         _end_ms={"window": end_ms, **({"ever": max(ever)} if ever else {})},
         _span_ms=(min(b.first_ms for b in manifest.batches), end_ms))
-    return LoadedLog(days=session_days, quality=_store_quality(store, manifest, int(counted[0]), int(counted[1])),
+    return LoadedLog(days=session_days, quality=_store_quality(store, manifest, n_users, n_churners),
                      source=store, _frames=[rows], from_store=True)
 
 
@@ -375,3 +409,21 @@ def _store_quality(store: str, manifest: Manifest, users: int, churners: int) ->
     quality.skipped_files = [f for p in parts for f in p.skipped_files]
     quality.quarantine_sample = [line for p in parts for line in p.quarantine_sample][:5]
     return quality
+
+
+def load_store_events(spark: SparkSession, store: str | Path):
+    """The cleaned events a store keeps (``ingest --keep-events``), as a
+    ``sparkify.dataset.LoadedEvents`` with the store's quality summary. Raises ValueError
+    for a store that keeps none."""
+    from sparkify.dataset import LoadedEvents, with_time
+    from sparkify.rawlog import KEPT_COLUMNS
+
+    store = str(store).rstrip("/")
+    manifest = _committed(spark, store)
+    if not manifest.events:
+        raise ValueError(f"the store {store} keeps session-day rows, not events (build it with `sparkify ingest "
+                         "--store DIR --keep-events`); this command needs every event: give the raw log")
+    paths = [_path(store, EVENTS_DIR, f"batch={b.id}") for b in manifest.batches]
+    events = with_time(spark.read.option("basePath", _path(store, EVENTS_DIR)).parquet(*paths).select(*KEPT_COLUMNS))
+    _, n_users, n_churners = _user_state(spark, store, manifest)
+    return LoadedEvents(events=events, quality=_store_quality(store, manifest, n_users, n_churners))

@@ -74,6 +74,9 @@ def configure_ingest(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artist-features", action="store_true",
                         help="with --store: keep each row's artist set, for models with the opt-in artist "
                              "features (fixed by the store's first batch)")
+    parser.add_argument("--keep-events", action="store_true",
+                        help="with --store: also keep the cleaned events by day, for `sparkify report --store` "
+                             "(fixed by the store's first batch; the batch's files are parsed twice)")
     _add_master(parser)
 
 
@@ -90,11 +93,12 @@ def run_ingest(args: argparse.Namespace) -> int:
 
         progress.attach(spark)
         result = ingest_into_store(spark, args.events, args.store, artists=args.artist_features,
-                                   skip_corrupt_files=getattr(args, "skip_corrupt_files", None), progress=progress)
+                                   keep_events=args.keep_events, skip_corrupt_files=getattr(args, "skip_corrupt_files", None), progress=progress)
         print(result.summary())
         return 0
-    if args.artist_features:
-        return _err("ingest", "--artist-features goes with --store (the --out Parquet keeps every event)")
+    if args.artist_features or args.keep_events:
+        return _err("ingest", "--artist-features and --keep-events go with --store (the --out Parquet keeps "
+                              "every event)")
     from sparkify.dataset import ingest
 
     progress.attach(spark)

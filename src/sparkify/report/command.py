@@ -25,8 +25,10 @@ REPORT_NAME = "sparkify_report.html"
 
 def configure_report(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``sparkify report``."""
-    parser.add_argument("events", help="event log: .json/.json.gz file, directory of part files, glob, "
-                                       "or a Parquet directory written by `sparkify ingest`")
+    from sparkify.modeling.cli import add_events_argument
+
+    add_events_argument(parser, "event log: .json/.json.gz file, directory of part files, glob, a Parquet "
+                                "directory written by `sparkify ingest --out`, or a store kept with --keep-events")
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
                         help=f"model directory written by `sparkify train` (default: {DEFAULT_MODEL_DIR})")
     parser.add_argument("--out", default=str(REPORTS_DIR),
@@ -51,16 +53,18 @@ def run_report(args: argparse.Namespace) -> int:
     out_path = resolve_out_path(args.out)
     if args.weeks < 1 or args.weeks > 52:
         raise ValueError(f"--weeks must be between 1 and 52, not {args.weeks}")
-    if "://" not in str(args.events) and not any(ch in str(args.events) for ch in "*?[") \
-            and not Path(args.events).exists():
-        raise FileNotFoundError(f"no event log at {args.events}")
+    from sparkify.modeling.cli import events_of
+
+    events = events_of(args)
+    if "://" not in events and not any(ch in events for ch in "*?[") and not Path(events).exists():
+        raise FileNotFoundError(f"no event log at {events}")
     progress = Progress()
     with progress.stage("spark"):
         from sparkify.spark import get_spark
 
         spark = get_spark(app_name="sparkify-report", master=args.master, verbose=getattr(args, "verbose", None))
     progress.attach(spark)
-    data = collect_report_data(spark, args.events, model_dir, weeks=args.weeks, progress=progress)
+    data = collect_report_data(spark, events, model_dir, weeks=args.weeks, progress=progress)
     with progress.stage("render"):
         page = render_report(data, title=args.title)
         write_atomic(out_path, page)
