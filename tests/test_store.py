@@ -199,3 +199,43 @@ def test_a_store_that_keeps_events_gives_the_raw_logs_events(spark, store, day_f
                     b.sort_values(columns).reset_index(drop=True))
     with pytest.raises(ValueError, match="keeps session-day rows, not events"):
         load_events(spark, str(store))
+
+
+def test_watch_takes_files_as_they_land_and_a_restart_neither_loses_nor_repeats(spark, day_files, trained_model,
+                                                                               tmp_path):
+    from sparkify.modeling.predict import write_scores
+    from sparkify.watch import CHECKPOINT_DIR, start_watch
+
+    landing, store, out = tmp_path / "landing", tmp_path / "store", tmp_path / "scores.csv"
+    names = sorted(p.name for p in day_files.iterdir())
+    _land(day_files, landing, names[:10])
+
+    def watch():
+        return start_watch(spark, landing, store, model_dir=trained_model, scores_out=out, every_s=0, poll_s=0.5)
+
+    query, state = watch()
+    try:
+        query.processAllAvailable()
+        _land(day_files, landing, names[10:20])        # dropped in while it runs
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    assert state.batches == ["b00001", "b00002"] and len(state.scored) == 2 and out.exists()
+    # a stop between the store's commit and the stream's: the stream runs its last micro-batch again
+    commits = store / CHECKPOINT_DIR / "commits"
+    last = max(int(p.name) for p in commits.iterdir() if p.name.isdigit())
+    for name in (str(last), f".{last}.crc"):
+        (commits / name).unlink(missing_ok=True)
+    _land(day_files, landing, names[20:])
+    query, state = watch()
+    try:
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    manifest = st.read_manifest(spark, str(store))
+    taken = [Path(s["path"]).name for b in manifest.batches for s in b.sources]
+    assert sorted(taken) == names and state.batches == ["b00003"]
+    with load_log(spark, str(landing)) as raw, st.load_store(spark, store) as stored:
+        assert stored.quality.user_rows == raw.quality.user_rows
+        write_scores(score_users(spark, raw.days, trained_model), tmp_path / "raw.csv")
+    assert out.read_bytes() == (tmp_path / "raw.csv").read_bytes()

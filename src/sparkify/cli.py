@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("sparkify.modeling.cli", "build features, train and compare models, save the best"),
     "score": ("sparkify.modeling.cli", "score every active user with a saved model (ranked at-risk list)"),
     "backtest": ("sparkify.modeling.cli", "apply a saved model at a later date and compare with what happened"),
+    "watch": ("sparkify.watch", "keep a store and the at-risk list up to date as files land (Structured Streaming)"),
     "serve": ("sparkify.webapp.cli", "serve the web app for a saved model"),
     "report": ("sparkify.report", "write a self-contained HTML report of the data and the models"),
 }

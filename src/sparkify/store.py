@@ -187,10 +187,12 @@ def _user_state(spark: SparkSession, store: str, manifest: Manifest) -> tuple[Da
 
 
 def _check_store_dir(spark: SparkSession, store: str) -> None:
-    """ValueError when ``store`` exists, is not empty and is not a store."""
+    """ValueError when ``store`` exists, holds more than hidden entries (``_``, ``.``: a
+    watch's checkpoint) and is not a store."""
     fs, hpath = _hadoop_path(spark, store)
     if fs.exists(hpath) and not is_store(spark, store):
-        if not fs.getFileStatus(hpath).isDirectory() or len(fs.listStatus(hpath)):
+        if not fs.getFileStatus(hpath).isDirectory() or any(
+                not s.getPath().getName().startswith(("_", ".")) for s in fs.listStatus(hpath)):
             raise ValueError(f"{store} exists and is not a Sparkify store (no {MANIFEST_DIR}/): "
                              "give a new or empty directory")
 
@@ -226,12 +228,14 @@ def _repeated_events(spark: SparkSession, store: str, manifest: Manifest, rows: 
     return count, examples
 
 
-def ingest_into_store(spark: SparkSession, events: str | Path, store: str | Path, *, artists: bool = False,
+def ingest_into_store(spark: SparkSession, events: str | Path | list[str], store: str | Path, *,
+                      artists: bool = False,
                       keep_events: bool = False, skip_corrupt_files: bool | None = None,
                       progress=None) -> IngestResult:
     """Add the files of ``events`` that the store does not hold yet as one batch.
 
-    In:  ``events``: a raw JSON log (file, directory of part files or glob); ``store``: a
+    In:  ``events``: a raw JSON log (file, directory of part files or glob, or a list of
+         files: ``sparkify.watch``); ``store``: a
          store directory (created when missing); ``artists``: keep artist sets (for
          models with the opt-in artist features); ``keep_events``: also keep the
          cleaned events (what ``sparkify report`` reads; a second parse of the batch);
@@ -247,15 +251,20 @@ def ingest_into_store(spark: SparkSession, events: str | Path, store: str | Path
     from sparkify.progress import quiet
 
     progress = progress or quiet()
-    source, store = str(events), str(store).rstrip("/")
-    if source.rstrip("/") == store:
-        raise ValueError("ingest: the store must differ from the input path")
+    store = str(store).rstrip("/")
+    if isinstance(events, list):
+        files = list(events)
+        source = files[0] if len(files) == 1 else f"{files[0]} and {len(files) - 1:,} more file(s)"
+    else:
+        source = str(events)
+        if source.rstrip("/") == store:
+            raise ValueError("ingest: the store must differ from the input path")
+        files = input_files(spark, source)
+        if files and is_parquet(spark, source):
+            raise ValueError(f"{source} is Parquet: a store ingests raw JSON log files")
     _check_store_dir(spark, store)
-    files = input_files(spark, source)
     if not files:
         raise FileNotFoundError(f"no event log at {source}")
-    if is_parquet(spark, source):
-        raise ValueError(f"{source} is Parquet: a store ingests raw JSON log files")
     manifest = read_manifest(spark, store)
     for name, theirs, ours, option in (("artist sets", manifest.artists, artists, "--artist-features"),
                                        ("the events", manifest.events, keep_events, "--keep-events")):
