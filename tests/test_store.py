@@ -98,6 +98,32 @@ def test_store_gives_the_raw_logs_rows_value_for_value(spark, store, day_files):
         assert len(expected) > 0
 
 
+def test_training_sees_the_same_rows_in_the_same_order_from_the_store(spark, store, day_files):
+    """What the models sample from (rows per partition, in order) does not depend on
+    where the rows came from, so ``train --store`` fits the raw log's models."""
+    from pyspark.sql import functions as F
+
+    from sparkify.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, feature_names
+    from sparkify.modeling.split import user_base
+
+    numeric = [n for n in NUMERIC_FEATURES if n in feature_names()]
+
+    def laid_out(path, shuffle_partitions):
+        before = spark.conf.get("spark.sql.shuffle.partitions")
+        spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        try:
+            with load_log(spark, path) as loaded:
+                base, _, _ = user_base(loaded, LabelSpec(), numeric, CATEGORICAL_FEATURES, 3)
+                rows = base.select(F.spark_partition_id().alias("_p"), "*").collect()
+                base.unpersist()
+                return rows
+        finally:
+            spark.conf.set("spark.sql.shuffle.partitions", before)
+
+    from_store = laid_out(str(store), 2)
+    assert from_store == laid_out(str(day_files), 5) and len({r["_p"] for r in from_store}) == 3
+
+
 def test_a_window_read_scores_as_the_raw_log_does(spark, store, day_files, trained_model, raw_scores, tmp_path):
     end = st.read_manifest(spark, str(store)).end_ms()
     t = (end // DAY_MS + 1) * DAY_MS

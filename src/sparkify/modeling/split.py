@@ -73,6 +73,15 @@ def step_split(spark, loaded, spec, numeric: list[str], categorical: list[str], 
     return SplitTable(base, table, spec, counts, weights, partitions)
 
 
+def in_fixed_order(table, partitions: int):
+    """``table`` (rows keyed by userId and ``as_of_ms``) in ``partitions`` partitions whose
+    content and row order depend on the rows only, not on how they arrived (a raw log or a
+    store, however many partitions Spark gave the steps before): hashed by userId, sorted
+    within each partition. The models' sampling (a forest's and GBT's subsamples, drawn per
+    partition) then draws the same rows whatever the source."""
+    return table.repartition(partitions, "userId").sortWithinPartitions("userId", AS_OF_COL)
+
+
 def user_base(loaded, spec, numeric: list[str], categorical: list[str], partitions: int):
     """The prepared table (features + churn per user and date) of a
     :class:`sparkify.dataset.LoadedLog`, repartitioned to ``partitions`` and cached.
@@ -80,7 +89,7 @@ def user_base(loaded, spec, numeric: list[str], categorical: list[str], partitio
     from sparkify.features import build_user_table
 
     table, resolved = build_user_table(loaded.days_for(spec), spec)
-    base = prepare_table(table, numeric, categorical).repartition(partitions).cache()
+    base = in_fixed_order(prepare_table(table, numeric, categorical), partitions).cache()
     rows = base.count()
     return base, resolved, rows
 
@@ -138,7 +147,7 @@ def split_weighted(base, config: TrainConfig, seed: int, partitions: int, oot: t
     Returns (table, :func:`split_counts`, class weights)."""
     split = assign_split(base, seed, config.test_fraction, config.folds, oot)
     table, weights = add_class_weights(split, config.class_weights)
-    table = table.repartition(partitions).cache()
+    table = in_fixed_order(table, partitions).cache()
     counts = split_counts(table)
     return table, counts, weights
 
