@@ -269,3 +269,23 @@ def test_watch_takes_files_as_they_land_and_a_restart_neither_loses_nor_repeats(
     taken = [Path(s["path"]).name for b in manifest.batches for s in b.sources]
     assert sorted(taken) == names and state.batches == ["b00003"]
     assert len(state.scored) == 1 and out.read_bytes() == raw_scores.read_bytes()   # all files: the raw log's list
+
+
+def test_a_damaged_file_left_out_is_not_held_and_is_tried_again(spark, day_files, tmp_path):
+    import gzip
+
+    from sparkify.inputs import CorruptInputError
+
+    landing, store = tmp_path / "landing", tmp_path / "store"
+    landing.mkdir()
+    names = sorted(p.name for p in day_files.iterdir())
+    for name in names[:2]:
+        (landing / f"{name}.gz").write_bytes(gzip.compress((day_files / name).read_bytes()))
+    damaged = landing / f"{names[2]}.gz"
+    damaged.write_bytes(gzip.compress((day_files / names[2]).read_bytes())[:5_000])
+    result = st.ingest_into_store(spark, landing, store, skip_corrupt_files=True)
+    assert result.new_files == 2 and [f["path"] for f in result.batch.quality["skipped_files"]] == [str(damaged)]
+    assert "skipped files" in result.summary()
+    with pytest.raises(CorruptInputError, match=names[2]):     # not held: tried again, still damaged
+        st.ingest_into_store(spark, landing, store, skip_corrupt_files=True)
+    assert st.read_manifest(spark, str(store)).version == 1

@@ -22,7 +22,8 @@ A batch is written under its own directories and joins the store only when the m
 version that names it is committed (written under a temporary name, then renamed): a
 batch that fails half-way leaves the store as it was, and its leftovers are replaced when
 it is run again. A file already in the store (same path, size and modification time) is
-not read again. A batch whose events repeat events the store holds (the same user and
+not read again; a damaged file left out (``skip_corrupt_files``) is not held, so it is
+tried again next time. A batch whose events repeat events the store holds (the same user and
 session with overlapping item numbers on the same day; eventsim numbers a session's
 events 0, 1, 2, ...) is refused and nothing is written.
 
@@ -42,6 +43,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from sparkify.inputs import display_path
 from sparkify.quality import DataQuality
 from sparkify.rawlog import _hadoop_path, input_files, is_parquet, read_text, write_text
 from sparkify.session_days import DAY_MS, PARTIAL_KEYS, SessionDays, partial_values
@@ -305,14 +307,16 @@ def ingest_into_store(spark: SparkSession, events: str | Path | list[str], store
                               skip_corrupt_files)
             q = loaded.quality
             first_ms, last_ms = loaded.days.log_span_ms()
-            batch = Batch(id=batch_id, sources=[*new], days=sorted(per_day), rows=sum(per_day.values()),
+            skipped = {f["path"] for f in q.skipped_files}   # damaged: not held, tried again next time
+            read = [i for i in new if display_path(i["path"]) not in skipped]
+            batch = Batch(id=batch_id, sources=read, days=sorted(per_day), rows=sum(per_day.values()),
                           first_ms=first_ms, last_ms=last_ms, ever_last_ms=_ever_end(loaded.days),
                           quality=q.to_dict(), ingested_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
             updated = Manifest(version=manifest.version + 1, artists=artists, batches=[*manifest.batches, batch],
                                events=keep_events)
             _commit(spark, store, updated)
             st.note = f"{batch.rows:,} rows over {len(batch.days)} day(s); version {updated.version}"
-    return IngestResult(store, batch, len(new), len(files) - len(new), updated.version)
+    return IngestResult(store, batch, len(read), len(files) - len(new), updated.version)
 
 
 def _write_events(spark: SparkSession, source: str, files: list[str], out: str,
