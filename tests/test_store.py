@@ -4,6 +4,7 @@ a failed batch, reads of one window, and the same rows and scores as the raw log
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -157,7 +158,7 @@ def test_a_batch_that_repeats_stored_events_is_refused(spark, store, day_files, 
     with pytest.raises(ValueError, match="repeat events the store .* holds.*Nothing was written"):
         st.ingest_into_store(spark, copy, store)
     assert st.read_manifest(spark, str(store)) == before
-    assert not (store / st.ROWS_DIR / f"batch=b{len(before.batches) + 1:05d}").exists()
+    assert not list((store / st.ROWS_DIR).glob(f"batch=b{before.version + 1:05d}-*"))
 
 
 def test_a_batch_that_fails_half_way_leaves_the_store_as_it_was(spark, day_files, tmp_path, monkeypatch):
@@ -173,13 +174,15 @@ def test_a_batch_that_fails_half_way_leaves_the_store_as_it_was(spark, day_files
     monkeypatch.setattr(st, "_commit", fail)
     with pytest.raises(OSError):
         st.ingest_into_store(spark, tmp_path / "b", store)
-    assert (store / st.ROWS_DIR / "batch=b00002").exists()     # written, not committed
+    leftover, = (store / st.ROWS_DIR).glob("batch=b00002-*")     # written, not committed
     assert st.read_manifest(spark, str(store)) == before
     with st.load_store(spark, store) as loaded:
         assert loaded.quality.user_rows == before.batches[0].quality["user_rows"]
     monkeypatch.undo()
-    result = st.ingest_into_store(spark, tmp_path / "b", store)   # run again: replaces the leftovers
-    assert result.batch.id == "b00002" and result.new_files == 4
+    result = st.ingest_into_store(spark, tmp_path / "b", store)   # run again
+    assert result.batch.id.startswith("b00002-") and result.new_files == 4 and leftover.exists()
+    st.ingest_into_store(spark, tmp_path / "b", store)            # once version 2 is in, a later
+    assert not leftover.exists()                                  # ingest removes the leftover
     with load_log(spark, str(tmp_path / "*" / "*.json")) as raw, st.load_store(spark, store) as loaded:
         assert loaded.quality.user_rows == raw.quality.user_rows
         assert loaded.days.df.count() == raw.days.df.count()
@@ -203,7 +206,7 @@ def test_cli_ingest_and_score_through_a_store(spark, capsys, store, day_files, t
     new_store = tmp_path / "store"
     assert main(["ingest", str(day_files), "--store", str(new_store)]) == 0
     out = capsys.readouterr().out
-    assert "batch b00001: 62 new file(s)" in out and "quarantined" in out
+    assert re.search(r"batch b00001-[0-9a-f]{8}: 62 new file\(s\)", out) and "quarantined" in out
     assert main(["ingest", str(day_files), "--store", str(new_store)]) == 0
     assert "nothing new" in capsys.readouterr().out
     by_store = tmp_path / "store.csv"
@@ -253,7 +256,7 @@ def test_watch_takes_files_as_they_land_and_a_restart_neither_loses_nor_repeats(
         query.processAllAvailable()
     finally:
         query.stop()
-    assert state.batches == ["b00001", "b00002"] and len(state.scored) == 1 and out.exists()
+    assert [b[:6] for b in state.batches] == ["b00001", "b00002"] and len(state.scored) == 1 and out.exists()
     # a stop between the store's commit and the stream's: the stream runs its last micro-batch again
     commits = store / CHECKPOINT_DIR / "commits"
     last = max(int(p.name) for p in commits.iterdir() if p.name.isdigit())
@@ -267,7 +270,7 @@ def test_watch_takes_files_as_they_land_and_a_restart_neither_loses_nor_repeats(
         query.stop()
     manifest = st.read_manifest(spark, str(store))
     taken = [Path(s["path"]).name for b in manifest.batches for s in b.sources]
-    assert sorted(taken) == names and state.batches == ["b00003"]
+    assert sorted(taken) == names and [b[:6] for b in state.batches] == ["b00003"]
     assert len(state.scored) == 1 and out.read_bytes() == raw_scores.read_bytes()   # all files: the raw log's list
 
 
@@ -289,3 +292,24 @@ def test_a_damaged_file_left_out_is_not_held_and_is_tried_again(spark, day_files
     with pytest.raises(CorruptInputError, match=names[2]):     # not held: tried again, still damaged
         st.ingest_into_store(spark, landing, store, skip_corrupt_files=True)
     assert st.read_manifest(spark, str(store)).version == 1
+
+
+def test_an_ingest_that_loses_the_race_to_another_adds_nothing(spark, day_files, tmp_path, monkeypatch):
+    store, names = tmp_path / "store", sorted(p.name for p in day_files.iterdir())
+    _land(day_files, tmp_path / "a", names[:5])
+    st.ingest_into_store(spark, tmp_path / "a", store)
+    first = st.read_manifest(spark, str(store))
+    commit = st._commit
+
+    def another_ingest_commits_first(spark_, store_, manifest):
+        rival = st.Manifest(version=manifest.version, artists=False, batches=first.batches)
+        commit(spark_, store_, rival)
+        commit(spark_, store_, manifest)
+
+    _land(day_files, tmp_path / "b", names[5:8])
+    monkeypatch.setattr(st, "_commit", another_ingest_commits_first)
+    with pytest.raises(RuntimeError, match="another ingest committed version 2"):
+        st.ingest_into_store(spark, tmp_path / "b", store)
+    assert st.read_manifest(spark, str(store)).batches == first.batches
+    with st.load_store(spark, store) as loaded:
+        assert loaded.quality.user_rows == first.batches[0].quality["user_rows"]

@@ -134,7 +134,7 @@ def rewind(store: Path, batches: int) -> None:
         version.unlink()
     for kind in ("rows", "users"):
         for d in (store / kind).glob("batch=*"):
-            if int(d.name.split("=b")[1]) > batches:
+            if int(d.name.split("=b")[1][:5]) > batches:
                 shutil.rmtree(d)
 
 

@@ -6,7 +6,7 @@ In:  raw JSON log files, one batch at a time (:func:`ingest_into_store`: a day's
 Out: a directory (local, or on any Hadoop file system a cluster shares) holding::
 
     _manifest/v00001.json, ...      the committed versions; the highest is the store
-    rows/batch=b00001/day=17805/    a batch's session-day rows of one UTC day (Parquet,
+    rows/batch=b00001-9f3a.../day=17805/  a batch's session-day rows of one UTC day (Parquet,
                                     the columns of sparkify.session_days.SessionDays)
     users/batch=b00001/             per user of the batch: first and last event time and
                                     first cancellation (``churn_ms``)
@@ -18,10 +18,11 @@ Out: a directory (local, or on any Hadoop file system a cluster shares) holding:
      whole (train, backtest) or only the days of one feature window and the users' state
      (score); and :func:`load_store_events`, the kept events (report).
 
-A batch is written under its own directories and joins the store only when the manifest
-version that names it is committed (written under a temporary name, then renamed): a
-batch that fails half-way leaves the store as it was, and its leftovers are replaced when
-it is run again. A file already in the store (same path, size and modification time) is
+A batch is written under directories of its own (its id: the next sequence number and a
+random suffix) and joins the store only when the manifest version that names it is
+committed (written under a temporary name, then renamed): a batch that fails half-way, or
+loses the race to a concurrent ingest, leaves the store as it was; its leftovers are
+removed by a later ingest. A file already in the store (same path, size and modification time) is
 not read again; a damaged file left out (``skip_corrupt_files``) is not held, so it is
 tried again next time. A batch whose events repeat events the store holds (the same user and
 session with overlapping item numbers on the same day; eventsim numbers a session's
@@ -35,6 +36,7 @@ rows, and so the scores, of the raw log it was ingested from, value for value.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -273,12 +275,13 @@ def ingest_into_store(spark: SparkSession, events: str | Path | list[str], store
         if manifest.batches and theirs != ours:
             raise ValueError(f"the store {store} was built {'with' if theirs else 'without'} {name}: "
                              f"ingest {'with' if theirs else 'without'} {option}")
+    _remove_leftovers(spark, store, manifest)
     known = manifest.known_files()
     identities = [_file_identity(spark, f) for f in files]
     new = [i for i in identities if (i["path"], i["size"], i["mtime"]) not in known]
     if not new:
         return IngestResult(store, None, 0, len(files), manifest.version)
-    batch_id = f"b{len(manifest.batches) + 1:05d}"
+    batch_id = f"b{manifest.version + 1:05d}-{secrets.token_hex(4)}"
     with progress.stage(f"read {len(new):,} new file(s)") as st:
         loaded = load_log(spark, source, artists=artists, skip_corrupt_files=skip_corrupt_files,
                           files=[i["path"] for i in new])
@@ -317,6 +320,23 @@ def ingest_into_store(spark: SparkSession, events: str | Path | list[str], store
             _commit(spark, store, updated)
             st.note = f"{batch.rows:,} rows over {len(batch.days)} day(s); version {updated.version}"
     return IngestResult(store, batch, len(read), len(files) - len(new), updated.version)
+
+
+def _remove_leftovers(spark: SparkSession, store: str, manifest: Manifest) -> None:
+    """Delete the directories of batches that never joined the store: those numbered at
+    or below the current version (a running ingest writes the next number) that the
+    manifest does not name."""
+    committed = {b.id for b in manifest.batches}
+    for parent, prefix in ((ROWS_DIR, "batch="), (USERS_DIR, "batch="), (EVENTS_DIR, "batch="), (BATCHES_DIR, "")):
+        fs, hpath = _hadoop_path(spark, _path(store, parent))
+        if not fs.exists(hpath):
+            continue
+        for status in fs.listStatus(hpath):
+            name = status.getPath().getName()
+            batch_id = name[len(prefix):] if name.startswith(prefix) else None
+            if batch_id and batch_id not in committed and batch_id[1:6].isdigit() \
+                    and int(batch_id[1:6]) <= manifest.version:
+                fs.delete(status.getPath(), True)
 
 
 def _write_events(spark: SparkSession, source: str, files: list[str], out: str,
