@@ -19,7 +19,7 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("sparkify.simulator.cli", "write an eventsim-faithful Sparkify event log"),
-    "ingest": ("sparkify.modeling.cli", "clean a raw event log and write it as Parquet"),
+    "ingest": ("sparkify.modeling.cli", "clean a raw event log into Parquet (--out), or add its new files to a store (--store)"),
     "train": ("sparkify.modeling.cli", "build features, train and compare models, save the best"),
     "score": ("sparkify.modeling.cli", "score every active user with a saved model (ranked at-risk list)"),
     "backtest": ("sparkify.modeling.cli", "apply a saved model at a later date and compare with what happened"),
