@@ -278,11 +278,9 @@ class LoadedLog:
         if all(self.days.exact_at(b, resolved.mode) for b in needed):
             return self.days
         if self.from_store:
-            inexact = [b for b in needed if not self.days.exact_at(b, resolved.mode)]
-            raise ValueError(
-                f"the store {self.source} cuts its rows at midnights UTC, not at "
-                f"{', '.join(datetime.fromtimestamp(b / 1000, tz=timezone.utc).isoformat() for b in inexact)}: "
-                "use a cutoff at 00:00 UTC, or give the raw log")
+            from sparkify.store import inexact_cut
+
+            raise inexact_cut(self.source, [b for b in needed if not self.days.exact_at(b, resolved.mode)])
         if self._events is None:
             spark = self.days.df.sparkSession
             self._events = (load_events(spark, self.source) if self.read_paths is None else

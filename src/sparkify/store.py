@@ -288,7 +288,10 @@ def ingest_into_store(spark: SparkSession, events: str | Path | list[str], store
         st.note = f"{loaded.quality.user_rows:,} user events, {loaded.quality.users:,} users"
     with loaded:
         rows = loaded.days.df
-        per_day = {int(r[0]): int(r[1]) for r in rows.groupBy("day").count().collect()}
+        # rows, first and last event (and last non-cancellation event) of each day: one job
+        per_day = {int(r["day"]): r for r in rows.groupBy("day").agg(
+            F.count(F.lit(1)).alias("rows"), F.min("p_start").alias("first"), F.max("p_end").alias("last"),
+            F.max(F.when(~F.col("cancel_rel"), F.col("p_end"))).alias("ever_last")).collect()}
         overlap = set(per_day) & manifest.days()
         if overlap:
             with progress.stage("check for events the store holds"):
@@ -305,15 +308,18 @@ def ingest_into_store(spark: SparkSession, events: str | Path | list[str], store
                                         F.min("p_churn_ms").alias("churn_ms"))
              .coalesce(1).write.mode("overwrite").parquet(_path(store, USERS_DIR, f"batch={batch_id}")))
             loaded.write_quarantine(_path(store, BATCHES_DIR, batch_id, "quarantine"))
-            if keep_events:
-                _write_events(spark, source, [i["path"] for i in new], _path(store, EVENTS_DIR, f"batch={batch_id}"),
-                              skip_corrupt_files)
             q = loaded.quality
-            first_ms, last_ms = loaded.days.log_span_ms()
             skipped = {f["path"] for f in q.skipped_files}   # damaged: not held, tried again next time
             read = [i for i in new if display_path(i["path"]) not in skipped]
-            batch = Batch(id=batch_id, sources=read, days=sorted(per_day), rows=sum(per_day.values()),
-                          first_ms=first_ms, last_ms=last_ms, ever_last_ms=_ever_end(loaded.days),
+            if keep_events:
+                _write_events(spark, source, [i["path"] for i in read], _path(store, EVENTS_DIR, f"batch={batch_id}"),
+                              skip_corrupt_files)
+            ever = [int(r["ever_last"]) for r in per_day.values() if r["ever_last"] is not None]
+            batch = Batch(id=batch_id, sources=read, days=sorted(per_day),
+                          rows=sum(int(r["rows"]) for r in per_day.values()),
+                          first_ms=min(int(r["first"]) for r in per_day.values()),
+                          last_ms=max(int(r["last"]) for r in per_day.values()),
+                          ever_last_ms=max(ever) if ever else None,
                           quality=q.to_dict(), ingested_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
             updated = Manifest(version=manifest.version + 1, artists=artists, batches=[*manifest.batches, batch],
                                events=keep_events)
@@ -349,13 +355,6 @@ def _write_events(spark: SparkSession, source: str, files: list[str], out: str,
          .repartition("day").write.mode("overwrite").partitionBy("day").parquet(out))
 
 
-def _ever_end(days: SessionDays) -> int | None:
-    try:
-        return days.log_end_ms("ever")
-    except ValueError:  # only cancellation events in this batch
-        return None
-
-
 # --------------------------------------------------------------------------- read
 def _read_rows(spark: SparkSession, store: str, manifest: Manifest, days: set[int] | None,
                columns: list[str]) -> DataFrame | None:
@@ -385,6 +384,13 @@ def scoring_time_ms(spark: SparkSession, store: str, as_of: datetime | None = No
     return (manifest.end_ms() // DAY_MS + 1) * DAY_MS
 
 
+def inexact_cut(store: str, times_ms: list[int]) -> ValueError:
+    """The error for cuts (epoch ms) a store cannot make: its rows end at midnights UTC."""
+    when = ", ".join(datetime.fromtimestamp(t / 1000, tz=timezone.utc).isoformat() for t in times_ms)
+    return ValueError(f"the store {store} cuts its rows at midnights UTC, not at {when}: "
+                      "use a time at 00:00 UTC, or give the raw log")
+
+
 def load_store(spark: SparkSession, store: str | Path, *, artists: bool = False, splits: tuple[int, ...] = (),
                window_end_ms: int | None = None,
                storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK):
@@ -412,9 +418,7 @@ def load_store(spark: SparkSession, store: str | Path, *, artists: bool = False,
     end_ms = manifest.end_ms()
     inexact = [s for s in splits if s % DAY_MS and s <= end_ms]
     if inexact:
-        when = ", ".join(datetime.fromtimestamp(s / 1000, tz=timezone.utc).isoformat() for s in inexact)
-        raise ValueError(f"the store {store} cuts its rows at midnights UTC, not at {when}: "
-                         "use a time at 00:00 UTC, or give the raw log")
+        raise inexact_cut(store, inexact)
     columns = [*PARTIAL_KEYS, *partial_values(artists)]
     days = None if window_end_ms is None else window_days(window_end_ms, LONG_DAYS)
     rows = _read_rows(spark, store, manifest, days, columns)

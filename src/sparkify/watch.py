@@ -68,7 +68,7 @@ def refresh_scores(spark: SparkSession, store: str, model_dir: str | Path, out: 
 def start_watch(spark: SparkSession, landing: str | Path, store: str | Path, *, model_dir: str | Path | None = None,
                 scores_out: str | Path | None = None, every_s: float = 3600.0, poll_s: float = 10.0,
                 once: bool = False, checkpoint: str | Path | None = None, artists: bool = False,
-                keep_events: bool = False, progress=None, state: WatchState | None = None):
+                keep_events: bool = False, progress=None):
     """Start watching ``landing``; returns (the StreamingQuery, its :class:`WatchState`).
 
     ``model_dir``: rescore with this model (``scores_out``, default ``MODEL/scores.csv``,
@@ -85,7 +85,7 @@ def start_watch(spark: SparkSession, landing: str | Path, store: str | Path, *, 
     if len(found) != 1 or not found[0].isDirectory():
         raise FileNotFoundError(f"no landing directory at {landing}")
     progress = progress or quiet()
-    state = state or WatchState()
+    state = WatchState()
     out = Path(scores_out) if scores_out else (Path(model_dir) / "scores.csv" if model_dir else None)
 
     def each_batch(batch: DataFrame, batch_id: int) -> None:
@@ -163,11 +163,9 @@ def run_watch(args) -> int:
         return _err("watch", str(exc))
     progress = Progress()
     progress.attach(spark)
-    state = WatchState()
     query, state = start_watch(spark, args.landing, args.store, model_dir=args.model, scores_out=args.scores,
                                every_s=args.every * 60, poll_s=args.poll, once=args.once, checkpoint=args.checkpoint,
-                               artists=args.artist_features, keep_events=args.keep_events, progress=progress,
-                               state=state)
+                               artists=args.artist_features, keep_events=args.keep_events, progress=progress)
     progress.say(f"watching {args.landing} -> {args.store}" + ("" if args.once else " (Ctrl-C to stop)"))
     try:
         while not query.awaitTermination(args.poll):

@@ -93,7 +93,8 @@ def run_ingest(args: argparse.Namespace) -> int:
 
         progress.attach(spark)
         result = ingest_into_store(spark, args.events, args.store, artists=args.artist_features,
-                                   keep_events=args.keep_events, skip_corrupt_files=getattr(args, "skip_corrupt_files", None), progress=progress)
+                                   keep_events=args.keep_events, progress=progress,
+                                   skip_corrupt_files=getattr(args, "skip_corrupt_files", None))
         print(result.summary())
         return 0
     if args.artist_features or args.keep_events:
