@@ -195,7 +195,7 @@ def _cluster_env(root: Path) -> dict[str, str]:
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     })
-    return env
+    return background.short_lived_jvm_env(env)
 
 
 def _train_cli_has_quick() -> bool:
@@ -255,6 +255,7 @@ def run_cluster_job(root: Path) -> ClusterRun:
             "--total-executor-cores", "1",
             "--conf", "spark.ui.enabled=false",
             "--conf", "spark.ui.showConsoleProgress=false",
+            "--conf", "spark.sql.shuffle.partitions=2",
             "--py-files", str(zip_path),
             str(entry),
             "train", str(log), "--model", str(model_dir), "--models", "lr",

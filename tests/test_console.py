@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import background
+
 #: Lines of Spark, log4j, the JVM or native libraries (none of them ours).
 SPARK_LINE = re.compile(
     r"\b(WARN|WARNING|ERROR|INFO)\b|log4j|\[Stage \d|netlib|incubator|setLogLevel|SparkUI|"
@@ -31,7 +33,8 @@ def tiny_log(tmp_path_factory) -> Path:
 
 
 def sparkify(*argv: str, log: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SPARKIFY_SPARK_LOG": str(log), "PYTHONUNBUFFERED": "1"}
+    env = {**background.short_lived_jvm_env(dict(os.environ)), "SPARKIFY_SPARK_LOG": str(log),
+           "PYTHONUNBUFFERED": "1"}
     env.pop("SPARK_LOCAL_IP", None)
     return subprocess.run([sys.executable, "-m", "sparkify.cli", *argv, "--master", "local[1]"],
                           capture_output=True, text=True, env=env, timeout=300)

@@ -82,7 +82,7 @@ def run_notebook(root: Path) -> NotebookRun:
         pytest.skip("no python3 Jupyter kernel (pip install ipykernel)")
     log = root / "tiny.json"
     simulate(out=log, users=120, seed=11, progress=False)
-    env = {**os.environ, "SPARKIFY_EVENTS": str(log), "SPARKIFY_WORKDIR": str(root / "work"),
+    env = {**background.short_lived_jvm_env(dict(os.environ)), "SPARKIFY_EVENTS": str(log), "SPARKIFY_WORKDIR": str(root / "work"),
            "SPARKIFY_FAST": "1", "SPARKIFY_MODELS": "lr", "SPARKIFY_MASTER": "local[2]"}
     executed = root / "executed.ipynb"
     # "python" in the venv's kernelspec is resolved to this interpreter by jupyter_client
