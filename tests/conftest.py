@@ -84,7 +84,7 @@ def compact_log(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_model(request, tmp_path_factory) -> Path:
-    """A model directory trained on ``small_log`` (fast settings with tuning), shared by the
+    """A model directory trained on ``small_log`` (fast settings), shared by the
     scorer, app and report tests.
 
     ``SPARKIFY_TEST_MODEL=DIR`` uses an existing model directory instead (no Spark
@@ -97,8 +97,9 @@ def trained_model(request, tmp_path_factory) -> Path:
     spark = request.getfixturevalue("spark")
     small_log = request.getfixturevalue("small_log")
     model_dir = tmp_path_factory.mktemp("model") / "classifier"
-    # the tuning grid and the class-weight choice too, so their code runs in the suite
-    train(spark, small_log, model_dir, TrainConfig.fast(tune=True, class_weights=True))
+    # the default plan; the tuning grid and the class-weight choice are checked on a smaller
+    # model (tests/test_predict.py)
+    train(spark, small_log, model_dir, TrainConfig.fast())
     return model_dir
 
 

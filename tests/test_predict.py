@@ -98,7 +98,9 @@ def test_missing_model_is_a_clear_error(spark, tmp_path: Path):
 
 def test_a_model_with_the_artist_features_is_scored_with_them(spark, compact_log, tmp_path):
     """The opt-in artist features end to end: ``--artist-features`` reaches the config, the
-    model lists the features, and scoring builds them (the default model has neither)."""
+    model lists the features, and scoring builds them (the default model has neither).
+    The model is also tuned over its grid with the class-weight choice (``--thorough``'s
+    steps), and metrics.json says what they chose."""
     import argparse
 
     from sparkify.dataset import load_events
@@ -115,8 +117,14 @@ def test_a_model_with_the_artist_features_is_scored_with_them(spark, compact_log
 
     model_dir = tmp_path / "artists"
     train(spark, compact_log, model_dir, TrainConfig.fast(models=("lr",), ceiling=False, verbose=False,
-                                                          artist_features=True),
+                                                          artist_features=True, tune=True, class_weights=True),
           scores_out=model_dir / "scores.csv")
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["cv"]["tuning_grid"] and metrics["best"]["selected_from"] in ("tuning", "comparison")
+    weighting = metrics["best"]["class_weights"]
+    pr = weighting["out_of_fold_pr_auc"]
+    assert set(pr) == {"weighted", "unweighted"} and all(0 < v <= 1 for v in pr.values())
+    assert weighting["kept"] == (pr["weighted"] >= pr["unweighted"])
     listed = [f["name"] for f in json.loads((model_dir / "model.json").read_text())["features"]]
     assert set(ARTIST_FEATURES) <= set(listed)
     assert set(ARTIST_FEATURES) <= set(pd.read_parquet(model_dir / "features.parquet").columns)
