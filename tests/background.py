@@ -1,10 +1,11 @@
 """Jobs of tests that run in processes of their own (a Spark standalone cluster, a notebook
-kernel), started in a thread as soon as collection ends, so that they overlap the tests
-that run in this process; the tests that need a job's result wait for it.
+kernel, the console commands), run one after another in a thread from the moment collection
+ends, so that they use the core the tests of this process leave idle; the tests that need a
+job's result run last (:func:`move_waiting_tests_last`) and wait for it.
 
 A test module declares ``JOB = background.job("cluster_run", run)`` (``run(root)`` gets a
 fresh directory and returns the result) and its fixture ``cluster_run`` returns
-``JOB.result()``. The job starts only when a collected test uses that fixture; an exception
+``JOB.result()``. A job runs only when a collected test uses that fixture; an exception
 of the job (a ``pytest.skip`` too) is raised again in the fixture.
 """
 
@@ -18,8 +19,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-
-_JOBS: dict[str, "Job"] = {}
 
 #: JVM options for the jobs' JVMs, which each live for one small job: without the JIT's
 #: optimising tier and with the serial collector they spend about a third less CPU, which
@@ -46,31 +45,39 @@ class Job:
     run: Callable[[Path], Any]
     future: Future = field(default_factory=Future)
     root: Path | None = None
-    thread: threading.Thread | None = None
+    claimed: bool = False
 
-    def start(self) -> None:
-        if self.thread is not None:
+    def claim(self) -> bool:
+        """True for the one caller that gets to run the job."""
+        with _LOCK:
+            if self.claimed:
+                return False
+            self.claimed = True
+            return True
+
+    def work(self) -> None:
+        """Run the job here (unless it ran or is running) and keep its result or exception."""
+        if not self.claim():
             return
         self.root = Path(tempfile.mkdtemp(prefix=f"sparkify-{self.fixture}-"))
-        self.thread = threading.Thread(target=self._work, name=f"background-{self.fixture}", daemon=True)
-        self.thread.start()
-
-    def _work(self) -> None:
         try:
             self.future.set_result(self.run(self.root))
         except BaseException as exc:  # noqa: BLE001 (re-raised in the waiting test)
             self.future.set_exception(exc)
 
     def result(self) -> Any:
-        """The job's result (started now if collection did not start it)."""
-        self.start()
+        """The job's result (run now, in the waiting test, if no thread started it)."""
+        self.work()
         return self.future.result()
 
     def finish(self) -> None:
-        if self.thread is not None:
-            self.thread.join()
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+_JOBS: dict[str, Job] = {}
+_LOCK = threading.Lock()
+_THREADS: list[threading.Thread] = []
 
 
 def job(fixture: str, run: Callable[[Path], Any]) -> Job:
@@ -78,21 +85,41 @@ def job(fixture: str, run: Callable[[Path], Any]) -> Job:
     return _JOBS.setdefault(fixture, Job(fixture, run))
 
 
+def _uses_a_job(item) -> bool:
+    return any(name in _JOBS for name in getattr(item, "fixturenames", ()))
+
+
+def move_waiting_tests_last(items: list) -> None:
+    """Reorder ``items`` in place (pytest_collection_modifyitems): the tests that wait for
+    a job's result after all the others, each group in its collected order."""
+    items[:] = [i for i in items if not _uses_a_job(i)] + [i for i in items if _uses_a_job(i)]
+
+
 def start_for(items) -> None:
-    """Start every declared job a collected test uses (pytest_collection_finish)."""
+    """Start one thread that runs, one after another, every declared job a collected test
+    uses (pytest_collection_finish)."""
     used = {name for item in items for name in getattr(item, "fixturenames", ())}
     wanted = [declared for name, declared in _JOBS.items() if name in used]
-    if wanted:
-        for module in PRELOAD:
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                pass
-    for declared in wanted:
-        declared.start()
+    if not wanted:
+        return
+    for module in PRELOAD:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+
+    def run_all() -> None:
+        for declared in wanted:
+            declared.work()
+
+    thread = threading.Thread(target=run_all, name="background-jobs", daemon=True)
+    _THREADS.append(thread)
+    thread.start()
 
 
 def finish_all() -> None:
     """Wait for the started jobs and remove their directories (pytest_sessionfinish)."""
+    for thread in _THREADS:
+        thread.join()
     for declared in _JOBS.values():
         declared.finish()

@@ -1,7 +1,8 @@
 """The console of a Spark command: our lines only, Spark's and the JVM's with --verbose.
 
-Each test runs ``sparkify ingest`` in a subprocess (the JVM writes to the process's file
-descriptors, which only a subprocess shows) on a tiny simulated log.
+The commands (``sparkify ingest`` on a tiny simulated log) run in subprocesses (the JVM
+writes to the process's file descriptors, which only a subprocess shows), one after another
+in the background from the start of the test run; the tests check what they printed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,15 +25,6 @@ SPARK_LINE = re.compile(
     r"NativeCodeLoader|^\s+at [\w.$]+\(|Py4J|py4j|Traceback|SQLSTATE")
 
 
-@pytest.fixture(scope="module")
-def tiny_log(tmp_path_factory) -> Path:
-    from sparkify.simulator import simulate
-
-    out = tmp_path_factory.mktemp("console") / "tiny.json"
-    simulate(out=out, users=12, days=10, seed=3, progress=False)
-    return out
-
-
 def sparkify(*argv: str, log: Path) -> subprocess.CompletedProcess:
     env = {**background.short_lived_jvm_env(dict(os.environ)), "SPARKIFY_SPARK_LOG": str(log),
            "PYTHONUNBUFFERED": "1"}
@@ -40,40 +33,73 @@ def sparkify(*argv: str, log: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=300)
 
 
+@dataclass
+class Command:
+    proc: subprocess.CompletedProcess
+    spark_log: Path      # where SPARKIFY_SPARK_LOG pointed
+    input: Path
+
+
+def run_commands(root: Path) -> dict[str, Command]:
+    """``sparkify ingest`` on a tiny simulated log, quietly and with ``--verbose``, and on a
+    truncated .json.gz copy of it. In: an empty directory. Out: each run by name. Runs in
+    the background from the start of the test run (tests/background.py)."""
+    from sparkify.simulator import simulate
+
+    tiny = root / "tiny.json"
+    simulate(out=tiny, users=12, days=10, seed=3, progress=False)
+    damaged = root / "cut.json.gz"
+    damaged.write_bytes(gzip.compress(tiny.read_bytes())[:60_000])
+    runs = {}
+    for name, source, extra in (("quiet", tiny, ()), ("verbose", tiny, ("--verbose",)), ("damaged", damaged, ())):
+        spark_log = root / name / "spark.log"
+        spark_log.parent.mkdir()
+        proc = sparkify("ingest", str(source), "--out", str(root / name / "clean"), *extra, log=spark_log)
+        runs[name] = Command(proc, spark_log, source)
+    return runs
+
+
+COMMANDS_JOB = background.job("console_runs", run_commands)
+
+
+@pytest.fixture(scope="module")
+def console_runs() -> dict[str, Command]:
+    return COMMANDS_JOB.result()
+
+
 def spark_lines(proc: subprocess.CompletedProcess) -> list[str]:
     text = (proc.stdout + "\n" + proc.stderr).replace("\r", "\n")
     return [line for line in text.splitlines() if SPARK_LINE.search(line)]
 
 
-def test_ingest_console_has_no_line_from_spark_or_the_jvm(tiny_log, tmp_path):
-    log = tmp_path / "spark.log"
-    proc = sparkify("ingest", str(tiny_log), "--out", str(tmp_path / "clean"), log=log)
+def test_ingest_console_has_no_line_from_spark_or_the_jvm(console_runs):
+    run = console_runs["quiet"]
+    proc = run.proc
     assert proc.returncode == 0, proc.stderr
     assert "users" in proc.stdout and "cleaned log written to" in proc.stdout
     assert spark_lines(proc) == []
     assert proc.stderr == ""
     # what the JVM said went to the log file instead (kept: SPARKIFY_SPARK_LOG names it)
-    assert "incubator" in log.read_text()
+    assert "incubator" in run.spark_log.read_text()
 
 
-def test_verbose_shows_sparks_own_lines(tiny_log, tmp_path):
-    log = tmp_path / "spark.log"
-    proc = sparkify("ingest", str(tiny_log), "--out", str(tmp_path / "clean"), "--verbose", log=log)
+def test_verbose_shows_sparks_own_lines(console_runs):
+    run = console_runs["verbose"]
+    proc = run.proc
     assert proc.returncode == 0, proc.stderr
     assert spark_lines(proc), proc.stderr          # the JVM's notices and Spark's warnings, as before
     assert "incubator" in proc.stderr
-    assert not log.exists()
+    assert not run.spark_log.exists()
 
 
-def test_a_failure_says_it_in_our_words_first_and_nothing_from_spark(tiny_log, tmp_path):
-    damaged = tmp_path / "cut.json.gz"
-    damaged.write_bytes(gzip.compress(tiny_log.read_bytes())[:60_000])
-    proc = sparkify("ingest", str(damaged), "--out", str(tmp_path / "clean"), log=tmp_path / "spark.log")
+def test_a_failure_says_it_in_our_words_first_and_nothing_from_spark(console_runs):
+    run = console_runs["damaged"]
+    proc = run.proc
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("sparkify ingest: error: ")
-    assert str(damaged) in lines[0] and "truncated" in lines[0]
+    assert str(run.input) in lines[0] and "truncated" in lines[0]
     assert spark_lines(proc) == []
 
 

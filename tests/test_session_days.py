@@ -20,8 +20,9 @@ BAD_LINES = [
 
 
 def _rows(table) -> dict[tuple, dict]:
-    rows = {(r["userId"], r["as_of_ms"]): r.asDict() for r in table.collect()}
-    assert len(rows) == table.count(), "one row per (user, observation date)"
+    collected = table.collect()
+    rows = {(r["userId"], r["as_of_ms"]): r.asDict() for r in collected}
+    assert len(rows) == len(collected), "one row per (user, observation date)"
     return rows
 
 
@@ -308,19 +309,23 @@ def test_a_repeated_item_that_is_no_duplicate_falls_back_and_counts_none(spark, 
         assert_same_tables(expected, actual)
 
 
-def test_items_spanning_the_bitmap_window_fall_back(spark, small_log, tmp_path):
+def test_items_spanning_the_bitmap_window_fall_back(spark, compact_log, tmp_path):
     """Item numbers further apart than the bitmap covers (k and k + ITEM_WINDOW would share
     a bit): checked exactly on the event path instead; with no wrap, no fallback."""
     from sparkify.dataset import load_log
     from sparkify.session_days import ITEM_WINDOW
 
-    lines = small_log.read_text(encoding="utf-8").splitlines()
-    with load_log(spark, small_log) as plain:
+    lines = compact_log.read_text(encoding="utf-8").splitlines()
+    with load_log(spark, compact_log) as plain:
         assert not plain.rebuilt_from_events and plain.quality.duplicates == 0
-    index = next(i for i, line in enumerate(lines) if '"itemInSession":1,' in line and '"auth":"Logged In"' in line)
+    # a session whose first item is a logged-in user's: shifting its later items makes them span the window
+    index = next(i for i, line in enumerate(lines) if '"itemInSession":0,' in line and '"auth":"Logged In"' in line)
     session = json.loads(lines[index])["sessionId"], json.loads(lines[index])["userId"]
-    shifted = [_shift_items(line, ITEM_WINDOW) if (json.loads(line).get("sessionId"), json.loads(line).get("userId"))
-               == session and json.loads(line)["itemInSession"] >= 1 else line for line in lines]
+
+    def in_session(event: dict) -> bool:
+        return (event.get("sessionId"), event.get("userId")) == session and event["itemInSession"] >= 1
+
+    shifted = [_shift_items(line, ITEM_WINDOW) if in_session(json.loads(line)) else line for line in lines]
     path = tmp_path / "wide.json"
     path.write_text("\n".join(shifted) + "\n", encoding="utf-8")
     with load_log(spark, path) as log:
