@@ -97,7 +97,7 @@ def test_store_gives_the_raw_logs_rows_value_for_value(spark, store, raw):
     with load_log(spark, str(store)) as stored:
         assert stored.from_store
         assert {**stored.quality.to_dict(), "source": ""} == {**raw.quality.to_dict(), "source": ""}
-        assert stored.quality.quarantined == 1 and stored.quality.user_rows > 30_000
+        assert stored.quality.quarantined == 1 and stored.quality.user_rows > 35_000
         for spec in (LabelSpec(), LabelSpec(mode="ever")):
             keys = ["userId", "as_of_ms"]
             expected = _pdf(build_user_table(raw.days, spec)[0], keys)
