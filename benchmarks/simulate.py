@@ -9,7 +9,8 @@ Subcommands (``--help`` on each for its options; the code is in ``bench/simulati
 * ``speed``: simulate a preset (or ``--users N``) into a temporary directory, once per
   ``--workers`` value: events, MB, seconds, events/s, MB/s and CPU seconds per run;
 * ``fidelity``: simulate the mini or medium preset (or check ``--log``) and print the
-  fidelity table (page ratios, method/status, auth, churn against the real mini log);
+  fidelity table (page ratios, method/status, auth, churn, and per user: churners' events
+  and sessions over the staying users', events per user-session, against the real mini log);
   exits 1 when a check is out of bounds;
 * ``hazard``: P(churn in the next ``--horizon`` days) from the simulator's truth at several
   dates, against the churners that followed: predicted, realized, z-score, AUC, rows/s.

@@ -354,3 +354,28 @@ def test_cohorts_file_is_validated(tmp_path, capsys):
         assert main(["simulate", "--users", "6", "--days", "3", "--cohorts", str(good),
                      "--out", str(tmp_path / "d.json")]) == 2
         assert "Traceback" not in capsys.readouterr().err
+
+
+def test_per_user_figures_of_a_hand_built_log(tmp_path):
+    """Churners' events and sessions per user against the staying users', and events per
+    user-session, counted on rows with a userId shown (a logged-out row counts for none)."""
+    def row(ts, uid, session, page="NextSong", auth="Logged In"):
+        r = {"ts": ts, "userId": uid, "sessionId": session, "page": page, "auth": auth, "method": "PUT",
+             "status": 200, "level": "paid", "itemInSession": 0}
+        if uid:
+            r.update(firstName="A", lastName="B", gender="F", registration=1, location="X", userAgent="Y")
+        return r
+
+    rows = [row(1, "1", 1), row(2, "1", 1), row(3, "1", 2, "Cancel"),
+            row(4, "1", 2, "Cancellation Confirmation", "Cancelled"),             # churner: 4 events, 2 sessions
+            row(5, "2", 3), row(6, "2", 4), row(7, "2", 5), row(8, "2", 5),
+            row(9, "", 5, "Home", "Logged Out"),                                  # hidden: not counted
+            row(10, "3", 3), row(11, "3", 3)]                                     # stayers: 4 and 2 events, 3 and 1 sessions
+    log = tmp_path / "log.json"
+    log.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    figures = read_stats(log).per_user()
+    assert figures["events per user, churned / staying"] == 4 / 3
+    assert figures["sessions per user, churned / staying"] == 2 / 2
+    assert figures["events per user-session"] == 10 / 6
+    checks = {c.name: c for c in compare(read_stats(log))}
+    assert checks["events per user-session"].sim == 10 / 6 and not checks["events per user-session"].ok
