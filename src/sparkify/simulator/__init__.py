@@ -29,9 +29,10 @@ What differs from eventsim:
 - Cohorts: the real mini log merges several eventsim runs with different propensities;
   :data:`.presets.DEFAULT_COHORTS` does the same in one run, each cohort with its own
   userId base, sessionId counter and transition overrides (``page_scale``).
-- Calibration (:mod:`.presets`): the default cohorts end sessions 1.5x as often and
-  return sooner (beta x 0.63) so users have the real ~20 sessions of ~60 events over the
-  window (the template alone gives ~14 of ~93); a few page propensities are nudged
+- Calibration (:mod:`.presets`): the per-user alpha/beta multipliers spread less than
+  eventsim's (lognormal sigma 0.5, not 1), so churners are not the heaviest users; users
+  return sooner (beta x 0.5) and keep the template's session ends, which gives the real
+  mini log's ~14 sessions of ~88 events per user; a few page propensities are nudged
   (About, Settings, Error, Submit Upgrade) so every page rate is within ~5 % of the
   real mini log's; each preset scales beta to the real file's events per user.
 - Songs: eventsim's Million-Song listen counts are not shipped; a synthetic catalogue with
@@ -65,6 +66,7 @@ import numpy as np
 
 from sparkify.simulator.eventsim_config import ConfigError, EventsimConfig, compile_model, load_config
 from sparkify.simulator.presets import (
+    ACTIVITY_SIGMA,
     ALPHA_SCALE,
     BETA_SCALE,
     DEFAULT_COHORTS,
@@ -216,9 +218,10 @@ def build_roster(cfg: EventsimConfig, cohorts: tuple[Cohort, ...], models, n_ini
         cols["group"] += [m.group_id(a, lv) for a, lv in zip(auth, level)]
         cols["cohort"] += [ci] * n_c
         cols["user_id"] += list(range(cohort.user_id_base + 1, cohort.user_id_base + 1 + n_c))
-        z = np.vstack([_stratified_normal(rng, n_c), _stratified_normal(rng, n_c)])
-        cols["alpha"] += (cfg.alpha * ALPHA_SCALE * cohort.alpha_scale * np.exp(z[0] - 0.5)).tolist()
-        cols["beta"] += (cfg.beta * BETA_SCALE * beta_scale * cohort.beta_scale * np.exp(z[1] - 0.5)).tolist()
+        z = ACTIVITY_SIGMA * np.vstack([_stratified_normal(rng, n_c), _stratified_normal(rng, n_c)])
+        spread = ACTIVITY_SIGMA ** 2 / 2  # mean-1 multipliers
+        cols["alpha"] += (cfg.alpha * ALPHA_SCALE * cohort.alpha_scale * np.exp(z[0] - spread)).tolist()
+        cols["beta"] += (cfg.beta * BETA_SCALE * beta_scale * cohort.beta_scale * np.exp(z[1] - spread)).tolist()
         cols["t0"] += [start] * n0 + arrivals
         cols["arrival"] += [-1] * n0 + arrivals
         if growth_rate > 0:

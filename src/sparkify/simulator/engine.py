@@ -258,7 +258,7 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
                 if kd == 1:
                     t += 1
                 elif kd == 2:
-                    if t < song_end:
+                    if t <= song_end:  # a song still playing (one shorter than a second ends at once)
                         t = song_end
                     else:
                         t += int(alpha * enext())
