@@ -14,6 +14,7 @@ Out: :class:`LogStats` (one pass over the log) and a list of :class:`Check` rows
 from __future__ import annotations
 
 import gzip
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,10 +97,10 @@ class LogStats:
     def per_user(self) -> dict[str, float]:
         """The figures of :data:`REAL_PER_USER` for this log (NaN where a group is empty)."""
         def mean(values: list[int]) -> float:
-            return sum(values) / len(values) if values else float("nan")
+            return sum(values) / len(values) if values else math.nan
 
         def ratio(a: float, b: float) -> float:
-            return a / b if b and a == a and b == b else float("nan")
+            return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
 
         stay = [u for u in self.user_events if u not in self.churned]
         gone = [u for u in self.user_events if u in self.churned]
@@ -171,10 +172,7 @@ def read_stats(path: Path, check_every: int = 97) -> LogStats:
                     st.users.add(uid)
                     st.level_shown[row["level"]] += 1
                     st.user_events[uid] += 1
-                    sessions = st.user_sessions.get(uid)
-                    if sessions is None:
-                        sessions = st.user_sessions[uid] = set()
-                    sessions.add(row["sessionId"])
+                    st.user_sessions.setdefault(uid, set()).add(row["sessionId"])
                     if page == "Cancellation Confirmation":
                         st.churned.add(uid)
                 else:
