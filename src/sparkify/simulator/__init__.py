@@ -77,6 +77,7 @@ from sparkify.simulator.presets import (
     Cohort,
     initial_users,
 )
+from sparkify.simulator.satisfaction import CHURN_MODELS, SatisfactionModel, satisfaction_run
 
 __all__ = ["simulate", "SimulationSummary", "ConfigError", "Cohort", "PRESETS", "DEFAULT_COHORTS"]
 
@@ -291,13 +292,18 @@ def _config_dict(cfg: EventsimConfig) -> dict:
     }
 
 
-def run_spec(cfg: EventsimConfig, cohorts, start: int, end: int, seed: int, growth_rate: float) -> str:
-    """What rebuilds every user's model (config, cohort overrides, window) as a JSON string:
-    stored beside the ground truth so :mod:`.hazard` can recompute true churn hazards."""
+def run_spec(cfg: EventsimConfig, cohorts, start: int, end: int, seed: int, growth_rate: float,
+             satisfaction=None) -> str:
+    """What rebuilds every user's model (config, cohort overrides, window, churn model and
+    its constants) as a JSON string: stored beside the ground truth so :mod:`.hazard` can
+    recompute true churn hazards."""
     import json
 
+    churn = {"churn_model": "eventsim"} if satisfaction is None else {
+        "churn_model": "satisfaction", "satisfaction": satisfaction.to_dict()}
     return json.dumps({
         "version": 1, "seed": int(seed), "start": int(start), "end": int(end), "growth_rate": float(growth_rate),
+        **churn,
         "cohorts": [{"name": c.name, "share": c.share, "user_id_base": c.user_id_base, "page_scale": c.page_scale,
                      "alpha_scale": c.alpha_scale, "beta_scale": c.beta_scale, "end_scale": c.end_scale}
                     for c in cohorts],
@@ -342,6 +348,12 @@ def _write_truth(path: Path, roster, cohorts, outcome: dict, models, spec: str |
         "n_events": pa.array(outcome["n_events"][keep], pa.int64()),
         "n_hidden_events": pa.array(outcome["n_hidden"][keep], pa.int64()),
     })
+    if "daily_hazard" in outcome:  # the satisfaction model: hazard and state at each midnight of the window
+        hz = outcome["daily_hazard"][keep]
+        table = table.append_column("daily_hazard", pa.array(list(hz), pa.list_(pa.float32())))
+        st = outcome["daily_state"][keep]
+        table = table.append_column("daily_state", pa.array(list(st.reshape(len(keep), -1)), pa.list_(pa.float64())))
+        table = table.append_column("baseline", pa.array(outcome["baseline"][keep], pa.float64()))
     if spec is not None:
         table = _with_spec(table, spec)
     pq.write_table(table, path)
@@ -350,7 +362,8 @@ def _write_truth(path: Path, roster, cohorts, outcome: dict, models, spec: str |
 def simulate(out, users: int | None = None, preset: str | None = None, days: float | None = None, seed: int = 42,
              workers: int | None = None, gzip: bool = False, hidden_user_id: str | None = None,
              config=None, progress: bool = True, start=None, end=None,
-             cohorts: tuple[Cohort, ...] | None = None, growth_rate: float | None = None) -> SimulationSummary:
+             cohorts: tuple[Cohort, ...] | None = None, growth_rate: float | None = None,
+             churn_model: str = "eventsim") -> SimulationSummary:
     """Simulate a Sparkify event log and write it (plus the ground-truth table).
 
     In:
@@ -361,7 +374,11 @@ def simulate(out, users: int | None = None, preset: str | None = None, days: flo
       seed: same seed -> same bytes, whatever ``workers``; gzip: compress;
       hidden_user_id: userId of Logged Out/Guest rows (default: the preset's, ``""``);
       config: eventsim config path or :class:`EventsimConfig` (default: Accordion);
-      cohorts: the cohort mix (default :data:`DEFAULT_COHORTS`; ``()`` for a single plain run).
+      cohorts: the cohort mix (default :data:`DEFAULT_COHORTS`; ``()`` for a single plain run);
+      churn_model: ``eventsim`` (every page view may lead to Cancel, memoryless) or
+        ``satisfaction`` (a daily hazard driven by each user's experiences, with the
+        hazards in the ground truth: :mod:`.satisfaction`), or a
+        :class:`~.satisfaction.SatisfactionModel` with other constants.
     Out: :class:`SimulationSummary`.
     Raises ConfigError/ValueError for bad input, PermissionError for an unwritable output.
     """
@@ -374,6 +391,7 @@ def simulate(out, users: int | None = None, preset: str | None = None, days: flo
     start_s, end_s = _window(start, end, days)
     cfg = config if isinstance(config, EventsimConfig) else load_config(config)
     cohorts, models = _cohort_models(cfg, cohorts, users)
+    satisfaction = _churn_model(churn_model)
     g = GROWTH_RATE if growth_rate is None else float(growth_rate)
     if cfg.growth_rate is not None and growth_rate is None:
         g = cfg.growth_rate
@@ -389,9 +407,10 @@ def simulate(out, users: int | None = None, preset: str | None = None, days: flo
         roster=roster, models=models, start=start_s, end=end_s, timing=Timing.from_config(cfg),
         catalogue=build_catalogue(), seed=int(seed), workers=workers, out_files=None, single_file=single,
         directory=directory, gzip=gzip, hidden_user_id=hidden_user_id, user_suffix=user_suffixes(roster),
-        progress=progress)
+        progress=progress,
+        sat=None if satisfaction is None else satisfaction_run(satisfaction, cfg, cohorts, start_s, end_s))
     _write_truth(truth_path, roster, cohorts, outcome, models,
-                 spec=run_spec(cfg, cohorts, start_s, end_s, int(seed), g))
+                 spec=run_spec(cfg, cohorts, start_s, end_s, int(seed), g, satisfaction))
     visible = outcome["n_events"] > 0
     return SimulationSummary(
         path=single if single is not None else directory,
@@ -407,6 +426,16 @@ def simulate(out, users: int | None = None, preset: str | None = None, days: flo
         end=dt.datetime.fromtimestamp(end_s, dt.timezone.utc),
         seed=int(seed),
     )
+
+
+def _churn_model(churn_model) -> SatisfactionModel | None:
+    """The satisfaction model of a ``churn_model`` argument (None for eventsim's churn).
+    Raises ValueError for an unknown name."""
+    if isinstance(churn_model, SatisfactionModel):
+        return churn_model
+    if churn_model not in CHURN_MODELS:
+        raise ValueError(f"unknown churn model {churn_model!r} (choose from {', '.join(CHURN_MODELS)})")
+    return SatisfactionModel() if churn_model == "satisfaction" else None
 
 
 def _check_size(preset: str | None, users, hidden_user_id: str | None, seed):

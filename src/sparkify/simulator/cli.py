@@ -44,6 +44,11 @@ def configure_simulate(parser: argparse.ArgumentParser) -> None:
                              '"alpha_scale", "beta_scale"}] instead of the default mix')
     parser.add_argument("--no-cohorts", action="store_true",
                         help="one plain run of the config instead of the default cohort mix")
+    parser.add_argument("--churn-model", choices=("eventsim", "satisfaction"), default="eventsim",
+                        help="eventsim: every page view may lead to Cancel (memoryless, as in the real log's "
+                             "generator); satisfaction: a daily cancel hazard driven by each user's experiences "
+                             "(thumbs down, adverts while free, errors, help, downgrades), with the hazards in the "
+                             "ground truth: a bench with known drivers")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -74,7 +79,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             out=args.out, users=args.users, preset=args.preset, days=args.days, seed=args.seed,
             workers=args.workers, gzip=args.gzip, hidden_user_id=args.hidden_user_id, config=args.config,
             progress=not args.quiet and sys.stderr.isatty(), start=args.start,
-            cohorts=cohorts,
+            cohorts=cohorts, churn_model=args.churn_model,
         )
     except (ConfigError, ValueError) as exc:
         print(f"sparkify simulate: error: {exc}", file=sys.stderr)

@@ -46,6 +46,14 @@ from itertools import chain
 import numpy as np
 
 from sparkify.simulator.eventsim_config import EventsimConfig, Model
+from sparkify.simulator.satisfaction import (
+    COUNTERS,
+    STATE_FIELDS,
+    Resume,
+    SatisfactionRun,
+    UserMood,
+    engagement_bucket,
+)
 
 DAY = 86_400
 SONG_SHIFT = 32
@@ -187,6 +195,10 @@ class BlockResult:
     churn_ts: np.ndarray  # int64 per user, -1 when not churned inside the window
     n_events: np.ndarray  # int64 per user: events shown with the user's id
     n_hidden: np.ndarray  # int64 per user: Logged Out / Guest events
+    daily_hazard: np.ndarray | None = None  # float32 (user, day): the satisfaction model's hazards, NaN unchecked
+    daily_state: np.ndarray | None = None  # float64 (user, day, STATE_FIELDS): each user's state at each midnight
+    baseline: np.ndarray | None = None  # float64 per user: the satisfaction model's baseline
+    survival: np.ndarray | None = None  # float64 per user: P(no cancel decision) over a resumed horizon
 
 
 def _stream(draw, n: int):
@@ -200,12 +212,17 @@ def user_rng(seed: int, cohort: int, index: int) -> np.random.Generator:
 
 
 def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, timing: Timing,
-                   song_cum: np.ndarray, song_len: list[int]) -> BlockResult:
+                   song_cum: np.ndarray, song_len: list[int], sat: SatisfactionRun | None = None,
+                   resume: Resume | None = None) -> BlockResult:
     """Simulate every user of ``block`` (see the module docstring for the rules).
 
     In: the block, the cohorts' models, the window [start, end) (epoch s), the timing,
-    the catalogue's cumulative song weights and song lengths (s). Out: the block's
-    :class:`BlockResult`. The event loop is inline on purpose (see the module docstring)."""
+    the catalogue's cumulative song weights and song lengths (s), and for the
+    satisfaction churn model its :class:`~.satisfaction.SatisfactionRun` (None: eventsim's
+    churn). ``resume``: continue the block's one user from a recorded midnight state on a
+    fresh random stream (:class:`~.satisfaction.Resume`; its survival is in the result).
+    Out: the block's :class:`BlockResult`. The event loop is inline on purpose (see the
+    module docstring)."""
     ts_out: list[int] = []
     code_out: list[int] = []
     ev_counts: list[int] = []  # events per session (emitted)
@@ -216,6 +233,11 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
     user_events: list[int] = []
     ts_append = ts_out.append
     code_append = code_out.append
+    n_users = len(block.index)
+    daily = None if sat is None else np.full((n_users, sat.n_days), np.nan, dtype=np.float32)
+    states = None if sat is None else np.full((n_users, sat.n_days, len(STATE_FIELDS)), np.nan)
+    baselines = np.zeros(n_users)
+    survival = np.ones(n_users)
 
     for k in range(len(block.index)):
         uidx = int(block.index[k])
@@ -224,19 +246,44 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
         CUM, KIND, CHURN, GROUP = m.cum, m.kind, m.churn, m.group
         DEST = m.dest_end  # each list ends with -1: "the session ends"
         START_CUM, START_DEST = m.start_cum, m.start_dest
-        unext, enext, snext, srnd, sexp = _user_draws(user_rng(block.seed, cohort, uidx), song_cum)
+        rng = user_rng(block.seed, cohort, uidx) if resume is None else resume.rng
+        unext, enext, snext, srnd, sexp = _user_draws(rng, song_cum)
         alpha = float(block.alpha[k])
         beta = float(block.beta[k])
         group = int(block.group[k])
         n_before = len(ts_out)
-        t = first_session_start(int(block.t0[k]), beta, timing, srnd, sexp)
+        warm: list[int] = []  # states walked before the window (the satisfaction model counts them)
+        warm_append = warm.append
+        t0 = int(block.t0[k])
+        if sat is not None and t0 <= start:  # start-up users: a history to fill their counters
+            t0 -= sat.warmup
         key = FIRST_SESSION_KEY
+        if resume is not None:
+            mood = _Mood(sat, cohort, rng.spawn(1)[0], daily[k], states[k], resume)
+            group, key = resume.group, resume.t_last
+            t = mood.check_days(_redraw_after(resume.t_branch, key, beta / mood.engagement(key), timing, srnd,
+                                              sexp), key, group)
+        else:
+            t = first_session_start(t0, beta, timing, srnd, sexp)
+        if sat is not None and resume is None:
+            mood = _Mood(sat, cohort, rng.spawn(1)[0], daily[k], states[k])
+            baselines[k] = mood.mood.baseline
+            t = mood.check_days(t, start, group)
         while t < end:
             # ---- a new session
             sess_key.append(key)
             sess_user.append(uidx)
             sess_cohort.append(cohort)
             n_sess_before = len(ts_out)
+            if sat is not None:
+                mood.session_start = t
+                if mood.cancelling:
+                    t = mood.cancel_visit(t, start, end, group, alpha, enext, ts_out, code_out)
+                    ev_counts.append(len(ts_out) - n_sess_before)
+                    if t < end:
+                        churn_ts[k] = t
+                    break
+                CUM, DEST = mood.chain(t)
             s = START_DEST[group][bisect_right(START_CUM[group], unext())]
             item = 0
             if KIND[s] == 2:
@@ -251,6 +298,8 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
                     ts_append(t)
                     # the song bits are kept on every row; non-song rows are cleared afterwards
                     code_append(s | item << ITEM_SHIFT | sbits)
+                else:
+                    warm_append(s)
                 s2 = DEST[s][bisect_right(CUM[s], unext())]
                 if s2 < 0:
                     break
@@ -276,13 +325,120 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
                 if t >= start:
                     churn_ts[k] = t
                 break
-            group = GROUP[s]
+            if sat is None or t >= start:  # the satisfaction model's history keeps the initial level mix
+                group = GROUP[s]
             key = t
-            t = next_session_start(t, beta, timing, srnd, sexp)
+            if sat is None:
+                t = next_session_start(t, beta, timing, srnd, sexp)
+            else:
+                mood.session_ended(t, warm, ts_out, code_out, n_sess_before)
+                t = next_session_start(t, beta / mood.engagement(t), timing, srnd, sexp)
+                t = mood.check_days(t, key, group)
         user_events.append(len(ts_out) - n_before)
+        if sat is not None:
+            survival[k] = mood.survival
 
-    return _block_result(block, models[0], ts_out, code_out, ev_counts, user_events,
-                         (sess_key, sess_user, sess_cohort), churn_ts)
+    result = _block_result(block, models[0], ts_out, code_out, ev_counts, user_events,
+                           (sess_key, sess_user, sess_cohort), churn_ts)
+    if sat is not None:
+        result.daily_hazard, result.daily_state, result.baseline, result.survival = daily, states, baselines, survival
+    return result
+
+
+def _redraw_after(t_branch: int, last: int, beta: float, timing: Timing, rnd, expo, tries: int = 200) -> int:
+    """The next session start after ``last`` given that none came by ``t_branch``: the gap
+    rule drawn again until it lands after ``t_branch`` (from ``t_branch`` itself after
+    ``tries`` misses: a user away far longer than usual)."""
+    for _ in range(tries):
+        t = next_session_start(last, beta, timing, rnd, expo)
+        if t > t_branch:
+            return t
+    return next_session_start(t_branch, beta, timing, rnd, expo)
+
+
+class _Mood:
+    """One user's satisfaction-model state inside :func:`simulate_block`: the decaying
+    counters (:class:`~.satisfaction.UserMood`), the next midnight to decide on, the
+    user's row of daily hazards, and whether the user is on the way to cancel."""
+
+    def __init__(self, sat: SatisfactionRun, cohort: int, rng: np.random.Generator, hazard_row: np.ndarray,
+                 state_rows: np.ndarray, resume: Resume | None = None):
+        self.sat = sat
+        self.variants = sat.variants[cohort]
+        self.rnd = chain.from_iterable(_stream(rng.random, 64)).__next__
+        self.row = hazard_row
+        self.states = state_rows
+        self.cancelling = False
+        self.session_start = 0
+        self.survival = 1.0
+        self.t_stop = None
+        if resume is None:
+            self.mood = UserMood(sat.model, sat.model.baseline_sd * float(rng.standard_normal()))
+            self.day = 0
+        else:  # the state at the midnight t_branch; its own hazard counts, then the future is new
+            self.mood = resume.mood(sat.model)
+            self.day = (resume.t_branch - sat.first_midnight) // DAY + 1
+            self.t_stop = resume.t_stop
+            self.survival = 1.0 - sat.model.daily_hazard(self.mood.dissatisfaction(resume.t_branch),
+                                                         sat.paid[resume.group])
+
+    def engagement(self, t: int) -> float:
+        return self.sat.model.engagement(self.mood.dissatisfaction(t))
+
+    def chain(self, t: int):
+        """(cum, dest_end) of the chain at the user's engagement at time t."""
+        m = self.variants[engagement_bucket(self.engagement(t))]
+        return m.cum, m.dest_end
+
+    def session_ended(self, t: int, warm: list[int], ts_out: list[int], code_out: list[int], first: int) -> None:
+        """At the session's end t, add the counts of its events: the states walked before
+        the window (``warm``, emptied here) and the emitted ones (``code_out[first:]``)."""
+        counters = self.sat.counters
+        counts = [0] * len(COUNTERS)
+        for c in chain(warm, code_out[first:]):
+            i = counters[c & 0xFF]
+            if i >= 0:
+                counts[i] += 1
+        if warm or first < len(code_out):
+            self.mood.update(t, counts, self.session_start)
+        warm.clear()
+
+    def check_days(self, t_next: int, t_last: int, group: int) -> int:
+        """Decide each midnight up to the next session at ``t_next`` (the last event was at
+        ``t_last``); on a decision to cancel, return the time of the cancelling visit
+        (that day, or ``t_next`` if earlier), else ``t_next``."""
+        sat = self.sat
+        while self.day < sat.n_days:
+            midnight = sat.first_midnight + self.day * DAY
+            if midnight > t_next:
+                break
+            if sat.registered[group]:
+                h = sat.model.daily_hazard(self.mood.dissatisfaction(midnight), sat.paid[group])
+                self.row[self.day] = h
+                self.states[self.day] = self.mood.state() + (group, t_last)
+                self.day += 1
+                if self.t_stop is not None:  # a resumed future: the chance of no decision, no draw
+                    self.survival *= 1.0 - h
+                    continue
+                if self.rnd() < h:
+                    self.cancelling = True
+                    return min(t_next, max(midnight + int(DAY * self.rnd()), t_last + 1))
+            else:
+                self.day += 1
+        return t_next
+
+    def cancel_visit(self, t: int, start: int, end: int, group: int, alpha: float, enext, ts_out: list[int],
+                     code_out: list[int]) -> int:
+        """Emit the cancelling visit from time t (its states in :attr:`SatisfactionRun.cancel_path`,
+        timed like any session); return the time of its Cancellation Confirmation."""
+        kind = self.variants[0].kind
+        for item, s in enumerate(self.sat.cancel_path[group]):
+            if item:
+                t += 1 if kind[s] == 1 else int(alpha * enext())
+            if start <= t < end:
+                ts_out.append(t)
+                code_out.append(s | item << ITEM_SHIFT)
+        return t
 
 
 def _user_draws(rng: np.random.Generator, song_cum: np.ndarray):

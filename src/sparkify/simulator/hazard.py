@@ -73,11 +73,14 @@ import numpy as np
 import pandas as pd
 
 from sparkify.simulator.engine import DAY, Timing, day_off
+from sparkify.simulator.satisfaction import satisfaction_spec
+from sparkify.simulator.satisfaction import true_probability as satisfaction_probability
 from sparkify.simulator.session_tables import (
     ALPHA_GRID,
     META_KEY,
     CohortTables,
     RunModel,
+    _spec_text,
     cohort_tables,
     mean_session_durations,
     read_truth,
@@ -192,6 +195,9 @@ def true_churn_probability(truth: pd.DataFrame, rows: pd.DataFrame, horizon_days
         ``truth.attrs``), ``chunk_paths`` (paths simulated at once, default 2**18).
     Out: float64 array, one probability per row, in the order of ``rows``.
 
+    For a run of the satisfaction churn model (its spec says so) the answer comes from the
+    daily hazards the truth keeps (:func:`.satisfaction.true_probability`) instead.
+
     Exact within a session (absorbing-chain algebra), Monte Carlo for session start times
     and the free/paid (and logged-in/out) state carried across sessions; see the module
     docstring for what is approximated (sessions in progress at t, session lengths).
@@ -201,6 +207,9 @@ def true_churn_probability(truth: pd.DataFrame, rows: pd.DataFrame, horizon_days
     n_rows = len(rows)
     if n_rows == 0:
         return np.zeros(0)
+    sat_spec = satisfaction_spec(_spec_text(truth, spec))
+    if sat_spec is not None:
+        return satisfaction_probability(truth, rows, horizon_days, sat_spec, seed=seed)
     run = run_model(truth, spec)
     q = _questions(truth, rows, run, horizon_days)
     tables = [cohort_tables(run, c) for c in range(len(run.models))]

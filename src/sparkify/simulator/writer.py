@@ -79,7 +79,8 @@ class Roster:
 
 def _run_block(block: UserBlock) -> BlockResult:
     c = _CTX
-    return simulate_block(block, c["models"], c["start"], c["end"], c["timing"], c["song_cum"], c["song_len"])
+    return simulate_block(block, c["models"], c["start"], c["end"], c["timing"], c["song_cum"], c["song_len"],
+                          c["sat"])
 
 
 def _encode_chunk(args) -> bytes | int:
@@ -170,14 +171,18 @@ def _one_run_at_a_time(func):
 @_one_run_at_a_time
 def run(*, roster: Roster, models: list[Model], start: int, end: int, timing: Timing, catalogue,
         seed: int, workers: int, out_files: list[Path] | None, single_file: Path | None, gzip: bool,
-        hidden_user_id: str, user_suffix: list[bytes], progress: bool, directory: Path | None = None):
+        hidden_user_id: str, user_suffix: list[bytes], progress: bool, directory: Path | None = None,
+        sat=None):
     """Simulate and write. Returns (events, bytes_written, written paths, per-user arrays).
+    ``sat``: the satisfaction churn model's :class:`~.satisfaction.SatisfactionRun` (None:
+    eventsim's churn).
 
     Steps: the users in blocks on a pool (:func:`_simulate_users`), their events joined
     and put in time order (:func:`_join_blocks`), the song tails of the songs played
     (:func:`_song_tails`), then the chunks encoded and written on a fresh pool (the
     workers inherit the tails when it forks) (:func:`_write_chunks`)."""
     _set_context(roster, models, start, end, timing, catalogue, hidden_user_id, user_suffix, gzip)
+    _CTX["sat"] = sat
     pool = _pool(workers) if workers > 1 else None
     try:
         results = _simulate_users(roster, seed, workers, pool, progress)
@@ -259,6 +264,9 @@ def _join_blocks(results: list[BlockResult], n_cohorts: int):
     outcome = {"churn_ts": np.concatenate([r.churn_ts for r in results]),
                "n_events": np.concatenate([r.n_events for r in results]),
                "n_hidden": np.concatenate([r.n_hidden for r in results])}
+    if results and results[0].daily_hazard is not None:
+        for name in ("daily_hazard", "daily_state", "baseline"):
+            outcome[name] = np.concatenate([getattr(r, name) for r in results])
     return ts, code, user, sid, outcome
 
 
