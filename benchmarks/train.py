@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/train.py pipeline --preset full
     .venv/bin/python benchmarks/train.py first-run --runs 3 --thorough
     .venv/bin/python benchmarks/train.py backtest --seed 42
+    .venv/bin/python benchmarks/train.py drivers --seed 42
     .venv/bin/python benchmarks/train.py ablation --log MODEL_DIR/features.parquet
 
 Subcommands (``--help`` on each; the code is in ``bench/training.py``):
@@ -16,6 +17,10 @@ Subcommands (``--help`` on each; the code is in ``bench/training.py``):
   ``--thorough`` on the same held-out users (paired bootstrap);
 * ``backtest``: a model trained at ``--last-date`` on a 92-day log of 1,500 users, applied
   at ``--as-of`` and judged on what followed (PR-AUC ratio, expected/realized churners);
+* ``drivers``: the satisfaction bench: ``sparkify train`` on a ``--churn-model satisfaction``
+  log (2,000 users by default), the model's PR-AUC as a fraction of the true ceiling (the
+  probability simulated forward from each test row's known state; target >= 0.8), and
+  the planted drivers' ranks among the model's inputs and the at-risk customers' reasons;
 * ``ablation``: held-out PR-AUC and F1 with and without the opt-in artist features, the
   same splits and parameters, per family and seed (``--log``: a log or a features.parquet
   written with ``--artist-features``).
@@ -66,6 +71,14 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=None,
                    help="model and figures (default: backtest/ beside the cached log)")
     b.set_defaults(run=training.run_backtest)
+
+    d = sub.add_parser("drivers", help="the satisfaction bench: the model against the known hazard and drivers")
+    d.add_argument("--users", type=int, default=2000, help="users of the satisfaction log (default: %(default)s)")
+    d.add_argument("--preset", choices=["mini", "medium"], default=None, help="a preset's size instead of --users")
+    d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--bench-dir", type=Path, default=BENCH_DIR, help="the log cache (default: %(default)s)")
+    d.add_argument("--out", type=Path, default=None, help="model directory (default: drivers/model beside the log)")
+    d.set_defaults(run=training.run_drivers)
 
     a = sub.add_parser("ablation", help="what the opt-in artist features add to the models")
     add_log_args(a, log_help="an event log, or a features.parquet with the artist features")

@@ -47,18 +47,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------ the simulated-log cache
-def log_path(bench_dir: Path, preset: str | None, users: int | None, seed: int, days: float | None = None) -> Path:
+def log_path(bench_dir: Path, preset: str | None, users: int | None, seed: int, days: float | None = None,
+             churn_model: str = "eventsim") -> Path:
     """In: cache dir, preset or users (users win), window days (default: the simulator's),
-    seed. Out: where that simulated log lives, e.g. ``full-seed42/sparkify_event_data.json``,
-    ``users2000-seed42/...``, ``users1500-days92-seed42/...``."""
+    seed, churn model. Out: where that simulated log lives, e.g.
+    ``full-seed42/sparkify_event_data.json``, ``users2000-seed42/...``,
+    ``users1500-days92-seed42/...``, ``users2000-satisfaction-seed42/...``."""
     label = f"users{users}" if users else preset
     if days is not None:
         label += f"-days{days:g}"
+    if churn_model != "eventsim":
+        label += f"-{churn_model}"
     return bench_dir / f"{label}-seed{seed}" / "sparkify_event_data.json"
 
 
 def cached_log(preset: str | None = None, users: int | None = None, seed: int = 42, *, days: float | None = None,
-               workers: int | None = None, bench_dir: Path | None = None) -> tuple[Path, dict]:
+               workers: int | None = None, bench_dir: Path | None = None,
+               churn_model: str = "eventsim") -> tuple[Path, dict]:
     """The simulated log for ``preset`` (or about ``users`` users), ``days`` and ``seed`` in
     the cache, simulated there unless a finished one (``_SIMULATED.json`` beside it) is
     there; before simulating, checks that the disk has room for the log, its Parquet copy
@@ -68,7 +73,7 @@ def cached_log(preset: str | None = None, users: int | None = None, seed: int = 
 
     if not users and preset not in PRESETS:
         raise SystemExit(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    path = log_path(bench_dir or BENCH_DIR, None if users else preset, users, seed, days)
+    path = log_path(bench_dir or BENCH_DIR, None if users else preset, users, seed, days, churn_model)
     done = path.with_name("_SIMULATED.json")
     if path.exists() and done.exists():
         summary = json.loads(done.read_text())
@@ -86,10 +91,11 @@ def cached_log(preset: str | None = None, users: int | None = None, seed: int = 
     print(f"simulating {n_users:,} users into {path} (~{size / 1e9:.1f} GB)", flush=True)
     start = time.perf_counter()
     summary = simulate(out=path, users=users, preset=None if users else preset, days=days, seed=seed,
-                       workers=workers, progress=True)
+                       workers=workers, progress=True, churn_model=churn_model)
     info = {"path": str(path), "events": summary.events, "users": summary.users,
             "churned": summary.churned, "bytes": summary.bytes, "seed": seed,
-            "seconds": time.perf_counter() - start, "preset": preset, "requested_users": users}
+            "seconds": time.perf_counter() - start, "preset": preset, "requested_users": users,
+            "churn_model": churn_model}
     if days is not None:
         info["days"] = days
     done.write_text(json.dumps(info, indent=2))

@@ -294,6 +294,46 @@ def run_backtest(args) -> int:
     return 0
 
 
+def run_drivers(args) -> int:
+    """``train.py drivers``: train on a satisfaction log; the model against the true ceiling
+    and the planted drivers (from metrics.json). Exit 1 when the model's PR-AUC is below
+    0.8x the ceiling's or fewer than half the drivers are among its top inputs."""
+    from sparkify.modeling.train import TrainConfig, train
+
+    users = None if args.preset else args.users
+    log, info = cached_log(args.preset, users, args.seed, bench_dir=args.bench_dir, churn_model="satisfaction")
+    out = args.out or log.parent / "drivers" / "model"
+    spark = get_bench_spark("sparkify-bench-drivers")
+    t0 = time.perf_counter()
+    m = train(spark, log, out, TrainConfig()).metrics
+    train_s = time.perf_counter() - t0
+    t, c = m["best"]["test"], m.get("ceiling") or {}
+    if not c.get("drivers"):
+        print("no ceiling or drivers in metrics.json: is the ground truth beside the log?", file=sys.stderr)
+        return 1
+    ct, dv = c["test"], c["drivers"]
+    print()
+    print(f"satisfaction log {log}: {info['users']:,} users, {info['churned']:,} churned; model {m['best']['name']} "
+          f"trained in {train_s:.0f}s")
+    print(f"test: {t['rows']:,} rows of {t['users']:,} users, {t['churners']:,} churner rows")
+    print(f"model PR-AUC {t['pr_auc']:.3f}; true ceiling PR-AUC {ct['pr_auc']:.3f} (expected/realized churners "
+          f"{ct['expected_churners']:.1f}/{ct['realized_churners']}); the model reaches "
+          f"{c['model_pr_auc_fraction']:.2f} of it (target >= 0.8)")
+    print("\n".join(markdown_table(["driver", "true effect", "features", "best rank", "first reason"],
+                         [[d["driver"], f"{d['effect']:+.3g}", ", ".join(d["features"]),
+                           d["rank"] if d["rank"] is not None else "-",
+                           "-" if d["first_reason_share"] is None else f"{d['first_reason_share']:.0%}"]
+                          for d in dv["drivers"]], "lrlrr")))
+    print(f"{dv['in_top']} of {len(dv['drivers'])} drivers among the top {dv['top']} inputs "
+          f"({', '.join(dv['top_features'])}); the first raising reason of {dv['reason_driver_share']:.0%} of "
+          f"{dv['reason_rows']} at-risk test rows is a driver")
+    figures = {"train_seconds": train_s, "model_pr_auc": t["pr_auc"], "ceiling_pr_auc": ct["pr_auc"],
+               "fraction": c["model_pr_auc_fraction"], "test": {k: t[k] for k in ("rows", "users", "churners")},
+               "drivers": dv}
+    (out.parent / "drivers_figures.json").write_text(json.dumps(figures, indent=2))
+    return 0 if c["model_pr_auc_fraction"] >= 0.8 and dv["in_top"] * 2 >= len(dv["drivers"]) else 1
+
+
 # ------------------------------------------------------------------ artist ablation
 #: Fixed, moderate parameters per family (no tuning: the comparison is what matters).
 PARAMS = {"lr": {"regParam": 0.01, "maxIter": 30}, "gbt": {"maxIter": 30, "maxDepth": 4},

@@ -193,8 +193,6 @@ def model_json(*, family: str, threshold: float, calibration, spec, specs, train
 def write_all(directory: Path, *, pipeline_model, model_json: dict, metrics: dict, quality: dict,
               features_pdf, activity_pdf) -> None:
     """Write every artifact into ``directory`` (the staging directory)."""
-    from sparkify.modeling.model_card import render_model_card
-
     directory = Path(directory)
     pipeline_model.write().overwrite().save(str(directory / PIPELINE_DIR))
     write_json(directory / MODEL_JSON, model_json)
@@ -202,7 +200,14 @@ def write_all(directory: Path, *, pipeline_model, model_json: dict, metrics: dic
     features_pdf.to_parquet(directory / FEATURES_PARQUET, index=False)
     activity_pdf.to_parquet(directory / ACTIVITY_PARQUET, index=False)
     write_json(directory / METRICS_JSON, metrics)
-    (directory / MODEL_CARD).write_text(render_model_card(model_json, metrics, quality), encoding="utf-8")
+    write_model_card(directory, model_json, metrics, quality)
+
+
+def write_model_card(directory: Path, model_json: dict, metrics: dict, quality: dict) -> None:
+    """(Re)write MODEL_CARD.md in ``directory`` from model.json, metrics and the quality summary."""
+    from sparkify.modeling.model_card import render_model_card
+
+    (Path(directory) / MODEL_CARD).write_text(render_model_card(model_json, metrics, quality), encoding="utf-8")
 
 
 def load_model_json(model_dir: Path) -> dict:

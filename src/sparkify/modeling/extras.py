@@ -31,6 +31,7 @@ from sparkify.modeling.train_config import TrainConfig
 from sparkify.progress import Progress
 
 CEILING_THRESHOLD_ROWS = 5000
+FORWARD_THRESHOLD_ROWS = 500
 FIGURE_KEYS = ("f1", "precision", "recall", "pr_auc", "roc_auc", "accuracy", "weighted_f1", "rows", "users",
                "churners")
 EVER_NOTE = ("'ever' labels every user who ever cancelled in the log, with features from the window before "
@@ -123,11 +124,16 @@ def ceiling_on_rows(truth: Path, rows, horizon_days: int, threshold_rows=None) -
     on ``rows`` themselves, an optimistic choice)."""
     import pyarrow.parquet as pq
 
+    from sparkify.simulator import TRUTH_META_KEY
     from sparkify.simulator.hazard import true_churn_probability
+    from sparkify.simulator.satisfaction import planted_drivers, satisfaction_spec
 
     table = pq.read_table(str(truth)).to_pandas()
     table["userId"] = table["userId"].astype(str)
     cols = ["userId", AS_OF_COL, "level"]
+    if "daily_state" in table.columns and threshold_rows is not None and len(threshold_rows) > FORWARD_THRESHOLD_ROWS:
+        # a satisfaction run's truth is simulated forward row by row (~40 ms each)
+        threshold_rows = threshold_rows.sample(FORWARD_THRESHOLD_ROWS, random_state=0)
     p = true_churn_probability(table, rows[cols], horizon_days)
     y = rows[LABEL_COL].to_numpy().astype(int)
     if threshold_rows is not None:
@@ -137,9 +143,17 @@ def ceiling_on_rows(truth: Path, rows, horizon_days: int, threshold_rows=None) -
         threshold, _ = ev.best_threshold(y, p)
     test = {**ev.score_metrics(y, p, threshold), **cal.probability_figures(y, p, groups=rows["userId"].to_numpy()),
             "rows": int(len(y)), "users": int(rows["userId"].nunique()), "churners": int(y.sum())}
-    return {"test": test, "threshold": threshold, "source": str(truth),
-            "what": ("the simulator's true probability of cancelling within the horizon given each user's "
-                     "latent rates, cohort and level at the observation date, on the same rows")}
+    out = {"test": test, "threshold": threshold, "source": str(truth),
+           "what": ("the simulator's true probability of cancelling within the horizon given each user's "
+                    "latent rates, cohort and level at the observation date, on the same rows")}
+    sat = satisfaction_spec(table.attrs.get(TRUTH_META_KEY))
+    if sat is not None:
+        out["churn_model"] = "satisfaction"
+        out["what"] = ("the simulator's true probability of cancelling within the horizon given each user's state "
+                       "at the observation date (experience counters, level, temperament), simulated forward "
+                       "on the same rows")
+        out["planted"] = planted_drivers(sat)
+    return out
 
 
 # --------------------------------------------------------------------------- label comparison, seed spread

@@ -179,17 +179,36 @@ def _extra_evaluations(metrics: dict) -> list[str]:
                       f"{_num(lc['window']['weighted_f1'])} prediction-time."]
     ceiling = metrics.get("ceiling")
     if ceiling:
+        given = ("state at t (experience counters, level, temperament; simulated forward)"
+                 if ceiling.get("churn_model") == "satisfaction" else "latent rates, cohort and level at t")
         lines += ["", f"True ceiling (simulated data): the simulator's own probability of cancelling within the "
-                      f"horizon, given each user's latent rates, cohort and level at t, on the same "
-                      f"{ceiling['test']['rows']:,} test rows: PR-AUC {_num(ceiling['test']['pr_auc'])}, churn F1 "
-                      f"{_num(ceiling['test']['f1'])}. The model reaches "
+                      f"horizon, given each user's {given}, on the same "
+                      f"{ceiling['test']['rows']:,} test rows ({ceiling['test']['users']:,} users, "
+                      f"{ceiling['test']['churners']:,} churner rows): PR-AUC {_num(ceiling['test']['pr_auc'])}, "
+                      f"churn F1 {_num(ceiling['test']['f1'])}. The model reaches "
                       f"{_num(ceiling.get('model_pr_auc_fraction'), 2)} of the ceiling's PR-AUC."]
+        lines += _drivers_lines(ceiling.get("drivers"))
     backtest = metrics.get("backtest")
     if backtest:
         f = backtest["figures"]
         lines += ["", f"Backtest at {backtest['as_of'][:10]}: {f['rows']:,} users, {f['churners']:,} churners, "
                       f"PR-AUC {_num(f['pr_auc'])}, expected {f['expected_churners']:.1f} vs realized "
                       f"{f['realized_churners']}."]
+    return lines
+
+
+def _drivers_lines(drivers: dict | None) -> list[str]:
+    """The planted drivers of a satisfaction log against the model: rank among its inputs and
+    share of first reasons."""
+    if not drivers:
+        return []
+    lines = ["", f"Planted drivers (satisfaction log): {drivers['in_top']} of {len(drivers['drivers'])} are among "
+                 f"the model's top {drivers['top']} inputs; the first reason raising the score of "
+                 f"{_pct(drivers.get('reason_driver_share'))} of the {drivers['reason_rows']} at-risk test rows is one.",
+             "", "| driver | true effect on D | model features | best rank | first reason |", "|---|---|---|---|---|"]
+    for d in drivers["drivers"]:
+        lines.append(f"| {d['driver']} | {d['effect']:+.3g} | {', '.join(d['features'])} | "
+                     f"{d['rank'] if d['rank'] is not None else '-'} | {_pct(d.get('first_reason_share'))} |")
     return lines
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from sparkify.modeling import artifacts
+from sparkify.modeling.drivers import driver_check, drivers_note
 from sparkify.modeling import evaluate as ev
 from sparkify.modeling.assessment import step_calibrate, step_evaluate
 from sparkify.modeling.extras import ceiling_on_rows, step_extras, truth_path_for
@@ -170,9 +171,15 @@ def step_write(spark, staging: Path, loaded, data: SplitTable, tuned: CVOutcome,
             spark_version=spark.version, importances=metrics["best"]["importances"])
         artifacts.write_all(staging, pipeline_model=tuned.model, model_json=model_json, metrics=metrics,
                             quality=loaded.quality.to_dict(), features_pdf=pdf, activity_pdf=activity)
+    ceiling = metrics.get("ceiling") or {}
+    if ceiling.get("planted"):
+        with progress.stage("planted drivers") as st:
+            ceiling["drivers"] = driver_check(staging, pdf, metrics["best"]["importances"], ceiling["planted"])
+            st.note = drivers_note(ceiling["drivers"])
     progress.timings["total"] = progress.total()
     metrics["timings"] = {k: round(v, 2) for k, v in progress.timings.items()}
     artifacts.write_json(staging / artifacts.METRICS_JSON, metrics)
+    artifacts.write_model_card(staging, model_json, metrics, loaded.quality.to_dict())
 
 
 def step_score(spark, loaded, model_dir: Path, staging: Path, scores_out: str | Path, progress: Progress) -> None:

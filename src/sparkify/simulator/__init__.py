@@ -354,6 +354,7 @@ def _write_truth(path: Path, roster, cohorts, outcome: dict, models, spec: str |
         st = outcome["daily_state"][keep]
         table = table.append_column("daily_state", pa.array(list(st.reshape(len(keep), -1)), pa.list_(pa.float64())))
         table = table.append_column("baseline", pa.array(outcome["baseline"][keep], pa.float64()))
+        table = table.append_column("temperament", pa.array(outcome["temperament"][keep], pa.float64()))
     if spec is not None:
         table = _with_spec(table, spec)
     pq.write_table(table, path)

@@ -198,6 +198,7 @@ class BlockResult:
     daily_hazard: np.ndarray | None = None  # float32 (user, day): the satisfaction model's hazards, NaN unchecked
     daily_state: np.ndarray | None = None  # float64 (user, day, STATE_FIELDS): each user's state at each midnight
     baseline: np.ndarray | None = None  # float64 per user: the satisfaction model's baseline
+    temperament: np.ndarray | None = None  # float64 per user: the satisfaction model's temperament multiplier
     survival: np.ndarray | None = None  # float64 per user: P(no cancel decision) over a resumed horizon
 
 
@@ -237,6 +238,7 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
     daily = None if sat is None else np.full((n_users, sat.n_days), np.nan, dtype=np.float32)
     states = None if sat is None else np.full((n_users, sat.n_days, len(STATE_FIELDS)), np.nan)
     baselines = np.zeros(n_users)
+    tempers = np.ones(n_users)
     survival = np.ones(n_users)
 
     for k in range(len(block.index)):
@@ -268,6 +270,7 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
         if sat is not None and resume is None:
             mood = _Mood(sat, cohort, rng.spawn(1)[0], daily[k], states[k])
             baselines[k] = mood.mood.baseline
+            tempers[k] = sat.model.temperaments[mood.temper]
             t = mood.check_days(t, start, group)
         while t < end:
             # ---- a new session
@@ -341,7 +344,8 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
     result = _block_result(block, models[0], ts_out, code_out, ev_counts, user_events,
                            (sess_key, sess_user, sess_cohort), churn_ts)
     if sat is not None:
-        result.daily_hazard, result.daily_state, result.baseline, result.survival = daily, states, baselines, survival
+        result.daily_hazard, result.daily_state, result.survival = daily, states, survival
+        result.baseline, result.temperament = baselines, tempers
     return result
 
 
@@ -364,19 +368,21 @@ class _Mood:
     def __init__(self, sat: SatisfactionRun, cohort: int, rng: np.random.Generator, hazard_row: np.ndarray,
                  state_rows: np.ndarray, resume: Resume | None = None):
         self.sat = sat
-        self.variants = sat.variants[cohort]
         self.rnd = chain.from_iterable(_stream(rng.random, 64)).__next__
         self.row = hazard_row
         self.states = state_rows
+        self.cohort = cohort
         self.cancelling = False
         self.session_start = 0
         self.survival = 1.0
         self.t_stop = None
         if resume is None:
             self.mood = UserMood(sat.model, sat.model.baseline_sd * float(rng.standard_normal()))
+            self.temper = int(rng.integers(len(sat.model.temperaments)))
             self.day = 0
         else:  # the state at the midnight t_branch; its own hazard counts, then the future is new
             self.mood = resume.mood(sat.model)
+            self.temper = resume.temperament
             self.day = (resume.t_branch - sat.first_midnight) // DAY + 1
             self.t_stop = resume.t_stop
             self.survival = 1.0 - sat.model.daily_hazard(self.mood.dissatisfaction(resume.t_branch),
@@ -387,7 +393,7 @@ class _Mood:
 
     def chain(self, t: int):
         """(cum, dest_end) of the chain at the user's engagement at time t."""
-        m = self.variants[engagement_bucket(self.engagement(t))]
+        m = self.sat.variants[self.cohort][self.temper][engagement_bucket(self.engagement(t))]
         return m.cum, m.dest_end
 
     def session_ended(self, t: int, warm: list[int], ts_out: list[int], code_out: list[int], first: int) -> None:
@@ -431,7 +437,7 @@ class _Mood:
                      code_out: list[int]) -> int:
         """Emit the cancelling visit from time t (its states in :attr:`SatisfactionRun.cancel_path`,
         timed like any session); return the time of its Cancellation Confirmation."""
-        kind = self.variants[0].kind
+        kind = self.sat.variants[0][0][0].kind
         for item, s in enumerate(self.sat.cancel_path[group]):
             if item:
                 t += 1 if kind[s] == 1 else int(alpha * enext())

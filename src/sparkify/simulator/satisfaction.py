@@ -19,10 +19,14 @@ The rules (all constants are fields of :class:`SatisfactionModel`, stored in the
   the recent rates per day, weighted (songs played with a negative weight: listening is
   what the user came for), plus a decaying mark per downgrade;
   ``baseline_u ~ N(0, baseline_sd)`` per user (unobserved).
+- Temperament: each user is equally likely to have any of ``temperaments`` as the
+  multiplier of the propensity to visit the ``temperament_pages`` (thumbs down,
+  help): fussy users meet more of the drivers, every day (a lasting trait the log shows).
 - Daily hazard, decided at each midnight UTC in the window while the user is registered
   (Logged In or Logged Out): ``h = min(max_hazard, hazard[level] * exp(hazard_slope * D))``,
   with D and the level as they are at that midnight. A user who decides to cancel visits
-  at a uniform time that day (or at the next planned session, if that is earlier) and
+  at a uniform time that day (or at the next planned session, if that is earlier; or
+  right after the session in progress) and
   goes Settings -> Cancel -> Cancellation Confirmation (logging in first when logged out).
 - Engagement ``e = clip(exp(-engagement_slope * (D - reference)), *engagement_range)``:
   the gap between sessions is divided by e and each state's session-end probability is
@@ -60,13 +64,16 @@ STATE_FIELDS = (*COUNTERS, "t_ref", "t_begin", "group", "t_last")
 COUNTER_PAGES = {"songs": ("NextSong", None), "thumbs_down": ("Thumbs Down", None),
                  "adverts_free": ("Roll Advert", "free"), "errors": ("Error", None), "help": ("Help", None),
                  "downgrades": ("Submit Downgrade", None)}
-#: The features of the trained model that measure each planted driver.
+#: The planted drivers of a satisfaction run and the model features that measure each one
+#: (``level``: the base hazard differs by level).
 DRIVER_FEATURES = {
+    "songs": ("songs_per_day", "songs_per_day_recent", "events_per_day"),
     "thumbs_down": ("thumbs_down_per_day", "thumbs_down_share"),
     "adverts_free": ("adverts_per_day", "adverts_per_song"),
     "errors": ("errors_per_day",),
     "help": ("help_per_day",),
-    "downgrades": ("level_changes", "downgrade_visits_per_day", "paid_song_share", "level"),
+    "downgrades": ("level_changes", "downgrade_visits_per_day"),
+    "level": ("level", "paid_song_share"),
 }
 
 
@@ -74,16 +81,18 @@ DRIVER_FEATURES = {
 class SatisfactionModel:
     """The constants of the satisfaction churn model (see the module docstring)."""
 
-    half_life_days: float = 14.0
+    half_life_days: float = 7.0
     warmup_days: float = 28.0
     weights: dict = field(default_factory=lambda: {"songs": -0.02, "thumbs_down": 2.5, "adverts_free": 0.8,
                                                    "errors": 5.0, "help": 1.5})
     downgrade_weight: float = 1.0
-    baseline_sd: float = 0.3
-    hazard: dict = field(default_factory=lambda: {"free": 0.00013, "paid": 0.00022})
+    baseline_sd: float = 0.1
+    temperaments: tuple = (0.25, 0.8, 2.0)
+    temperament_pages: tuple = ("Thumbs Down", "Help")
+    hazard: dict = field(default_factory=lambda: {"free": 0.000054, "paid": 0.00009})
     hazard_slope: float = 3.0
     max_hazard: float = 0.25
-    engagement_slope: float = 0.6
+    engagement_slope: float = 0.5
     reference: float = 0.75
     engagement_range: tuple = (0.4, 1.25)
 
@@ -93,8 +102,9 @@ class SatisfactionModel:
     @classmethod
     def from_dict(cls, data: dict) -> SatisfactionModel:
         data = dict(data)
-        if "engagement_range" in data:
-            data["engagement_range"] = tuple(data["engagement_range"])
+        for key in ("engagement_range", "temperaments", "temperament_pages"):
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def daily_hazard(self, d: float, paid: bool) -> float:
@@ -203,7 +213,7 @@ class SatisfactionRun:
     cancelling visit (None for guests); and the window's midnights (epoch s)."""
 
     model: SatisfactionModel
-    variants: list  # [cohort][engagement level] -> Model
+    variants: list  # [cohort][temperament][engagement level] -> Model
     counters: list[int]
     registered: list[bool]
     paid: list[bool]
@@ -221,9 +231,14 @@ def satisfaction_run(model: SatisfactionModel, cfg, cohorts, start: int, end: in
 
     variants = []
     for c in cohorts:
-        scale = {**c.page_scale, "Cancel": 0.0}
-        variants.append([compile_model(cfg, scale, c.end_scale / e) for e in ENGAGEMENT_LEVELS])
-    m = variants[0][0]
+        per_temper = []
+        for k in model.temperaments:
+            scale = {**c.page_scale, "Cancel": 0.0}
+            for page in model.temperament_pages:
+                scale[page] = scale.get(page, 1.0) * k
+            per_temper.append([compile_model(cfg, scale, c.end_scale / e) for e in ENGAGEMENT_LEVELS])
+        variants.append(per_temper)
+    m = variants[0][0][0]
     paths = []
     for auth, level in m.groups:
         if auth not in ("Logged In", "Logged Out"):
@@ -265,7 +280,7 @@ def true_probability(truth, rows, horizon_days: float, spec: dict, n_paths: int 
     (1 - daily hazard), is averaged: P = 1 - mean. The days' decisions themselves are not
     drawn, so the only noise is in the experiences to come.
 
-    In: the ground truth (pandas, with ``daily_state``, ``baseline``, ``cohort``,
+    In: the ground truth (pandas, with ``daily_state``, ``baseline``, ``temperament``, ``cohort``,
     ``alpha``, ``beta``), rows with ``userId`` and ``as_of_ms`` (epoch ms; the state at
     the midnight that starts that day), the horizon in days and the run spec. A user not
     registered at t (no recorded state) gets the base hazard of the row's ``level`` held
@@ -300,13 +315,14 @@ def true_probability(truth, rows, horizon_days: float, spec: dict, n_paths: int 
             out[i] = horizon_probability([model.daily_hazard(0.0, lv == "paid")], horizon_days)[0]
             continue
         ci = run.cohort_index(str(user["cohort"]))
+        temper = model.temperaments.index(float(user["temperament"]))
         block = UserBlock(index=np.zeros(1, np.int64), cohort=np.array([ci]), alpha=np.array([user["alpha"]]),
                           beta=np.array([user["beta"]]), t0=np.array([t]), group=np.array([0]), seed=0)
         key = zlib.crc32(u.encode())
         survival = 0.0
         for path in range(n_paths):
             rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(key, day, path))))
-            resume = Resume(states[day], float(user["baseline"]), t, t + horizon, rng)
+            resume = Resume(states[day], float(user["baseline"]), temper, t, t + horizon, rng)
             r = simulate_block(block, list(run.models), t, t + horizon, timing, catalogue.cum, catalogue.length_s,
                                sat, resume)
             survival += float(r.survival[0])
@@ -322,6 +338,7 @@ class Resume:
 
     state: np.ndarray
     baseline: float
+    temperament: int  # index into SatisfactionModel.temperaments
     t_branch: int
     t_stop: int
     rng: np.random.Generator
@@ -336,3 +353,15 @@ class Resume:
 
     def mood(self, model: SatisfactionModel) -> UserMood:
         return UserMood.from_state(model, self.baseline, self.state)
+
+
+def planted_drivers(spec: dict) -> list[dict]:
+    """The drivers a satisfaction run planted, from its run spec: ``driver``, its true
+    ``effect`` (the weight on D of one event per day, or of one recent downgrade; for the
+    level, log(paid base hazard / free base hazard)), the ``hazard_slope`` that turns D into
+    log-hazard, and the model ``features`` that measure it (:data:`DRIVER_FEATURES`)."""
+    m = SatisfactionModel.from_dict(spec["satisfaction"])
+    effects = {**m.weights, "downgrades": m.downgrade_weight,
+               "level": math.log(m.hazard["paid"] / m.hazard["free"]) / m.hazard_slope}
+    return [{"driver": name, "effect": float(effects[name]), "hazard_slope": m.hazard_slope,
+             "features": list(feats)} for name, feats in DRIVER_FEATURES.items()]

@@ -265,7 +265,7 @@ def _join_blocks(results: list[BlockResult], n_cohorts: int):
                "n_events": np.concatenate([r.n_events for r in results]),
                "n_hidden": np.concatenate([r.n_hidden for r in results])}
     if results and results[0].daily_hazard is not None:
-        for name in ("daily_hazard", "daily_state", "baseline"):
+        for name in ("daily_hazard", "daily_state", "baseline", "temperament"):
             outcome[name] = np.concatenate([getattr(r, name) for r in results])
     return ts, code, user, sid, outcome
 
