@@ -319,6 +319,10 @@ def run_drivers(args) -> int:
     print(f"model PR-AUC {t['pr_auc']:.3f}; true ceiling PR-AUC {ct['pr_auc']:.3f} (expected/realized churners "
           f"{ct['expected_churners']:.1f}/{ct['realized_churners']}); the model reaches "
           f"{c['model_pr_auc_fraction']:.2f} of it (target >= 0.8)")
+    held = c.get("hazard_at_t") or {}
+    if held:
+        print(f"known daily hazard at t held over the horizon: PR-AUC {held['pr_auc']:.3f}; the model reaches "
+              f"{held['model_pr_auc_fraction']:.2f} of it")
     print("\n".join(markdown_table(["driver", "true effect", "features", "best rank", "first reason"],
                          [[d["driver"], f"{d['effect']:+.3g}", ", ".join(d["features"]),
                            d["rank"] if d["rank"] is not None else "-",
@@ -328,6 +332,7 @@ def run_drivers(args) -> int:
           f"({', '.join(dv['top_features'])}); the first raising reason of {dv['reason_driver_share']:.0%} of "
           f"{dv['reason_rows']} at-risk test rows is a driver")
     figures = {"train_seconds": train_s, "model_pr_auc": t["pr_auc"], "ceiling_pr_auc": ct["pr_auc"],
+               "hazard_at_t_pr_auc": held.get("pr_auc"),
                "fraction": c["model_pr_auc_fraction"], "test": {k: t[k] for k in ("rows", "users", "churners")},
                "drivers": dv}
     (out.parent / "drivers_figures.json").write_text(json.dumps(figures, indent=2))

@@ -113,6 +113,8 @@ def ceiling(truth: Path, levels, test: Scored, tuned: CVOutcome, spec) -> dict:
     model_pr = ev.average_precision(test.labels, test.scores)
     out["model_test_pr_auc"] = model_pr
     out["model_pr_auc_fraction"] = model_pr / out["test"]["pr_auc"] if out["test"]["pr_auc"] else float("nan")
+    if out.get("hazard_at_t") and out["hazard_at_t"]["pr_auc"]:
+        out["hazard_at_t"]["model_pr_auc_fraction"] = model_pr / out["hazard_at_t"]["pr_auc"]
     return out
 
 
@@ -126,7 +128,7 @@ def ceiling_on_rows(truth: Path, rows, horizon_days: int, threshold_rows=None) -
 
     from sparkify.simulator import TRUTH_META_KEY
     from sparkify.simulator.hazard import true_churn_probability
-    from sparkify.simulator.satisfaction import planted_drivers, satisfaction_spec
+    from sparkify.simulator.satisfaction import hazard_at, horizon_probability, planted_drivers, satisfaction_spec
 
     table = pq.read_table(str(truth)).to_pandas()
     table["userId"] = table["userId"].astype(str)
@@ -153,6 +155,11 @@ def ceiling_on_rows(truth: Path, rows, horizon_days: int, threshold_rows=None) -
                        "at the observation date (experience counters, level, temperament), simulated forward "
                        "on the same rows")
         out["planted"] = planted_drivers(sat)
+        held = horizon_probability(hazard_at(table, rows, sat), horizon_days)
+        out["hazard_at_t"] = {"pr_auc": ev.average_precision(y, held), "rows": int(len(y)),
+                              "users": int(rows["userId"].nunique()), "churners": int(y.sum()),
+                              "what": ("each row's known daily hazard at its date held over the horizon: what the "
+                                       "user's recent experiences say, without the lasting traits' future")}
     return out
 
 

@@ -187,6 +187,11 @@ def _extra_evaluations(metrics: dict) -> list[str]:
                       f"{ceiling['test']['churners']:,} churner rows): PR-AUC {_num(ceiling['test']['pr_auc'])}, "
                       f"churn F1 {_num(ceiling['test']['f1'])}. The model reaches "
                       f"{_num(ceiling.get('model_pr_auc_fraction'), 2)} of the ceiling's PR-AUC."]
+        held = ceiling.get("hazard_at_t")
+        if held:
+            lines += ["", f"The known daily hazard at t alone, held over the horizon ({held['what'].split(': ')[-1]}): "
+                          f"PR-AUC {_num(held['pr_auc'])} on the same rows; the model reaches "
+                          f"{_num(held.get('model_pr_auc_fraction'), 2)} of it."]
         lines += _drivers_lines(ceiling.get("drivers"))
     backtest = metrics.get("backtest")
     if backtest:

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from sparkify.modeling import artifacts
-from sparkify.modeling.drivers import driver_check, drivers_note
 from sparkify.modeling import evaluate as ev
 from sparkify.modeling.assessment import step_calibrate, step_evaluate
+from sparkify.modeling.drivers import driver_check, drivers_note
 from sparkify.modeling.extras import ceiling_on_rows, step_extras, truth_path_for
 from sparkify.modeling.pipelines import AS_OF_COL, LABEL_COL, feature_columns
 from sparkify.modeling.selection import SCORE_COL, CVOutcome, Scored, best_family, step_compare, step_tune

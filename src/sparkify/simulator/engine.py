@@ -279,7 +279,6 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
             sess_cohort.append(cohort)
             n_sess_before = len(ts_out)
             if sat is not None:
-                mood.session_start = t
                 if mood.cancelling:
                     t = mood.cancel_visit(t, start, end, group, alpha, enext, ts_out, code_out)
                     ev_counts.append(len(ts_out) - n_sess_before)
@@ -373,7 +372,6 @@ class _Mood:
         self.states = state_rows
         self.cohort = cohort
         self.cancelling = False
-        self.session_start = 0
         self.survival = 1.0
         self.t_stop = None
         if resume is None:
@@ -406,7 +404,7 @@ class _Mood:
             if i >= 0:
                 counts[i] += 1
         if warm or first < len(code_out):
-            self.mood.update(t, counts, self.session_start)
+            self.mood.update(t, counts)
         warm.clear()
 
     def check_days(self, t_next: int, t_last: int, group: int) -> int:

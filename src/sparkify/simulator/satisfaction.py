@@ -8,16 +8,14 @@ model trained on such a log can be judged against what it should have found.
 
 The rules (all constants are fields of :class:`SatisfactionModel`, stored in the run spec):
 
-- Counters of recent experience, each decaying with a half-life of ``half_life_days``
-  (so a counter over its mean lifetime ``tau = half_life / ln 2`` days is a recent rate
-  per day): songs played, and the planted drivers: thumbs down given, adverts heard while
-  free, error pages, help visits, and Submit Downgrade. They are updated at the end of
-  each session from the events it emitted.
-- ``D = baseline_u + sum_k weight_k * counter_k / exposure + downgrade_weight * downgrades``
-  (exposure: the decay-weighted days the user has been observed, ``tau`` for a long
-  history, at least :data:`MIN_EXPOSURE_DAYS`):
-  the recent rates per day, weighted (songs played with a negative weight: listening is
-  what the user came for), plus a decaying mark per downgrade;
+- Counters of recent experience, each decaying with a half-life of ``half_life_days``:
+  songs played, and the planted drivers: thumbs down given, adverts heard while free,
+  help visits (the ``share_weights``: what share of the listening they spoil), error
+  pages and Submit Downgrade (the ``shock_weights``: each one a blow of its own). They
+  are updated at the end of each session from the events it emitted.
+- ``D = baseline_u + sum_k share_weight_k * counter_k / (songs + prior_songs)
+  + sum_j shock_weight_j * counter_j``: how much of the recent listening went wrong,
+  whatever the amount of listening, plus the recent blows;
   ``baseline_u ~ N(0, baseline_sd)`` per user (unobserved).
 - Temperament: each user is equally likely to have any of ``temperaments`` as the
   multiplier of the propensity to visit the ``temperament_pages`` (thumbs down,
@@ -50,16 +48,13 @@ import numpy as np
 
 CHURN_MODELS = ("eventsim", "satisfaction")
 DAY = 86_400
-#: The shortest history the recent rates are taken over (days).
-MIN_EXPOSURE_DAYS = 7.0
 #: Engagement multipliers a session can run at (each is a compiled model variant).
 ENGAGEMENT_LEVELS = (1.25, 1.0, 0.8, 0.64, 0.5, 0.4)
 #: The counters kept per user, in order: songs first, then the per-song drivers.
 COUNTERS = ("songs", "thumbs_down", "adverts_free", "errors", "help", "downgrades")
 #: What the truth records of a user at each midnight (``daily_state``): the counters, the
-#: time they were last updated, the start of the exposure, the (auth, level) group and the
-#: end of the last session.
-STATE_FIELDS = (*COUNTERS, "t_ref", "t_begin", "group", "t_last")
+#: time they were last updated, the (auth, level) group and the end of the last session.
+STATE_FIELDS = (*COUNTERS, "t_ref", "group", "t_last")
 #: Page (and level, where it matters) of each counter.
 COUNTER_PAGES = {"songs": ("NextSong", None), "thumbs_down": ("Thumbs Down", None),
                  "adverts_free": ("Roll Advert", "free"), "errors": ("Error", None), "help": ("Help", None),
@@ -67,9 +62,8 @@ COUNTER_PAGES = {"songs": ("NextSong", None), "thumbs_down": ("Thumbs Down", Non
 #: The planted drivers of a satisfaction run and the model features that measure each one
 #: (``level``: the base hazard differs by level).
 DRIVER_FEATURES = {
-    "songs": ("songs_per_day", "songs_per_day_recent", "events_per_day"),
-    "thumbs_down": ("thumbs_down_per_day", "thumbs_down_share"),
-    "adverts_free": ("adverts_per_day", "adverts_per_song"),
+    "thumbs_down": ("thumbs_down_share", "thumbs_down_per_day"),
+    "adverts_free": ("adverts_per_song", "adverts_per_day"),
     "errors": ("errors_per_day",),
     "help": ("help_per_day",),
     "downgrades": ("level_changes", "downgrade_visits_per_day"),
@@ -83,16 +77,16 @@ class SatisfactionModel:
 
     half_life_days: float = 7.0
     warmup_days: float = 28.0
-    weights: dict = field(default_factory=lambda: {"songs": -0.02, "thumbs_down": 2.5, "adverts_free": 0.8,
-                                                   "errors": 5.0, "help": 1.5})
-    downgrade_weight: float = 1.0
+    share_weights: dict = field(default_factory=lambda: {"thumbs_down": 30.0, "adverts_free": 10.0, "help": 30.0})
+    shock_weights: dict = field(default_factory=lambda: {"errors": 0.5, "downgrades": 1.0})
+    prior_songs: float = 30.0
     baseline_sd: float = 0.1
-    temperaments: tuple = (0.25, 0.8, 2.0)
+    temperaments: tuple = (0.3, 1.0, 2.5)
     temperament_pages: tuple = ("Thumbs Down", "Help")
-    hazard: dict = field(default_factory=lambda: {"free": 0.000054, "paid": 0.00009})
+    hazard: dict = field(default_factory=lambda: {"free": 0.00007, "paid": 0.00012})
     hazard_slope: float = 3.0
     max_hazard: float = 0.25
-    engagement_slope: float = 0.5
+    engagement_slope: float = 0.4
     reference: float = 0.75
     engagement_range: tuple = (0.4, 1.25)
 
@@ -130,7 +124,7 @@ class UserMood:
     and the user's baseline. ``update(t, counts)`` decays to time t (epoch s) and adds a
     session's counts per counter; ``dissatisfaction(t)`` is D at time t."""
 
-    __slots__ = ("m", "baseline", "c", "t_ref", "rate", "tau_days", "t_begin")
+    __slots__ = ("m", "baseline", "c", "t_ref", "rate", "shares", "shocks")
 
     def __init__(self, model: SatisfactionModel, baseline: float):
         self.m = model
@@ -138,8 +132,8 @@ class UserMood:
         self.c = [0.0] * len(COUNTERS)
         self.t_ref = None
         self.rate = math.log(2) / (model.half_life_days * DAY)
-        self.tau_days = model.half_life_days / math.log(2)
-        self.t_begin = None
+        self.shares = [(COUNTERS.index(k), w) for k, w in model.share_weights.items()]
+        self.shocks = [(COUNTERS.index(k), w) for k, w in model.shock_weights.items()]
 
     def _decayed(self, t: int) -> list[float]:
         if self.t_ref is None or t <= self.t_ref:
@@ -148,9 +142,9 @@ class UserMood:
         return [v * f for v in self.c]
 
     def state(self) -> tuple:
-        """The counters, when they were last updated and when the exposure began (-1: not
-        yet): the first fields of :data:`STATE_FIELDS`."""
-        return (*self.c, -1 if self.t_ref is None else self.t_ref, -1 if self.t_begin is None else self.t_begin)
+        """The counters and when they were last updated (-1: never): the first fields of
+        :data:`STATE_FIELDS`."""
+        return (*self.c, -1 if self.t_ref is None else self.t_ref)
 
     @classmethod
     def from_state(cls, model: SatisfactionModel, baseline: float, state) -> UserMood:
@@ -159,30 +153,17 @@ class UserMood:
         n = len(COUNTERS)
         m.c = [float(v) for v in state[:n]]
         m.t_ref = None if state[n] < 0 else int(state[n])
-        m.t_begin = None if state[n + 1] < 0 else int(state[n + 1])
         return m
 
-    def update(self, t: int, counts: list[int], t_first: int) -> None:
-        """Decay to ``t`` and add ``counts``; ``t_first``: when the counted events began
-        (the first update's sets the start of the user's exposure)."""
-        if self.t_begin is None:
-            self.t_begin = t_first
+    def update(self, t: int, counts: list[int]) -> None:
+        """Decay the counters to time ``t`` and add a session's ``counts``."""
         self.c = [v + n for v, n in zip(self._decayed(t), counts)]
         self.t_ref = t
 
-    def exposure_days(self, t: int) -> float:
-        """The decay-weighted days observed by time t (tau for a long history), at least
-        :data:`MIN_EXPOSURE_DAYS`: counters over it are recent rates per day."""
-        if self.t_begin is None:
-            return MIN_EXPOSURE_DAYS
-        span = max(0, t - self.t_begin)
-        return max(MIN_EXPOSURE_DAYS, self.tau_days * -math.expm1(-self.rate * span))
-
     def dissatisfaction(self, t: int) -> float:
         c = self._decayed(t)
-        w = self.m.weights
-        per_day = sum(w[name] * v for name, v in zip(COUNTERS[:-1], c))
-        return self.baseline + per_day / self.exposure_days(t) + self.m.downgrade_weight * c[5]
+        spoiled = sum(w * c[i] for i, w in self.shares) / (c[0] + self.m.prior_songs)
+        return self.baseline + spoiled + sum(w * c[i] for i, w in self.shocks)
 
 
 def state_counters(states) -> list[int]:
@@ -196,6 +177,28 @@ def state_counters(states) -> list[int]:
             if page == p and (lv is None or lv == level):
                 idx = i
         out.append(idx)
+    return out
+
+
+def hazard_at(truth, rows, spec: dict) -> np.ndarray:
+    """Each row's known daily hazard at its date (``userId``, ``as_of_ms``; the hazard
+    decided at the midnight that starts that day). A day without one (the user not
+    registered, or already decided to cancel) takes the base hazard of the row's
+    ``level``. Raises ValueError for users not in the truth."""
+    model = SatisfactionModel.from_dict(spec["satisfaction"])
+    first = -(-int(spec["start"]) // DAY) * DAY
+    by_user = dict(zip(truth["userId"].astype(str), truth["daily_hazard"]))
+    uid = rows["userId"].astype(str).tolist()
+    missing = sorted(set(uid) - set(by_user))
+    if missing:
+        raise ValueError(f"{len(missing)} user(s) not in the ground truth, e.g. {missing[:3]}")
+    days = ((rows["as_of_ms"].to_numpy(dtype=np.int64) // 1000 - first) // DAY).tolist()
+    levels = rows["level"].astype(str).tolist() if "level" in rows else ["free"] * len(rows)
+    out = np.empty(len(rows))
+    for i, (u, d, lv) in enumerate(zip(uid, days, levels)):
+        hz = by_user[u]
+        h = float(hz[d]) if 0 <= d < len(hz) else float("nan")
+        out[i] = model.daily_hazard(0.0, lv == "paid") if math.isnan(h) else h
     return out
 
 
@@ -357,11 +360,12 @@ class Resume:
 
 def planted_drivers(spec: dict) -> list[dict]:
     """The drivers a satisfaction run planted, from its run spec: ``driver``, its true
-    ``effect`` (the weight on D of one event per day, or of one recent downgrade; for the
-    level, log(paid base hazard / free base hazard)), the ``hazard_slope`` that turns D into
-    log-hazard, and the model ``features`` that measure it (:data:`DRIVER_FEATURES`)."""
+    ``effect`` on D (per share of recent songs for thumbs down, adverts and help; per
+    recent event for errors and downgrades; for the level, log(paid base hazard / free base
+    hazard) / slope), the ``hazard_slope`` that turns D into log-hazard, and the model
+    ``features`` that measure it (:data:`DRIVER_FEATURES`)."""
     m = SatisfactionModel.from_dict(spec["satisfaction"])
-    effects = {**m.weights, "downgrades": m.downgrade_weight,
+    effects = {**m.share_weights, **m.shock_weights,
                "level": math.log(m.hazard["paid"] / m.hazard["free"]) / m.hazard_slope}
     return [{"driver": name, "effect": float(effects[name]), "hazard_slope": m.hazard_slope,
              "features": list(feats)} for name, feats in DRIVER_FEATURES.items()]
