@@ -128,7 +128,13 @@ def ceiling_on_rows(truth: Path, rows, horizon_days: int, threshold_rows=None) -
 
     from sparkify.simulator import TRUTH_META_KEY
     from sparkify.simulator.hazard import true_churn_probability
-    from sparkify.simulator.satisfaction import hazard_at, horizon_probability, planted_drivers, satisfaction_spec
+    from sparkify.simulator.satisfaction import (
+        driver_contributions,
+        hazard_at,
+        horizon_probability,
+        planted_drivers,
+        satisfaction_spec,
+    )
 
     table = pq.read_table(str(truth)).to_pandas()
     table["userId"] = table["userId"].astype(str)
@@ -154,7 +160,9 @@ def ceiling_on_rows(truth: Path, rows, horizon_days: int, threshold_rows=None) -
         out["what"] = ("the simulator's true probability of cancelling within the horizon given each user's state "
                        "at the observation date (experience counters, level, temperament), simulated forward "
                        "on the same rows")
-        out["planted"] = planted_drivers(sat)
+        contributions = driver_contributions(table, rows, sat)
+        spread = (contributions - contributions.mean()).abs().mean()
+        out["planted"] = [{**d, "true_importance": float(spread[d["driver"]])} for d in planted_drivers(sat)]
         held = horizon_probability(hazard_at(table, rows, sat), horizon_days)
         out["hazard_at_t"] = {"pr_auc": ev.average_precision(y, held), "rows": int(len(y)),
                               "users": int(rows["userId"].nunique()), "churners": int(y.sum()),

@@ -207,12 +207,16 @@ def _drivers_lines(drivers: dict | None) -> list[str]:
     share of first reasons."""
     if not drivers:
         return []
-    lines = ["", f"Planted drivers (satisfaction log): {drivers['in_top']} of {len(drivers['drivers'])} are among "
-                 f"the model's top {drivers['top']} inputs; the first reason raising the score of "
-                 f"{_pct(drivers.get('reason_driver_share'))} of the {drivers['reason_rows']} at-risk test rows is one.",
-             "", "| driver | true effect on D | model features | best rank | first reason |", "|---|---|---|---|---|"]
+    lines = ["", f"Planted drivers (satisfaction log): {drivers['leading_in_top']} of the {drivers['leading']} leading "
+                 f"drivers (true importance at least half the strongest's) are among the model's top "
+                 f"{drivers['top']} inputs; the first reason raising the score of "
+                 f"{_pct(drivers.get('reason_driver_share'))} of the {drivers['reason_rows']} at-risk test rows is a "
+                 "planted driver.",
+             "", "| driver | true effect on D | true importance | model features | best rank | first reason |",
+             "|---|---|---|---|---|---|"]
     for d in drivers["drivers"]:
-        lines.append(f"| {d['driver']} | {d['effect']:+.3g} | {', '.join(d['features'])} | "
+        lines.append(f"| {d['driver']}{' (leading)' if d.get('leading') else ''} | {d['effect']:+.3g} | "
+                     f"{_num(d.get('true_importance'))} | {', '.join(d['features'])} | "
                      f"{d['rank'] if d['rank'] is not None else '-'} | {_pct(d.get('first_reason_share'))} |")
     return lines
 

@@ -17,9 +17,11 @@ The rules (all constants are fields of :class:`SatisfactionModel`, stored in the
   + sum_j shock_weight_j * counter_j``: how much of the recent listening went wrong,
   whatever the amount of listening, plus the recent blows;
   ``baseline_u ~ N(0, baseline_sd)`` per user (unobserved).
-- Temperament: each user is equally likely to have any of ``temperaments`` as the
-  multiplier of the propensity to visit the ``temperament_pages`` (thumbs down,
-  help): fussy users meet more of the drivers, every day (a lasting trait the log shows).
+- Temperament: each user is equally likely to have any of ``temperaments`` (k), which
+  multiplies the propensity to visit each page of ``temperament_pages`` by k to that
+  page's power: fussy users give more thumbs down and visit help more (k), and give
+  fewer thumbs up (k^-1/2), every day: a lasting trait the log shows. ``page_scale``
+  keeps the pooled page ratios where the template has them.
 - Daily hazard, decided at each midnight UTC in the window while the user is registered
   (Logged In or Logged Out): ``h = min(max_hazard, hazard[level] * exp(hazard_slope * D))``,
   with D and the level as they are at that midnight. A user who decides to cancel visits
@@ -43,8 +45,12 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CHURN_MODELS = ("eventsim", "satisfaction")
 DAY = 86_400
@@ -79,14 +85,15 @@ class SatisfactionModel:
     warmup_days: float = 28.0
     share_weights: dict = field(default_factory=lambda: {"thumbs_down": 30.0, "adverts_free": 10.0, "help": 30.0})
     shock_weights: dict = field(default_factory=lambda: {"errors": 0.5, "downgrades": 1.0})
-    prior_songs: float = 30.0
+    prior_songs: float = 15.0
     baseline_sd: float = 0.1
     temperaments: tuple = (0.3, 1.0, 2.5)
-    temperament_pages: tuple = ("Thumbs Down", "Help")
-    hazard: dict = field(default_factory=lambda: {"free": 0.00007, "paid": 0.00012})
+    temperament_pages: dict = field(default_factory=lambda: {"Thumbs Down": 1.0, "Help": 1.0, "Thumbs Up": -0.5})
+    page_scale: dict = field(default_factory=lambda: {"Thumbs Up": 0.87})
+    hazard: dict = field(default_factory=lambda: {"free": 0.00004, "paid": 0.00005})
     hazard_slope: float = 3.0
     max_hazard: float = 0.25
-    engagement_slope: float = 0.4
+    engagement_slope: float = 0.3
     reference: float = 0.75
     engagement_range: tuple = (0.4, 1.25)
 
@@ -96,7 +103,7 @@ class SatisfactionModel:
     @classmethod
     def from_dict(cls, data: dict) -> SatisfactionModel:
         data = dict(data)
-        for key in ("engagement_range", "temperaments", "temperament_pages"):
+        for key in ("engagement_range", "temperaments"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -202,6 +209,40 @@ def hazard_at(truth, rows, spec: dict) -> np.ndarray:
     return out
 
 
+def driver_contributions(truth, rows, spec: dict) -> pd.DataFrame:
+    """Each planted driver's part of the log-hazard at each row's date (``userId``,
+    ``as_of_ms``), from the user's recorded state: ``hazard_slope`` x its term of D (the
+    drivers of :data:`DRIVER_FEATURES` but the level), and for the level log(paid/free
+    base hazard) when paid. A row without a recorded state (the user not registered, or
+    already decided to cancel) gets zeros. Out: one column per driver, one row per row."""
+    import pandas as pd
+
+    from sparkify.simulator.session_tables import run_model
+
+    model = SatisfactionModel.from_dict(spec["satisfaction"])
+    paid_groups = {g for g, (_auth, level) in enumerate(run_model(truth, spec).models[0].groups) if level == "paid"}
+    first = -(-int(spec["start"]) // DAY) * DAY
+    width = len(STATE_FIELDS)
+    states = {u: np.asarray(s, dtype=np.float64).reshape(-1, width)
+              for u, s in zip(truth["userId"].astype(str), truth["daily_state"])}
+    days = ((rows["as_of_ms"].to_numpy(dtype=np.int64) // 1000 - first) // DAY).tolist()
+    level_effect = math.log(model.hazard["paid"] / model.hazard["free"])
+    paid_group = STATE_FIELDS.index("group")
+    out = {name: np.zeros(len(rows)) for name in DRIVER_FEATURES}
+    for i, (u, d) in enumerate(zip(rows["userId"].astype(str).tolist(), days)):
+        st = states[u][d] if 0 <= d < len(states[u]) else None
+        if st is None or np.isnan(st[0]):
+            continue
+        c = UserMood.from_state(model, 0.0, st)._decayed(first + d * DAY)
+        songs = c[0] + model.prior_songs
+        for name, w in model.share_weights.items():
+            out[name][i] = model.hazard_slope * w * c[COUNTERS.index(name)] / songs
+        for name, w in model.shock_weights.items():
+            out[name][i] = model.hazard_slope * w * c[COUNTERS.index(name)]
+        out["level"][i] = level_effect * (int(st[paid_group]) in paid_groups)
+    return pd.DataFrame(out, index=rows.index)
+
+
 def horizon_probability(daily_hazard: np.ndarray, horizon_days: float) -> np.ndarray:
     """P(cancel within ``horizon_days``) for daily hazards held over the horizon."""
     h = np.clip(np.asarray(daily_hazard, dtype=np.float64), 0.0, 1.0)
@@ -237,8 +278,10 @@ def satisfaction_run(model: SatisfactionModel, cfg, cohorts, start: int, end: in
         per_temper = []
         for k in model.temperaments:
             scale = {**c.page_scale, "Cancel": 0.0}
-            for page in model.temperament_pages:
-                scale[page] = scale.get(page, 1.0) * k
+            for page, f in model.page_scale.items():
+                scale[page] = scale.get(page, 1.0) * f
+            for page, power in model.temperament_pages.items():
+                scale[page] = scale.get(page, 1.0) * k ** power
             per_temper.append([compile_model(cfg, scale, c.end_scale / e) for e in ENGAGEMENT_LEVELS])
         variants.append(per_temper)
     m = variants[0][0][0]
