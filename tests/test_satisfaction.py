@@ -136,3 +136,21 @@ def test_importances_fold_one_hot_columns_and_reasons_pick_the_first_raising():
     reasons = [Reason("songs_per_day", 1.0, -0.4, "lowers"), Reason("help_per_day", 0.2, 0.1, "raises")]
     assert first_raising_reason(reasons) == "help_per_day"
     assert first_raising_reason(reasons[:1]) is None
+
+
+def test_driver_contributions_add_up_to_the_recorded_log_hazard(sat_log):
+    from sparkify.simulator.satisfaction import driver_contributions
+
+    _, truth = sat_log
+    spec = json.loads(truth.attrs[TRUTH_META_KEY])
+    model = SatisfactionModel.from_dict(spec["satisfaction"])
+    day = 10
+    hz = np.stack(truth["daily_hazard"].to_numpy()).astype(float)
+    alive = ~np.isnan(hz[:, day]) & (hz[:, day] < model.max_hazard)
+    rows = pd.DataFrame({"userId": truth.loc[alive, "userId"], "as_of_ms": (START + day * DAY) * 1000})
+    parts = driver_contributions(truth, rows, spec)
+    expected = (np.log(hz[alive, day] / model.hazard["free"])
+                - model.hazard_slope * truth.loc[alive, "baseline"].to_numpy())
+    assert len(rows) > 100
+    assert np.allclose(parts.sum(axis=1).to_numpy(), expected, atol=1e-4)
+    assert (parts >= 0).all().all() and (parts["thumbs_down"] > 0).mean() > 0.5
