@@ -19,6 +19,9 @@ How it maps to eventsim (see ``shared/reference/sparkify-event-log.md`` section 
   hidden userId (``""``, or a placeholder like the full log's ``"1261737"``) and no user
   fields.
 - Output: JSON Lines in the real key order with null fields omitted.
+- Churn model: eventsim's (above) by default; ``churn_model="satisfaction"`` replaces it
+  with a daily cancel hazard driven by each user's experiences, with known drivers
+  (:mod:`.satisfaction`).
 
 What differs from eventsim:
 

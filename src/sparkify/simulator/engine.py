@@ -267,11 +267,11 @@ def simulate_block(block: UserBlock, models: list[Model], start: int, end: int, 
                                               sexp), key, group)
         else:
             t = first_session_start(t0, beta, timing, srnd, sexp)
-        if sat is not None and resume is None:
-            mood = _Mood(sat, cohort, rng.spawn(1)[0], daily[k], states[k])
-            baselines[k] = mood.mood.baseline
-            tempers[k] = sat.model.temperaments[mood.temper]
-            t = mood.check_days(t, start, group)
+            if sat is not None:
+                mood = _Mood(sat, cohort, rng.spawn(1)[0], daily[k], states[k])
+                baselines[k] = mood.mood.baseline
+                tempers[k] = sat.model.temperaments[mood.temper]
+                t = mood.check_days(t, start, group)
         while t < end:
             # ---- a new session
             sess_key.append(key)

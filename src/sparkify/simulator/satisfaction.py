@@ -34,10 +34,16 @@ The rules (all constants are fields of :class:`SatisfactionModel`, stored in the
   interest plays fewer and shorter sessions for the days or weeks before leaving.
 - The template's own Cancel edges are switched off (page scale 0): cancelling happens
   only through the hazard.
+- Start-up users live ``warmup_days`` before the window (not written, but counted, at
+  their initial level) so that their counters start full.
 
-The true probability of cancelling within a horizon of H days from a midnight t, given
-the user's state at t, is taken as ``1 - (1 - h_t)^H`` (the hazard at t held over the
-horizon; :func:`horizon_probability`).
+The ground truth adds per user ``daily_hazard`` (the hazard decided at each midnight of
+the window, NaN where none was), ``daily_state`` (the state it was decided from:
+:data:`STATE_FIELDS` per day, flattened), ``baseline`` and ``temperament``. From them:
+:func:`true_probability` (the exact chance to cancel within a horizon given the state at
+t, simulated forward: the ceiling), :func:`hazard_at` with :func:`horizon_probability`
+(the daily hazard at t held over the horizon) and :func:`driver_contributions` (each
+driver's part of the log-hazard at t).
 """
 
 from __future__ import annotations
