@@ -80,12 +80,12 @@ from sparkify.simulator.session_tables import (
     META_KEY,
     CohortTables,
     RunModel,
-    _spec_text,
     cohort_tables,
     mean_session_durations,
     read_truth,
     run_model,
     session_outcomes,
+    spec_text,
 )
 
 # the run spec and session tables live in .session_tables; they stay importable from here
@@ -207,7 +207,7 @@ def true_churn_probability(truth: pd.DataFrame, rows: pd.DataFrame, horizon_days
     n_rows = len(rows)
     if n_rows == 0:
         return np.zeros(0)
-    sat_spec = satisfaction_spec(_spec_text(truth, spec))
+    sat_spec = satisfaction_spec(spec_text(truth, spec))
     if sat_spec is not None:
         return satisfaction_probability(truth, rows, horizon_days, sat_spec, seed=seed)
     run = run_model(truth, spec)

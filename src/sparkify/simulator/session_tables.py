@@ -65,7 +65,7 @@ class RunModel:
         raise ValueError(f"cohort {name!r} is not in the run spec (known: {', '.join(c.name for c in self.cohorts)})")
 
 
-def _spec_text(truth: pd.DataFrame | None, spec) -> str | None:
+def spec_text(truth: pd.DataFrame | None, spec) -> str | None:
     """The run spec as JSON text: from ``spec`` (a truth parquet path, JSON text or a
     dict), else ``truth.attrs``; None when neither has one."""
     if spec is None:
@@ -109,7 +109,7 @@ def _run_model_cached(text: str | None, cohort_names: tuple[str, ...]) -> RunMod
 def run_model(truth: pd.DataFrame | None = None, spec=None) -> RunModel:
     """The compiled models of a run: from ``spec`` (a truth parquet path, the spec JSON
     or dict), else ``truth.attrs``, else the defaults (for the cohort names in ``truth``)."""
-    text = _spec_text(truth, spec)
+    text = spec_text(truth, spec)
     names = () if text is not None or truth is None else tuple(sorted(set(truth["cohort"].astype(str))))
     return _run_model_cached(text, names)
 
