@@ -609,3 +609,37 @@ def test_report_renders_offline_in_chromium(report):
     assert problems == []
     assert requests == []
     assert drawn == html.count('class="plotly-graph-div"')
+
+
+def test_planted_drivers_reach_the_report_and_the_model_card(report_data, trained_model):
+    """On a satisfaction log, training adds the planted drivers to the ceiling: checked
+    here with the real check on the trained model (its importances and the NumPy scorer's
+    reasons), then rendered in the report's ceiling section and the model card."""
+    from dataclasses import replace
+
+    from sparkify.modeling.drivers import driver_check
+    from sparkify.modeling.model_card import render_model_card
+    from sparkify.report import read_model_artifacts, render_report
+    from sparkify.simulator.satisfaction import SatisfactionModel, planted_drivers
+
+    model_json, metrics, quality, features = read_model_artifacts(trained_model)
+    planted = [{**d, "true_importance": imp} for d, imp in
+               zip(planted_drivers({"satisfaction": SatisfactionModel().to_dict()}), (0.8, 0.7, 0.5, 0.3, 0.2, 0.1))]
+    check = driver_check(trained_model, features, metrics["best"]["importances"], planted)
+    assert check["leading"] == 3 and [d["driver"] for d in check["drivers"]][:3] == [
+        "thumbs_down", "adverts_free", "errors"]
+    assert check["reason_rows"] >= 20 and 0.0 <= check["reason_driver_share"] <= 1.0
+    ranked = [d["rank"] for d in check["drivers"] if d["rank"] is not None]
+    assert ranked and all(1 <= r for r in ranked)
+    assert check["leading_in_top"] == sum(d["in_top"] for d in check["drivers"] if d["leading"])
+
+    ceiling = {**(report_data.metrics.get("ceiling") or {}), "churn_model": "satisfaction", "planted": planted,
+               "drivers": check, "hazard_at_t": {"pr_auc": 0.3, "model_pr_auc_fraction": 0.9, "rows": 1, "users": 1,
+                                                 "churners": 1, "what": "x: the hazard at t"}}
+    html = render_report(replace(report_data, metrics={**report_data.metrics, "ceiling": ceiling}))
+    section = html[html.index('id="planted-drivers"'):]
+    assert f"{check['leading_in_top']} of the {check['leading']}" in _visible(section[:3000])
+    assert "thumbs_down_share" in section and "(leading)" in section
+    card = render_model_card(model_json, {**metrics, "ceiling": {**metrics["ceiling"], **ceiling}}, quality or {})
+    assert "Planted drivers (satisfaction log)" in card and "| thumbs_down (leading) | +30 |" in card
+    assert "The known daily hazard at t alone" in card
