@@ -139,7 +139,8 @@ def ceiling_on_rows(truth: Path, rows, horizon_days: int, threshold_rows=None) -
     table = pq.read_table(str(truth)).to_pandas()
     table["userId"] = table["userId"].astype(str)
     cols = ["userId", AS_OF_COL, "level"]
-    if "daily_state" in table.columns and threshold_rows is not None and len(threshold_rows) > FORWARD_THRESHOLD_ROWS:
+    sat = satisfaction_spec(table.attrs.get(TRUTH_META_KEY))
+    if sat is not None and threshold_rows is not None and len(threshold_rows) > FORWARD_THRESHOLD_ROWS:
         # a satisfaction run's truth is simulated forward row by row (~40 ms each)
         threshold_rows = threshold_rows.sample(FORWARD_THRESHOLD_ROWS, random_state=0)
     p = true_churn_probability(table, rows[cols], horizon_days)
@@ -154,7 +155,6 @@ def ceiling_on_rows(truth: Path, rows, horizon_days: int, threshold_rows=None) -
     out = {"test": test, "threshold": threshold, "source": str(truth),
            "what": ("the simulator's true probability of cancelling within the horizon given each user's "
                     "latent rates, cohort and level at the observation date, on the same rows")}
-    sat = satisfaction_spec(table.attrs.get(TRUTH_META_KEY))
     if sat is not None:
         out["churn_model"] = "satisfaction"
         out["what"] = ("the simulator's true probability of cancelling within the horizon given each user's state "

@@ -193,19 +193,29 @@ def state_counters(states) -> list[int]:
     return out
 
 
+def first_midnight(start: int) -> int:
+    """The first midnight UTC at or after ``start`` (epoch s): the first day decided."""
+    return -(-int(start) // DAY) * DAY
+
+
+def row_days(rows, spec: dict) -> np.ndarray:
+    """Each row's day index in a satisfaction run (``as_of_ms`` -> days since the run's
+    first midnight): the day whose midnight decision and state apply at that time."""
+    return (rows["as_of_ms"].to_numpy(dtype=np.int64) // 1000 - first_midnight(spec["start"])) // DAY
+
+
 def hazard_at(truth, rows, spec: dict) -> np.ndarray:
     """Each row's known daily hazard at its date (``userId``, ``as_of_ms``; the hazard
     decided at the midnight that starts that day). A day without one (the user not
     registered, or already decided to cancel) takes the base hazard of the row's
     ``level``. Raises ValueError for users not in the truth."""
     model = SatisfactionModel.from_dict(spec["satisfaction"])
-    first = -(-int(spec["start"]) // DAY) * DAY
     by_user = dict(zip(truth["userId"].astype(str), truth["daily_hazard"]))
     uid = rows["userId"].astype(str).tolist()
     missing = sorted(set(uid) - set(by_user))
     if missing:
         raise ValueError(f"{len(missing)} user(s) not in the ground truth, e.g. {missing[:3]}")
-    days = ((rows["as_of_ms"].to_numpy(dtype=np.int64) // 1000 - first) // DAY).tolist()
+    days = row_days(rows, spec).tolist()
     levels = rows["level"].astype(str).tolist() if "level" in rows else ["free"] * len(rows)
     out = np.empty(len(rows))
     for i, (u, d, lv) in enumerate(zip(uid, days, levels)):
@@ -227,11 +237,11 @@ def driver_contributions(truth, rows, spec: dict) -> pd.DataFrame:
 
     model = SatisfactionModel.from_dict(spec["satisfaction"])
     paid_groups = {g for g, (_auth, level) in enumerate(run_model(truth, spec).models[0].groups) if level == "paid"}
-    first = -(-int(spec["start"]) // DAY) * DAY
+    first = first_midnight(spec["start"])
     width = len(STATE_FIELDS)
     states = {u: np.asarray(s, dtype=np.float64).reshape(-1, width)
               for u, s in zip(truth["userId"].astype(str), truth["daily_state"])}
-    days = ((rows["as_of_ms"].to_numpy(dtype=np.int64) // 1000 - first) // DAY).tolist()
+    days = row_days(rows, spec).tolist()
     level_effect = math.log(model.hazard["paid"] / model.hazard["free"])
     paid_group = STATE_FIELDS.index("group")
     out = {name: np.zeros(len(rows)) for name in DRIVER_FEATURES}
@@ -302,7 +312,7 @@ def satisfaction_run(model: SatisfactionModel, cfg, cohorts, start: int, end: in
         ids += [m.state_id(p, "Logged In", level) for p in visit]
         ids.append(m.state_id("Cancellation Confirmation", "Cancelled", level))
         paths.append(ids)
-    first = -(-start // DAY) * DAY
+    first = first_midnight(start)
     return SatisfactionRun(
         model=model, variants=variants, counters=state_counters(m.states),
         registered=[p is not None for p in paths], paid=[lv == "paid" for _a, lv in m.groups],
@@ -344,13 +354,13 @@ def true_probability(truth, rows, horizon_days: float, spec: dict, n_paths: int 
 
     model = SatisfactionModel.from_dict(spec["satisfaction"])
     run = run_model(truth, spec)
-    first = -(-int(spec["start"]) // DAY) * DAY
+    first = first_midnight(spec["start"])
     users = truth.assign(_uid=truth["userId"].astype(str)).drop_duplicates("_uid").set_index("_uid")
     uid = rows["userId"].astype(str).tolist()
     missing = sorted(set(uid) - set(users.index))
     if missing:
         raise ValueError(f"{len(missing)} user(s) not in the ground truth, e.g. {missing[:3]}")
-    t_rows = (rows["as_of_ms"].to_numpy(dtype=np.int64) // 1000 - first) // DAY * DAY + first
+    t_rows = row_days(rows, spec) * DAY + first
     horizon = int(round(float(horizon_days) * DAY))
     stop = int(t_rows.max()) + horizon if len(t_rows) else first
     sat = satisfaction_run(model, run.config, run.cohorts, int(spec["start"]), stop)
