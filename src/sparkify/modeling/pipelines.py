@@ -55,7 +55,7 @@ def default_settings() -> dict[str, FamilySettings]:
             tune_grid={"maxDepth": [4, 8], "minInstancesPerNode": [1, 5]},
         ),
         "gbt": FamilySettings(
-            fixed={"maxIter": 20, "stepSize": 0.1, "subsamplingRate": 0.8},
+            fixed={"maxIter": 10, "stepSize": 0.2, "subsamplingRate": 0.8},
             compare_grid={"maxDepth": [3]},
             tune_grid={"maxDepth": [2, 4], "stepSize": [0.1, 0.2]},
         ),
