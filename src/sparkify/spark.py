@@ -58,30 +58,6 @@ def run_options(**options):
         RUN_OPTIONS = before
 
 
-#: Spark SQL settings for small tables (thousands of rows, as in model fitting): expressions
-#: evaluated as they are, without generating and compiling Java code for each new query.
-INTERPRETED_SQL = {
-    "spark.sql.codegen.wholeStage": "false",
-    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-}
-
-
-@contextmanager
-def interpreted_sql(spark):
-    """:data:`INTERPRETED_SQL` on ``spark`` for the block, then the settings it had before."""
-    before = {key: spark.conf.get(key, None) for key in INTERPRETED_SQL}
-    for key, value in INTERPRETED_SQL.items():
-        spark.conf.set(key, value)
-    try:
-        yield spark
-    finally:
-        for key, value in before.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
-
-
 def spark_log_path() -> Path | None:
     """The file that receives the JVM's standard error (and so Spark's log) in this
     process, or None when the JVM writes to the console (``verbose``, spark-submit, or no

@@ -44,7 +44,6 @@ from sparkify.modeling.split import (
 )
 from sparkify.modeling.train_config import TrainConfig
 from sparkify.progress import Progress
-from sparkify.spark import interpreted_sql
 
 __all__ = ["ROWS_PER_TRAINING_PARTITION", "TrainConfig", "TrainResult", "add_class_weights", "assign_split",
            "ceiling_on_rows", "step_load", "step_score", "step_write", "train", "training_partitions",
@@ -93,13 +92,12 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
             loaded = step_load(spark, events_path, staging, spec, config, progress, cached)
             data = step_split(spark, loaded, spec, numeric, categorical, config, progress, cached)
             train_df, test_df = data.frames()
-            with interpreted_sql(spark):  # the fits read the small cached training table
-                outcomes = step_compare(train_df, numeric, categorical, config, progress)
-                family = best_family(outcomes)
-                tuned = step_tune(train_df, family, outcomes[family], numeric, categorical, config, progress)
-                calibration, cal_fig = step_calibrate(tuned.outcome, progress)
-                models_fig, best_fig, test = step_evaluate(tuned, outcomes, test_df, calibration, cal_fig,
-                                                           categorical, progress)
+            outcomes = step_compare(train_df, numeric, categorical, config, progress)
+            family = best_family(outcomes)
+            tuned = step_tune(train_df, family, outcomes[family], numeric, categorical, config, progress)
+            calibration, cal_fig = step_calibrate(tuned.outcome, progress)
+            models_fig, best_fig, test = step_evaluate(tuned, outcomes, test_df, calibration, cal_fig,
+                                                       categorical, progress)
             metrics = training_metrics(data, config, models_fig, best_fig, test)
             metrics.update(step_extras(loaded, data, test, tuned.outcome, best_fig, events_path, numeric,
                                        categorical, config, progress))
