@@ -499,6 +499,12 @@ def test_class_weighted_reads_the_tuned_weight_column():
     assert class_weighted({"best": {"params": {"weightCol": "weight"}}, "class_weights": weights})
     assert class_weighted({"best": {"params": {}}, "class_weights": weights})      # the comparison point
     assert not class_weighted({"best": {"params": {}}, "class_weights": {"0": 1.0, "1": 1.0}})
+    # the class-weight choice of --thorough decides when it was made
+    choice = {"out_of_fold_pr_auc": {"weighted": 0.2, "unweighted": 0.3}, "kept": False}
+    assert not class_weighted({"best": {"params": {}, "class_weights": choice}, "class_weights": weights})
+    choice = {**choice, "kept": True}
+    assert class_weighted({"best": {"params": {"weightCol": "weight"}, "class_weights": choice},
+                           "class_weights": weights})
 
 
 def test_backtest_relation_to_the_model_dates():

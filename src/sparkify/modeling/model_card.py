@@ -133,6 +133,26 @@ def _metrics_table(model: dict, metrics: dict) -> list[str]:
     lines.append(f"| **{best['name']} ({tag})** | **{_num(test['f1'])}** | {_num(test['precision'])} | "
                  f"{_num(test['recall'])} | {_num(test['pr_auc'])} | {_num(test['roc_auc'])} | "
                  f"{_num(test['accuracy'])} | {_num(test['weighted_f1'])} | {best['train_seconds']:.1f} |")
+    return lines + _choice_lines(metrics)
+
+
+def _choice_lines(metrics: dict) -> list[str]:
+    """How the family was chosen (out-of-fold figures of each) and whether class weights were kept."""
+    cv, best = metrics.get("cv") or {}, metrics["best"]
+    choice = cv.get("family_choice")
+    lines = []
+    if choice:
+        names = {fam: m["name"] for fam, m in metrics["models"].items()}
+        figures = ", ".join(f"{names.get(fam, fam)} {_num(v['f1'])} / {_num(v['pr_auc'])}"
+                            + (" (tied)" if v["tied"] and len(choice["families"]) > 1 else "")
+                            for fam, v in choice["families"].items())
+        lines += ["", f"Family choice: {cv.get('selection', '')}. Out-of-fold F1 / PR-AUC on the training "
+                      f"rows: {figures}; one standard error of the best F1: {_num(choice['standard_error'])}."]
+    weighting = best.get("class_weights")
+    if isinstance(weighting, dict):
+        pr = weighting["out_of_fold_pr_auc"]
+        lines += ["", f"Class weights {'kept' if weighting['kept'] else 'not kept'}: out-of-fold PR-AUC "
+                      f"{_num(pr['weighted'])} with them, {_num(pr['unweighted'])} without."]
     return lines
 
 

@@ -21,11 +21,12 @@ from sparkify.modeling.pipelines import (
     FAMILY_NAMES,
     FOLD_COL,
     LABEL_COL,
+    WEIGHT_COL,
     build_pipeline,
     param_maps,
     readable_params,
 )
-from sparkify.modeling.split import PERIOD_COL, UNIT_WEIGHT_COL
+from sparkify.modeling.split import PERIOD_COL
 from sparkify.modeling.train_config import TrainConfig
 from sparkify.progress import Progress
 
@@ -144,18 +145,72 @@ def step_compare(train_df, numeric, categorical, config: TrainConfig, progress: 
     return {family: outcomes[family] for family in config.models}
 
 
-def best_family(outcomes: dict[str, CVOutcome]) -> str:
-    """The family of the highest :meth:`CVOutcome.rank_key` (the first on a tie)."""
-    return max(outcomes, key=lambda family: outcomes[family].rank_key())
+SELECTION_RULE = ("family by out-of-fold churn-class F1 at its best threshold; families within one standard "
+                  "error (train users resampled) of the best tie, and the tie goes to out-of-fold PR-AUC")
+
+
+def choice_note(choice: dict) -> str:
+    """One line: the chosen family and why (:func:`selection_table`'s figures)."""
+    fams = choice["families"]
+    tied = [f for f, v in fams.items() if v["tied"]]
+    line = (f"chosen: {FAMILY_NAMES[choice['chosen']]} (out-of-fold F1 {fams[choice['chosen']]['f1']:.3f}, "
+            f"PR-AUC {fams[choice['chosen']]['pr_auc']:.3f})")
+    if len(tied) > 1:
+        line += (f"; F1 within one standard error ({choice['standard_error']:.3f}) of the best: "
+                 f"{', '.join(FAMILY_NAMES[f] for f in tied)}, so the best PR-AUC decides")
+    return line
+
+
+def best_family(outcomes: dict[str, CVOutcome], seed: int = 42) -> str:
+    """The family judged best by out-of-fold churn-class F1, read with its noise.
+
+    In:  each family's :class:`CVOutcome` (out-of-fold scores of the same train rows).
+    Out: the chosen family. The leader is the highest out-of-fold F1 (at each family's
+    own best threshold); every family whose F1 is within one standard error of the
+    leader's (:func:`f1_standard_error`: the train users resampled) ties with it, and
+    the tie goes to the highest out-of-fold PR-AUC (then to the first in order).
+    """
+    return selection_table(outcomes, seed)["chosen"]
+
+
+def selection_table(outcomes: dict[str, CVOutcome], seed: int = 42) -> dict[str, Any]:
+    """The figures :func:`best_family` decides on: ``leader``, its F1's ``standard_error``,
+    each family's out-of-fold ``f1``, ``pr_auc`` and whether it ``tied`` with the leader,
+    and the ``chosen`` family."""
+    f1 = {fam: o.threshold()[1] for fam, o in outcomes.items()}
+    pr = {fam: ev.average_precision(o.oof.labels, o.oof.scores) for fam, o in outcomes.items()}
+    leader = max(outcomes, key=lambda fam: (f1[fam], pr[fam]))
+    se = f1_standard_error(outcomes[leader], seed)
+    tied = [fam for fam in outcomes if f1[fam] >= f1[leader] - se]
+    chosen = max(tied, key=lambda fam: pr[fam])
+    return {"leader": leader, "standard_error": se, "chosen": chosen,
+            "families": {fam: {"f1": f1[fam], "pr_auc": pr[fam], "tied": fam in tied} for fam in outcomes}}
+
+
+def f1_standard_error(outcome: CVOutcome, seed: int = 42, resamples: int = 200) -> float:
+    """Standard error of ``outcome``'s out-of-fold F1 at its threshold: the F1 over
+    ``resamples`` resamples of the train users (each user's rows move together)."""
+    threshold, _ = outcome.threshold()
+    oof = outcome.oof
+    flagged = (oof.scores > threshold).astype(int)
+    users, index = np.unique(oof.users, return_inverse=True)
+    tp = np.bincount(index, weights=flagged * oof.labels, minlength=len(users))
+    fp = np.bincount(index, weights=flagged * (1 - oof.labels), minlength=len(users))
+    fn = np.bincount(index, weights=(1 - flagged) * oof.labels, minlength=len(users))
+    draws = np.random.default_rng(seed).integers(0, len(users), size=(resamples, len(users)))
+    times = np.stack([np.bincount(d, minlength=len(users)) for d in draws])  # each user's copies per resample
+    f1s = [ev.f1_from_counts(*counts) for counts in zip(times @ tp, times @ fp, times @ fn)]
+    return float(np.std(f1s, ddof=1))
 
 
 def step_tune(train_df, family: str, comparison: CVOutcome, numeric, categorical, config: TrainConfig,
               progress: Progress) -> Tuned:
     """The 'tuning' stage: the family over its tuning grid when ``config.tune`` (the
     comparison point is kept when the grid does not beat it out of fold), then, with
-    ``config.class_weights``, the chosen point without class weights: the weights are kept
+    ``config.class_weights``, the chosen point with class weights: the weights are kept
     only when they give the better out-of-fold PR-AUC (ranking; calibration fixes the
-    probabilities either way)."""
+    probabilities either way). The comparison and the grid are unweighted in every plan,
+    so a plan chooses the family the quick plan chooses."""
     with progress.stage("tuning") as st:
         s = config.settings[family]
         outcome, source = comparison, "comparison"
@@ -165,12 +220,12 @@ def step_tune(train_df, family: str, comparison: CVOutcome, numeric, categorical
                 outcome, source = searched, "tuning"
         tuned = Tuned(outcome, source, None)
         if config.class_weights:
-            plain = fit_fixed(train_df, family, numeric, categorical,
-                              {**outcome.params, "weightCol": UNIT_WEIGHT_COL}, config)
+            weighted = fit_fixed(train_df, family, numeric, categorical,
+                                 {**outcome.params, "weightCol": WEIGHT_COL}, config)
             pr = {name: ev.average_precision(o.oof.labels, o.oof.scores)
-                  for name, o in (("weighted", outcome), ("unweighted", plain))}
-            kept = pr["weighted"] >= pr["unweighted"]
-            tuned = Tuned(outcome if kept else plain, source, {"out_of_fold_pr_auc": pr, "kept": kept})
+                  for name, o in (("weighted", weighted), ("unweighted", outcome))}
+            kept = pr["weighted"] > pr["unweighted"]
+            tuned = Tuned(weighted if kept else outcome, source, {"out_of_fold_pr_auc": pr, "kept": kept})
         st.note = _tuning_note(tuned, config)
     return tuned
 
@@ -200,8 +255,7 @@ def cross_validate(train_df, family: str, numeric: list[str], categorical: list[
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator
 
-    pipeline, clf = build_pipeline(family, numeric, categorical, fixed, seed=config.seed,
-                                   weighted=config.class_weights)
+    pipeline, clf = build_pipeline(family, numeric, categorical, fixed, seed=config.seed, weighted=False)
     maps = param_maps(clf, grid)
     if len(maps) == 1:
         return _cross_fit_point(train_df, pipeline, family, fixed, maps[0], config, parallelism or config.parallelism)

@@ -23,7 +23,6 @@ from sparkify.progress import Progress
 
 SPLIT_COL = "split"
 PERIOD_COL = "period"
-UNIT_WEIGHT_COL = "unit_weight"
 ROWS_PER_TRAINING_PARTITION = 100_000
 DAILY_STEP_MAX_USERS = 2000
 
@@ -127,11 +126,9 @@ def assign_split(table, seed: int, test_fraction: float, folds: int, oot_dates: 
 
 
 def add_class_weights(df, enabled: bool = True) -> tuple[Any, dict[str, float]]:
-    """Add ``weight``: n / (2 n_class) from the train rows' class counts (1.0 if disabled),
-    and ``unit_weight`` (1.0: the tuning grid's 'no class weights' point)."""
+    """Add ``weight``: n / (2 n_class) from the train rows' class counts (1.0 if disabled)."""
     from pyspark.sql import functions as F
 
-    df = df.withColumn(UNIT_WEIGHT_COL, F.lit(1.0))
     if not enabled:
         return df.withColumn(WEIGHT_COL, F.lit(1.0)), {"0": 1.0, "1": 1.0}
     counts = {int(r[0]): int(r[1]) for r in

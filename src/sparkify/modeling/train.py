@@ -8,7 +8,8 @@ Out: a model directory (see ``docs/model-directory.md``) written atomically, and
 
 1. load (:func:`step_load`): the log in one pass into session-day rows, its quality summary.
 2. split (:func:`.split.step_split`): one cached row per (user, observation date); users held out.
-3. compare (:func:`.selection.step_compare`): each family's k-fold CV; the best by out-of-fold F1.
+3. compare (:func:`.selection.step_compare`): each family's k-fold CV; the best by out-of-fold F1
+   (:func:`.selection.best_family`: ties within the noise go to out-of-fold PR-AUC).
 4. tune (:func:`.selection.step_tune`): the best family's bigger grid, class weights or not.
 5. calibrate (:func:`.assessment.step_calibrate`): Platt or isotonic on the out-of-fold scores.
 6. evaluate (:func:`.assessment.step_evaluate`): every family and the tuned model on the held-out users.
@@ -31,7 +32,16 @@ from sparkify.modeling.assessment import step_calibrate, step_evaluate
 from sparkify.modeling.drivers import driver_check, drivers_note
 from sparkify.modeling.extras import ceiling_on_rows, step_extras, truth_path_for
 from sparkify.modeling.pipelines import AS_OF_COL, LABEL_COL, feature_columns
-from sparkify.modeling.selection import SCORE_COL, CVOutcome, Scored, best_family, step_compare, step_tune
+from sparkify.modeling.selection import (
+    SCORE_COL,
+    SELECTION_RULE,
+    CVOutcome,
+    Scored,
+    choice_note,
+    selection_table,
+    step_compare,
+    step_tune,
+)
 from sparkify.modeling.split import (
     PERIOD_COL,
     ROWS_PER_TRAINING_PARTITION,
@@ -93,12 +103,14 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
             data = step_split(spark, loaded, spec, numeric, categorical, config, progress, cached)
             train_df, test_df = data.frames()
             outcomes = step_compare(train_df, numeric, categorical, config, progress)
-            family = best_family(outcomes)
+            choice = selection_table(outcomes, config.seed)
+            family = choice["chosen"]
+            progress.say(choice_note(choice))
             tuned = step_tune(train_df, family, outcomes[family], numeric, categorical, config, progress)
             calibration, cal_fig = step_calibrate(tuned.outcome, progress)
             models_fig, best_fig, test = step_evaluate(tuned, outcomes, test_df, calibration, cal_fig,
                                                        categorical, progress)
-            metrics = training_metrics(data, config, models_fig, best_fig, test)
+            metrics = training_metrics(data, config, models_fig, best_fig, test, choice)
             metrics.update(step_extras(loaded, data, test, tuned.outcome, best_fig, events_path, numeric,
                                        categorical, config, progress))
             step_write(spark, staging, loaded, data, tuned.outcome, test, calibration, metrics, specs,
@@ -137,9 +149,10 @@ def step_load(spark, events_path: str, staging: Path, spec, config: TrainConfig,
 
 
 def training_metrics(data: SplitTable, config: TrainConfig, models_fig: dict, best_fig: dict,
-                     test: Scored) -> dict:
-    """The main entries of ``metrics.json``: label spec, counts, class weights, CV plan,
-    every family's figures, the chosen model's and a constant predictor's."""
+                     test: Scored, choice: dict) -> dict:
+    """The main entries of ``metrics.json``: label spec, counts, class weights, CV plan
+    and the family choice (``choice``: :func:`.selection.selection_table`), every
+    family's figures, the chosen model's and a constant predictor's."""
     return {
         "format": 2,
         "label": data.spec.to_dict(),
@@ -147,7 +160,7 @@ def training_metrics(data: SplitTable, config: TrainConfig, models_fig: dict, be
         "class_weights": data.weights,
         "cv": {"folds": config.folds, "metric": config.cv_metric, "parallelism": config.parallelism,
                "grouped_by": "userId", "tuning_grid": bool(config.tune),
-               "selection": "family by out-of-fold churn-class F1 at its best threshold"},
+               "selection": SELECTION_RULE, "family_choice": choice},
         "models": models_fig,
         "best": best_fig,
         "baseline": ev.constant_predictor(test.labels),

@@ -291,10 +291,14 @@ def importance_series(metrics: dict[str, Any]) -> tuple[pd.Series, str]:
 
 
 def class_weighted(metrics: dict[str, Any]) -> bool:
-    """Whether the saved model was fitted with class weights: its tuned ``weightCol`` is
-    the class-weight column, or (no ``weightCol`` among its parameters) training weighted
-    the classes at all."""
-    col = ((metrics.get("best") or {}).get("params") or {}).get("weightCol")
+    """Whether the saved model was fitted with class weights: the class-weight choice kept
+    them, or (no choice made) its ``weightCol`` is the class-weight column, or (neither
+    recorded) training weighted the classes at all."""
+    best = metrics.get("best") or {}
+    choice = best.get("class_weights")
+    if isinstance(choice, dict) and "kept" in choice:
+        return bool(choice["kept"])
+    col = (best.get("params") or {}).get("weightCol")
     if col is not None:
         return col == "weight"
     weights = metrics.get("class_weights") or {}

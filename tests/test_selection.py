@@ -1,0 +1,79 @@
+"""The family choice (:func:`sparkify.modeling.selection.selection_table`) on out-of-fold
+scores made up in NumPy: no JVM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparkify.modeling import evaluate as ev
+from sparkify.modeling.selection import (
+    CVOutcome,
+    Scored,
+    best_family,
+    choice_note,
+    f1_standard_error,
+    selection_table,
+)
+
+
+def outcome(family: str, users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> CVOutcome:
+    oof = Scored(users, np.zeros(len(users), dtype=np.int64), labels, scores, folds=np.zeros(len(users), dtype=int))
+    return CVOutcome(family, None, {}, 1, [0.0], oof, 1.0)
+
+
+def population(n_users: int = 300, rows_per_user: int = 5, churn: float = 0.2, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(n_users).astype(str), rows_per_user)
+    labels = (rng.random(len(users)) < churn).astype(int)
+    return rng, users, labels
+
+
+def test_a_clear_f1_leader_is_chosen_even_with_a_lower_pr_auc():
+    rng, users, labels = population()
+    # "rf" separates the classes well; "lr" ranks a few churners first, then nothing
+    good = labels * 1.5 + rng.normal(0, 0.5, len(labels))
+    top_only = np.where((labels == 1) & (np.arange(len(labels)) % 10 == 0), 10.0, rng.normal(0, 1, len(labels)))
+    outcomes = {"rf": outcome("rf", users, labels, good), "lr": outcome("lr", users, labels, top_only)}
+    t = selection_table(outcomes)
+    assert t["families"]["rf"]["f1"] - t["families"]["lr"]["f1"] > 3 * t["standard_error"]
+    assert t["leader"] == t["chosen"] == best_family(outcomes) == "rf"
+    assert not t["families"]["lr"]["tied"] and t["families"]["rf"]["tied"]
+
+
+def test_f1_within_the_noise_ties_and_pr_auc_decides():
+    rng, users, labels = population()
+    base = labels * 0.8 + rng.normal(0, 1, len(labels))
+    # the same scores but the first churners pushed to the very top: a better ranking at
+    # the head (PR-AUC) and about the same F1 at the best threshold
+    head = base.copy()
+    first = np.flatnonzero(labels == 1)[:8]
+    head[first] = 100.0
+    outcomes = {"gbt": outcome("gbt", users, labels, base), "svc": outcome("svc", users, labels, head)}
+    t = selection_table(outcomes)
+    f1 = {f: v["f1"] for f, v in t["families"].items()}
+    pr = {f: v["pr_auc"] for f, v in t["families"].items()}
+    assert abs(f1["gbt"] - f1["svc"]) < t["standard_error"] and pr["svc"] > pr["gbt"]
+    assert t["chosen"] == "svc" and all(v["tied"] for v in t["families"].values())
+    assert "the best PR-AUC decides" in choice_note(t) and "LinearSVC" in choice_note(t)
+
+
+def test_the_f1_standard_error_resamples_users_and_shrinks_with_more_of_them():
+    rng, users, labels = population(n_users=100)
+    scores = labels + rng.normal(0, 1, len(labels))
+    small = f1_standard_error(outcome("lr", users, labels, scores))
+    rng, users, labels = population(n_users=1600)
+    scores = labels + rng.normal(0, 1, len(labels))
+    large = f1_standard_error(outcome("lr", users, labels, scores))
+    assert 0 < large < small / 2  # sqrt(16) = 4 times fewer users' noise, within sampling error
+    # a user's rows move together: rows that repeat their user's label and score carry the
+    # information of one row each, and the resampling by user says so
+    rng = np.random.default_rng(3)
+    user_labels = (rng.random(320) < 0.2).astype(int)
+    user_scores = user_labels + rng.normal(0, 1, 320)
+    rows_labels, rows_scores = np.repeat(user_labels, 25), np.repeat(user_scores, 25)
+    by_user = f1_standard_error(outcome("lr", np.repeat(np.arange(320), 25).astype(str), rows_labels, rows_scores))
+    by_row = f1_standard_error(outcome("lr", np.arange(8000).astype(str), rows_labels, rows_scores))
+    assert by_user > 3 * by_row  # about sqrt(25) = 5
+    assert f1_standard_error(outcome("lr", users, labels, scores), seed=1) == pytest.approx(large, rel=0.3)
+    assert ev.best_threshold(labels, scores)[1] > 0
