@@ -172,7 +172,7 @@ def _summary_table(metrics: dict) -> str:
                                                              "accuracy", "weighted_f1")), f"{m['train_seconds']:.1f}"))
     b = metrics["best"]
     t = b["test"]
-    rows.append((f"{b['name']} (tuned)", *(f"{t[k]:.3f}" for k in ("f1", "precision", "recall", "pr_auc", "roc_auc",
+    rows.append((f"{b['name']} (saved)", *(f"{t[k]:.3f}" for k in ("f1", "precision", "recall", "pr_auc", "roc_auc",
                                                                     "accuracy", "weighted_f1")), f"{b['train_seconds']:.1f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
