@@ -124,7 +124,8 @@ def test_a_model_with_the_artist_features_is_scored_with_them(spark, compact_log
     weighting = metrics["best"]["class_weights"]
     pr = weighting["out_of_fold_pr_auc"]
     assert set(pr) == {"weighted", "unweighted"} and all(0 < v <= 1 for v in pr.values())
-    assert weighting["kept"] == (pr["weighted"] > pr["unweighted"])
+    assert weighting["gain"] == pytest.approx(pr["weighted"] - pr["unweighted"])
+    assert weighting["standard_error"] >= 0 and weighting["kept"] == (weighting["gain"] > weighting["standard_error"])
     # the comparison is unweighted in every plan; the saved model carries the weights only when kept
     assert "weightCol" not in metrics["models"]["lr"]["params"]
     assert (metrics["best"]["params"].get("weightCol") == "weight") == weighting["kept"]

@@ -13,12 +13,16 @@ from sparkify.modeling.selection import (
     best_family,
     choice_note,
     f1_standard_error,
+    pr_auc_gain,
     selection_table,
 )
 
 
-def outcome(family: str, users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> CVOutcome:
-    oof = Scored(users, np.zeros(len(users), dtype=np.int64), labels, scores, folds=np.zeros(len(users), dtype=int))
+def outcome(family: str, users: np.ndarray, labels: np.ndarray, scores: np.ndarray,
+            as_of: np.ndarray | None = None) -> CVOutcome:
+    """Out-of-fold scores of one row per (user, date); dates by position unless given."""
+    as_of = np.arange(len(users), dtype=np.int64) if as_of is None else as_of
+    oof = Scored(users, as_of, labels, scores, folds=np.zeros(len(users), dtype=int))
     return CVOutcome(family, None, {}, 1, [0.0], oof, 1.0)
 
 
@@ -77,3 +81,23 @@ def test_the_f1_standard_error_resamples_users_and_shrinks_with_more_of_them():
     assert by_user > 3 * by_row  # about sqrt(25) = 5
     assert f1_standard_error(outcome("lr", users, labels, scores), seed=1) == pytest.approx(large, rel=0.3)
     assert ev.best_threshold(labels, scores)[1] > 0
+
+
+def test_the_class_weight_gain_is_paired_by_user_and_read_with_its_noise():
+    rng, users, labels = population(n_users=200)
+    base = labels * 0.8 + rng.normal(0, 1, len(labels))
+    same = outcome("rf", users, labels, base).oof
+    gain, se = pr_auc_gain(same, same)
+    assert gain == 0 and se == 0  # the same scores: no gain, and no noise in a paired difference
+    # the other model in another row order: matched by user and date, not by position
+    shuffled = rng.permutation(len(labels))
+    clear = labels * 2.0 + rng.normal(0, 1, len(labels))
+    clearer = outcome("rf", users[shuffled], labels[shuffled], clear[shuffled], np.arange(len(labels))[shuffled]).oof
+    gain, se = pr_auc_gain(same, clearer)
+    assert gain == pytest.approx(ev.average_precision(labels[shuffled], clearer.scores) - ev.average_precision(labels, base))
+    assert gain > 3 * se > 0
+    nudged = outcome("rf", users, labels, base + rng.normal(0, 0.05, len(labels))).oof  # a hair apart
+    gain, se = pr_auc_gain(same, nudged)
+    assert abs(gain) < 3 * se
+    with pytest.raises(ValueError, match="different rows"):
+        pr_auc_gain(same, outcome("rf", users[:-5], labels[:-5], base[:-5]).oof)

@@ -151,8 +151,11 @@ def _choice_lines(metrics: dict) -> list[str]:
     weighting = best.get("class_weights")
     if isinstance(weighting, dict):
         pr = weighting["out_of_fold_pr_auc"]
+        se = weighting.get("standard_error")
         lines += ["", f"Class weights {'kept' if weighting['kept'] else 'not kept'}: out-of-fold PR-AUC "
-                      f"{_num(pr['weighted'])} with them, {_num(pr['unweighted'])} without."]
+                      f"{_num(pr['weighted'])} with them, {_num(pr['unweighted'])} without"
+                      + (f" (kept only for a gain above one standard error, {_num(se)})" if se is not None else "")
+                      + "."]
     return lines
 
 

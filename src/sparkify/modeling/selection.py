@@ -203,14 +203,36 @@ def f1_standard_error(outcome: CVOutcome, seed: int = 42, resamples: int = 200) 
     return float(np.std(f1s, ddof=1))
 
 
+def pr_auc_gain(base: Scored, other: Scored, seed: int = 42, resamples: int = 200) -> tuple[float, float]:
+    """(``other``'s PR-AUC minus ``base``'s, the standard error of that difference) on the
+    same rows (matched by user and date), the users resampled ``resamples`` times with the
+    same draws for both (each user's rows move together). Raises ValueError when the two
+    do not score the same rows."""
+    ob, oo = np.lexsort((base.as_of, base.users)), np.lexsort((other.as_of, other.users))
+    users, labels = base.users[ob], base.labels[ob]
+    if not (np.array_equal(users, other.users[oo]) and np.array_equal(base.as_of[ob], other.as_of[oo])):
+        raise ValueError("the two score different rows")
+    sb, so = base.scores[ob], other.scores[oo]
+    unique, index = np.unique(users, return_inverse=True)
+    rows_of = np.split(np.argsort(index, kind="stable"), np.cumsum(np.bincount(index))[:-1])
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples):
+        pick = np.concatenate([rows_of[u] for u in rng.integers(0, len(unique), len(unique))])
+        diffs.append(ev.average_precision(labels[pick], so[pick]) - ev.average_precision(labels[pick], sb[pick]))
+    gain = ev.average_precision(labels, so) - ev.average_precision(labels, sb)
+    return gain, float(np.std(diffs, ddof=1))
+
+
 def step_tune(train_df, family: str, comparison: CVOutcome, numeric, categorical, config: TrainConfig,
               progress: Progress) -> Tuned:
     """The 'tuning' stage: the family over its tuning grid when ``config.tune`` (the
     comparison point is kept when the grid does not beat it out of fold), then, with
     ``config.class_weights``, the chosen point with class weights: the weights are kept
-    only when they give the better out-of-fold PR-AUC (ranking; calibration fixes the
-    probabilities either way). The comparison and the grid are unweighted in every plan,
-    so a plan chooses the family the quick plan chooses."""
+    only when they raise the out-of-fold PR-AUC by more than one standard error of the
+    gain (:func:`pr_auc_gain`; ranking: calibration fixes the probabilities either way).
+    The comparison and the grid are unweighted in every plan, so a plan chooses the
+    family the quick plan chooses."""
     with progress.stage("tuning") as st:
         s = config.settings[family]
         outcome, source = comparison, "comparison"
@@ -224,8 +246,10 @@ def step_tune(train_df, family: str, comparison: CVOutcome, numeric, categorical
                                  {**outcome.params, "weightCol": WEIGHT_COL}, config)
             pr = {name: ev.average_precision(o.oof.labels, o.oof.scores)
                   for name, o in (("weighted", weighted), ("unweighted", outcome))}
-            kept = pr["weighted"] > pr["unweighted"]
-            tuned = Tuned(weighted if kept else outcome, source, {"out_of_fold_pr_auc": pr, "kept": kept})
+            gain, se = pr_auc_gain(outcome.oof, weighted.oof, config.seed)
+            kept = gain > se
+            tuned = Tuned(weighted if kept else outcome, source,
+                          {"out_of_fold_pr_auc": pr, "gain": gain, "standard_error": se, "kept": kept})
         st.note = _tuning_note(tuned, config)
     return tuned
 
@@ -239,7 +263,8 @@ def _tuning_note(tuned: Tuned, config: TrainConfig) -> str:
     if weighting is not None:
         pr = weighting["out_of_fold_pr_auc"]
         note += (f"; class weights {'kept' if weighting['kept'] else 'dropped'} (out-of-fold PR-AUC "
-                 f"{pr['weighted']:.3f} with, {pr['unweighted']:.3f} without)")
+                 f"{pr['weighted']:.3f} with, {pr['unweighted']:.3f} without; one standard error of the "
+                 f"gain {weighting['standard_error']:.3f})")
     return note
 
 
