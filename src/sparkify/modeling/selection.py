@@ -161,22 +161,15 @@ def choice_note(choice: dict) -> str:
     return line
 
 
-def best_family(outcomes: dict[str, CVOutcome], seed: int = 42) -> str:
+def selection_table(outcomes: dict[str, CVOutcome], seed: int = 42) -> dict[str, Any]:
     """The family judged best by out-of-fold churn-class F1, read with its noise.
 
     In:  each family's :class:`CVOutcome` (out-of-fold scores of the same train rows).
-    Out: the chosen family. The leader is the highest out-of-fold F1 (at each family's
-    own best threshold); every family whose F1 is within one standard error of the
-    leader's (:func:`f1_standard_error`: the train users resampled) ties with it, and
-    the tie goes to the highest out-of-fold PR-AUC (then to the first in order).
-    """
-    return selection_table(outcomes, seed)["chosen"]
-
-
-def selection_table(outcomes: dict[str, CVOutcome], seed: int = 42) -> dict[str, Any]:
-    """The figures :func:`best_family` decides on: ``leader``, its F1's ``standard_error``,
-    each family's out-of-fold ``f1``, ``pr_auc`` and whether it ``tied`` with the leader,
-    and the ``chosen`` family."""
+    Out: ``leader`` (the highest out-of-fold F1, each family at its own best threshold),
+    its F1's ``standard_error`` (:func:`f1_standard_error`: the train users resampled),
+    each family's out-of-fold ``f1``, ``pr_auc`` and whether it ``tied`` with the leader
+    (F1 within one standard error), and the ``chosen`` family: the tied family of the
+    highest out-of-fold PR-AUC (then the first in order)."""
     f1 = {fam: o.threshold()[1] for fam, o in outcomes.items()}
     pr = {fam: ev.average_precision(o.oof.labels, o.oof.scores) for fam, o in outcomes.items()}
     leader = max(outcomes, key=lambda fam: (f1[fam], pr[fam]))
@@ -187,38 +180,42 @@ def selection_table(outcomes: dict[str, CVOutcome], seed: int = 42) -> dict[str,
             "families": {fam: {"f1": f1[fam], "pr_auc": pr[fam], "tied": fam in tied} for fam in outcomes}}
 
 
+def user_resample_copies(users: np.ndarray, seed: int = 42, resamples: int = 200) -> np.ndarray:
+    """How many copies of each row each of ``resamples`` resamples holds when the users
+    (not the rows) are drawn with replacement: a (resamples, rows) integer array; a user's
+    rows move together."""
+    unique, index = np.unique(users, return_inverse=True)
+    draws = np.random.default_rng(seed).integers(0, len(unique), size=(resamples, len(unique)))
+    per_user = np.stack([np.bincount(d, minlength=len(unique)) for d in draws])
+    return per_user[:, index]
+
+
 def f1_standard_error(outcome: CVOutcome, seed: int = 42, resamples: int = 200) -> float:
     """Standard error of ``outcome``'s out-of-fold F1 at its threshold: the F1 over
-    ``resamples`` resamples of the train users (each user's rows move together)."""
+    ``resamples`` resamples of the train users (:func:`user_resample_copies`)."""
     threshold, _ = outcome.threshold()
     oof = outcome.oof
     flagged = (oof.scores > threshold).astype(int)
-    users, index = np.unique(oof.users, return_inverse=True)
-    tp = np.bincount(index, weights=flagged * oof.labels, minlength=len(users))
-    fp = np.bincount(index, weights=flagged * (1 - oof.labels), minlength=len(users))
-    fn = np.bincount(index, weights=(1 - flagged) * oof.labels, minlength=len(users))
-    draws = np.random.default_rng(seed).integers(0, len(users), size=(resamples, len(users)))
-    times = np.stack([np.bincount(d, minlength=len(users)) for d in draws])  # each user's copies per resample
-    f1s = [ev.f1_from_counts(*counts) for counts in zip(times @ tp, times @ fp, times @ fn)]
-    return float(np.std(f1s, ddof=1))
+    copies = user_resample_copies(oof.users, seed, resamples)
+    tp, fp, fn = (copies @ (flagged * oof.labels), copies @ (flagged * (1 - oof.labels)),
+                  copies @ ((1 - flagged) * oof.labels))
+    return float(np.std([ev.f1_from_counts(*counts) for counts in zip(tp, fp, fn)], ddof=1))
 
 
 def pr_auc_gain(base: Scored, other: Scored, seed: int = 42, resamples: int = 200) -> tuple[float, float]:
     """(``other``'s PR-AUC minus ``base``'s, the standard error of that difference) on the
-    same rows (matched by user and date), the users resampled ``resamples`` times with the
-    same draws for both (each user's rows move together). Raises ValueError when the two
-    do not score the same rows."""
+    same rows (matched by user and date), over ``resamples`` resamples of the users
+    (:func:`user_resample_copies`), the same for both. Raises ValueError when the two do
+    not score the same rows."""
     ob, oo = np.lexsort((base.as_of, base.users)), np.lexsort((other.as_of, other.users))
     users, labels = base.users[ob], base.labels[ob]
     if not (np.array_equal(users, other.users[oo]) and np.array_equal(base.as_of[ob], other.as_of[oo])):
         raise ValueError("the two score different rows")
     sb, so = base.scores[ob], other.scores[oo]
-    unique, index = np.unique(users, return_inverse=True)
-    rows_of = np.split(np.argsort(index, kind="stable"), np.cumsum(np.bincount(index))[:-1])
-    rng = np.random.default_rng(seed)
+    rows = np.arange(len(users))
     diffs = []
-    for _ in range(resamples):
-        pick = np.concatenate([rows_of[u] for u in rng.integers(0, len(unique), len(unique))])
+    for copies in user_resample_copies(users, seed, resamples):
+        pick = np.repeat(rows, copies)
         diffs.append(ev.average_precision(labels[pick], so[pick]) - ev.average_precision(labels[pick], sb[pick]))
     gain = ev.average_precision(labels, so) - ev.average_precision(labels, sb)
     return gain, float(np.std(diffs, ddof=1))

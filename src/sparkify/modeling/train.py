@@ -9,7 +9,7 @@ Out: a model directory (see ``docs/model-directory.md``) written atomically, and
 1. load (:func:`step_load`): the log in one pass into session-day rows, its quality summary.
 2. split (:func:`.split.step_split`): one cached row per (user, observation date); users held out.
 3. compare (:func:`.selection.step_compare`): each family's k-fold CV; the best by out-of-fold F1
-   (:func:`.selection.best_family`: ties within the noise go to out-of-fold PR-AUC).
+   (:func:`.selection.selection_table`: ties within the noise go to out-of-fold PR-AUC).
 4. tune (:func:`.selection.step_tune`): the best family's bigger grid, class weights or not.
 5. calibrate (:func:`.assessment.step_calibrate`): Platt or isotonic on the out-of-fold scores.
 6. evaluate (:func:`.assessment.step_evaluate`): every family and the tuned model on the held-out users.
