@@ -1,7 +1,8 @@
 """Jobs of tests that run in processes of their own (a Spark standalone cluster, a notebook
 kernel, the console commands), run one after another in a thread from the moment collection
-ends, so that they use the core the tests of this process leave idle; the tests that need a
-job's result run last (:func:`move_waiting_tests_last`) and wait for it.
+ends, at the lowest scheduling priority (:data:`BACKGROUND_NICENESS`), so that they use the
+CPU time the tests of this process leave idle and never slow those down; the tests that
+need a job's result run last (:func:`move_waiting_tests_last`) and wait for it.
 
 A test module declares ``JOB = background.job("cluster_run", run)`` (``run(root)`` gets a
 fresh directory and returns the result) and its fixture ``cluster_run`` returns
@@ -12,7 +13,9 @@ of the job (a ``pytest.skip`` too) is raised again in the fixture.
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
+import sys
 import tempfile
 import threading
 from concurrent.futures import Future
@@ -32,6 +35,25 @@ def short_lived_jvm_env(env: dict[str, str]) -> dict[str, str]:
     every JVM the job's processes start)."""
     given = env.get("JAVA_TOOL_OPTIONS", "")
     return {**env, "JAVA_TOOL_OPTIONS": f"{given} {SHORT_LIVED_JVM_OPTIONS}".strip()}
+
+#: Niceness of the background thread and of every process it starts (Linux keeps it per
+#: thread, and a child inherits its parent thread's): the jobs get the cores only when the
+#: tests of this process leave them idle (the tests alone keep about one and a half of two
+#: cores busy). Linux's scheduler weighs sessions against each other before niceness counts,
+#: so a job's processes stay in this session (a process group of their own at most), or
+#: lower their own session's priority (``/proc/self/autogroup``: the notebook's kernel).
+BACKGROUND_NICENESS = 19
+
+
+def lower_this_threads_priority() -> None:
+    """Set the calling thread's niceness to :data:`BACKGROUND_NICENESS` (Linux only: elsewhere
+    the niceness is per process and this does nothing)."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+        except OSError:
+            pass
+
 
 #: Imported on the main thread before a job starts: a module imported by two threads at
 #: once can be seen half-initialised by one of them.
@@ -96,8 +118,8 @@ def move_waiting_tests_last(items: list) -> None:
 
 
 def start_for(items) -> None:
-    """Start one thread that runs, one after another, every declared job a collected test
-    uses (pytest_collection_finish)."""
+    """Start one thread that runs, one after another and at the lowest priority, every
+    declared job a collected test uses (pytest_collection_finish)."""
     used = {name for item in items for name in getattr(item, "fixturenames", ())}
     wanted = [declared for name, declared in _JOBS.items() if name in used]
     if not wanted:
@@ -109,6 +131,7 @@ def start_for(items) -> None:
             pass
 
     def run_all() -> None:
+        lower_this_threads_priority()
         for declared in wanted:
             declared.work()
 
