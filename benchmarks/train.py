@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/train.py pipeline --preset full
     .venv/bin/python benchmarks/train.py first-run --runs 3 --thorough
-    .venv/bin/python benchmarks/train.py backtest --seed 42
-    .venv/bin/python benchmarks/train.py drivers --seed 42
+    .venv/bin/python benchmarks/train.py backtest --seeds 42,43,44,45,46
+    .venv/bin/python benchmarks/train.py drivers --seeds 42,43,44,45
     .venv/bin/python benchmarks/train.py ablation --log MODEL_DIR/features.parquet
 
 Subcommands (``--help`` on each; the code is in ``bench/training.py``):
@@ -50,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--folds", type=int, default=None)
     pl.add_argument("--master", default=None)
     pl.add_argument("--json", help="also write the figures to this JSON file")
+    pl.add_argument("--window-days", type=int, default=None, help="feature window (default: sparkify train's)")
     pl.set_defaults(run=training.run_pipeline)
 
     f = sub.add_parser("first-run", help="from `make run` to a served app, each step timed")
@@ -63,9 +64,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--users", type=int, default=1500)
     b.add_argument("--days", type=int, default=92)
     b.add_argument("--seed", type=int, default=42)
+    b.add_argument("--seeds", default=None, help="several log seeds, e.g. 42,43,44: one run each, then side by side")
     b.add_argument("--last-date", default="2018-11-01")
     b.add_argument("--as-of", default="2018-12-01")
     b.add_argument("--quick", action="store_true", help="TrainConfig.fast(): tiny grids (a smoke run)")
+    b.add_argument("--window-days", type=int, default=None, help="feature window (default: sparkify train's)")
     b.add_argument("--reuse-model", action="store_true", help="backtest the model already in OUT/model")
     b.add_argument("--bench-dir", type=Path, default=BENCH_DIR, help="the log cache (default: %(default)s)")
     b.add_argument("--out", type=Path, default=None,
@@ -76,7 +79,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--users", type=int, default=2000, help="users of the satisfaction log (default: %(default)s)")
     d.add_argument("--preset", choices=["mini", "medium"], default=None, help="a preset's size instead of --users")
     d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--seeds", default=None, help="several log seeds, e.g. 42,43,44: one run each, then side by side")
     d.add_argument("--bench-dir", type=Path, default=BENCH_DIR, help="the log cache (default: %(default)s)")
+    d.add_argument("--window-days", type=int, default=None, help="feature window (default: sparkify train's)")
     d.add_argument("--out", type=Path, default=None, help="model directory (default: drivers/model beside the log)")
     d.set_defaults(run=training.run_drivers)
 

@@ -178,6 +178,35 @@ def test_user_younger_than_the_window(window_table, hand_events):
     assert dd["songs_trend"] == 1.0
 
 
+def test_a_longer_window(hand_events):
+    """``long_days=28``: A's window [Oct 4, Nov 1) now holds the session of Oct 10 too; B
+    (registered Oct 20) covers 12 of its 28 days; the recent window stays 7 days; the first
+    snapshot date moves to the first midnight with 28 days of log before it; the scoring
+    rows are the training rows."""
+    from sparkify.features import FEATURES_BY_NAME, LabelSpec, build_scoring_table, build_user_table
+
+    table, spec = build_user_table(hand_events, LabelSpec(cutoff=T, long_days=28), artists=True)
+    rows = {r["userId"]: r.asDict() for r in table.collect()}
+    assert spec.to_dict()["long_days"] == 28
+    a, b = rows["A"], rows["B"]
+    assert a["songs_per_day"] == pytest.approx(5 / 28) and a["sessions_per_day"] == pytest.approx(2 / 28)
+    assert a["thumbs_down_share"] == pytest.approx(0.5) and a["window_coverage"] == 1.0
+    assert a["songs_per_day_recent"] == pytest.approx(2 / 7)
+    assert a["songs_trend"] == pytest.approx((2 / 7 + 1) / (3 / 21 + 1))
+    assert a["distinct_artists"] == 3
+    assert b["songs_per_day"] == pytest.approx(2 / 12) and b["window_coverage"] == pytest.approx(12 / 28)
+    score = build_scoring_table(hand_events, as_of=T, artists=True, long_days=28)
+    assert {r["userId"]: tuple(r) for r in score.collect()} == \
+        {r["userId"]: tuple(r) for r in table.select(*score.columns).collect()}
+    # the log starts Oct 5: 28 days of log before a date first on Nov 3, so Nov 5 alone fits
+    _, weekly = build_user_table(hand_events, LabelSpec(step_days=7, long_days=28))
+    assert weekly.dates == (ms(d(11, 5)),)
+    assert FEATURES_BY_NAME["songs_per_day"].describe(28) == "Songs played per day over the last 28 days."
+    assert "(at most 28)" in FEATURES_BY_NAME["days_since_last_event"].describe(28)
+    with pytest.raises(ValueError, match="feature window"):
+        build_user_table(hand_events, LabelSpec(cutoff=T, long_days=7))
+
+
 def test_window_categoricals(window_table):
     a, b = window_table[0]["A"], window_table[0]["B"]
     assert a["level"] == "paid"              # upgraded before T; the downgrade after T is unseen

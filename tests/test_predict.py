@@ -97,14 +97,15 @@ def test_missing_model_is_a_clear_error(spark, tmp_path: Path):
 
 
 def test_a_model_with_the_artist_features_is_scored_with_them(spark, compact_log, tmp_path):
-    """The opt-in artist features end to end: ``--artist-features`` reaches the config, the
-    model lists the features, and scoring builds them (the default model has neither).
-    The model is also tuned over its grid with the class-weight choice (``--thorough``'s
-    steps), and metrics.json says what they chose."""
+    """The opt-in artist features and a feature window of its own end to end:
+    ``--artist-features`` and ``--window-days`` reach the config, the model lists the
+    features and keeps the window, and scoring builds the same rows (the default model has
+    neither). The model is also tuned over its grid with the class-weight choice
+    (``--thorough``'s steps), and metrics.json says what they chose."""
     import argparse
 
     from sparkify.dataset import load_events
-    from sparkify.features import ARTIST_FEATURES
+    from sparkify.features import ARTIST_FEATURES, LONG_DAYS, LabelSpec
     from sparkify.modeling.cli import configure_train, train_config_from_args
     from sparkify.modeling.predict import score_users
     from sparkify.modeling.train import TrainConfig, train
@@ -112,13 +113,31 @@ def test_a_model_with_the_artist_features_is_scored_with_them(spark, compact_log
     parser = argparse.ArgumentParser()
     configure_train(parser)
     plain = train_config_from_args(parser.parse_args(["log.json", "--model", "m"]))
-    opted = train_config_from_args(parser.parse_args(["log.json", "--model", "m", "--artist-features"]))
+    opted = train_config_from_args(parser.parse_args(["log.json", "--model", "m", "--artist-features",
+                                                      "--window-days", "21"]))
     assert not plain.artist_features and opted.artist_features
+    assert plain.label.long_days == LONG_DAYS != 21 and opted.label.long_days == 21
+    with pytest.raises(ValueError, match="feature window"):
+        train_config_from_args(parser.parse_args(["log.json", "--model", "m", "--window-days", "5"]))
 
     model_dir = tmp_path / "artists"
     train(spark, compact_log, model_dir, TrainConfig.fast(models=("lr",), ceiling=False, verbose=False,
-                                                          artist_features=True, tune=True, class_weights=True),
+                                                          artist_features=True, tune=True, class_weights=True,
+                                                          label=LabelSpec(long_days=21)),
           scores_out=model_dir / "scores.csv")
+    model = json.loads((model_dir / "model.json").read_text())
+    assert model["label"]["long_days"] == 21
+    songs = next(f for f in model["features"] if f["name"] == "songs_per_day")
+    assert songs["description"] == "Songs played per day over the last 21 days."
+    # scored at the latest training date, every row is that user's training row (21-day window)
+    feats = pd.read_parquet(model_dir / "features.parquet")
+    names = [f["name"] for f in model["features"]]
+    t = feats.as_of_ms.max()
+    want = feats[feats.as_of_ms == t].set_index("userId")[names].sort_index()
+    got = score_users(spark, str(compact_log), model_dir, as_of=model["label"]["dates"][-1]).toPandas()
+    got = got.set_index("userId")[names].sort_index()
+    assert list(got.index) == list(want.index) and len(got) > 5
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12, atol=0)
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["cv"]["tuning_grid"] and metrics["best"]["selected_from"] in ("tuning", "comparison")
     weighting = metrics["best"]["class_weights"]

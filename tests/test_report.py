@@ -472,7 +472,8 @@ def test_figure_cells_and_dates():
 
     b = {"rows": 200, "users": 50, "churners": 20, "pr_auc": 0.41234, "brier": 0.081234,
          "top10": {"precision": 0.4, "lift": 4.0, "users": 20}, "confusion": {"tp": 5, "fp": 7, "fn": 15, "tn": 173},
-         "expected_churners": 18.25, "realized_churners": 20, "z": 0.4, "bins_within": 9, "bins": 10}
+         "expected_churners": 18.25, "realized_churners": 20, "z": 0.4, "bins_within": 9, "bins": 10,
+         "calibration_p": 0.4321}
     assert counts_text(b) == "200 rows of 50 users, 20 churner rows"
     assert counts_text({}) == ""
     assert figure_cell(b, "churners") == "20 (10.0%)"
@@ -480,7 +481,7 @@ def test_figure_cells_and_dates():
     assert figure_cell(b, "top10") == "0.400 (4.00×)"
     assert figure_cell(b, "flagged") == "12 (5 churners)"
     assert figure_cell(b, "expected") == "18.2 vs 20 (z +0.4)"
-    assert figure_cell(b, "bins_within") == "9 of 10"
+    assert figure_cell(b, "bins_within") == "9 of 10" and figure_cell(b, "calibration_p") == "0.43"
     assert figure_cell(None, "rows") == "–" and figure_cell({"rows": 3}, "roc_auc") == "–"
     table = figure_table([("a", b), ("b", None)], {"a": "2018-10-31"})
     assert table[0]["key"] == "dates" and table[0]["cells"] == ["2018-10-31", "–"]

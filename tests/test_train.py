@@ -118,12 +118,34 @@ def test_calibration_choice_and_figures():
     fig = probability_figures(y, cal(s))
     assert fig["expected_churners"] == pytest.approx(y.sum(), rel=0.05)
     assert fig["bins_within"] >= 8 and fig["rows"] == n and fig["churners"] == y.sum()
+    assert fig["calibration_df"] == 10 and fig["calibration_p"] > 0.05
     raw = probability_figures(y, s)                       # uncalibrated: far from the diagonal
     assert raw["expected_churners"] > 3 * y.sum() and raw["bins_within"] <= 2
+    assert raw["calibration_p"] < 1e-9
     assert Calibration.from_dict(cal.to_dict()) == cal
     assert Calibration.from_dict({"a": -1.0, "b": 0.5}).method == "platt"      # older model.json
     with pytest.raises(ValueError, match="method"):
         Calibration.from_dict({"method": "magic"})
+
+
+def test_calibration_test_against_the_diagonal():
+    from sparkify.modeling.calibration import chi2_sf, probability_figures
+
+    # textbook 5 % critical values, odd and even degrees of freedom
+    for x, df in ((3.841, 1), (5.991, 2), (11.070, 5), (18.307, 10), (19.675, 11)):
+        assert chi2_sf(x, df) == pytest.approx(0.05, abs=2e-4)
+    assert chi2_sf(0.0, 3) == 1.0 and chi2_sf(1e4, 10) == 0.0
+    # outcomes drawn from the predictions themselves: p-values spread evenly, about 5 % below 0.05
+    rng = np.random.default_rng(5)
+    p_values = []
+    for _ in range(300):
+        p = rng.beta(1, 6, 800)
+        p_values.append(probability_figures((rng.random(800) < p).astype(int), p)["calibration_p"])
+    assert 0.01 <= np.mean(np.array(p_values) < 0.05) <= 0.10
+    assert 0.4 <= np.median(p_values) <= 0.6
+    # a map 30 % too high on the same rows: the test sees it
+    p = rng.beta(1, 6, 4000)
+    assert probability_figures((rng.random(4000) < p).astype(int), np.minimum(1, 1.3 * p))["calibration_p"] < 0.01
 
 
 def test_calibration_sql_equals_numpy(spark):
@@ -180,6 +202,9 @@ def test_model_directory_holds_every_artifact(trained_model: Path):
     assert leftovers == []
     card = (trained_model / "MODEL_CARD.md").read_text()
     assert "Label design" in card and "honest" in card
+    test = json.loads((trained_model / "metrics.json").read_text())["best"]["test"]
+    assert 0.0 <= test["calibration_p"] <= 1.0 and test["calibration_df"] == test["bins"]
+    assert f"chi-square test over the bins: p {test['calibration_p']:.2f}" in card
 
 
 def test_model_json_contract(trained_model: Path):

@@ -46,6 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sparkify.modeling.calibration import reliability_text
+
 from .common import ROOT, cached_log, get_bench_spark, machine_line, markdown_table, resolve_log, start_server
 
 SPARKIFY = ROOT / ".venv" / "bin" / "sparkify"
@@ -67,6 +69,10 @@ def run_pipeline(args) -> int:
     overrides = {"models": tuple(args.models.split(","))}
     if args.folds:
         overrides["folds"] = args.folds
+    if args.window_days:
+        from sparkify.features import LabelSpec
+
+        overrides["label"] = LabelSpec(long_days=args.window_days)
     config = (TrainConfig.fast if args.quick else TrainConfig.thorough if args.thorough else TrainConfig)(**overrides)
     tmp = None
     model_dir = Path(args.model) if args.model else Path(tempfile.mkdtemp(prefix="sparkify-bench-")) / "classifier"
@@ -100,8 +106,8 @@ def run_pipeline(args) -> int:
     t = best["test"]
     print(f"\nbest {best['name']} {best['params']}: test churn F1 {t['f1']:.3f}, PR-AUC {t['pr_auc']:.3f}, "
           f"ROC-AUC {t['roc_auc']:.3f}, top-10 % lift {t['top10']['lift']:.2f}, Brier {t['brier']:.4f}, "
-          f"expected/realized churners {t['expected_churners']:.1f}/{t['realized_churners']}, reliability bins "
-          f"within noise {t['bins_within']}/{t['bins']} ({t['rows']:,} rows, {t['churners']:,} churner rows)")
+          f"expected/realized churners {t['expected_churners']:.1f}/{t['realized_churners']}, {reliability_text(t)} "
+          f"({t['rows']:,} rows, {t['churners']:,} churner rows)")
     for period, b in best.get("periods", {}).items():
         print(f"  {period:<12} {b['rows']:,} rows of {b['users']:,} users, {b['churners']:,} churner rows: "
               f"PR-AUC {b['pr_auc']:.3f}, expected/realized {b['expected_churners']:.1f}/{b['realized_churners']}")
@@ -197,7 +203,7 @@ def _card(model: Path) -> str:
     b, t = m["best"], m["best"]["test"]
     return (f"{b['name']} {b['params']}: test {t['rows']:,} rows of {t['users']:,} users, {t['churners']:,} churner "
             f"rows: PR-AUC {t['pr_auc']:.3f}, F1 {t['f1']:.3f}, expected/realized {t['expected_churners']:.1f}/"
-            f"{t['realized_churners']}, reliability bins within the noise {t['bins_within']}/{t['bins']}; "
+            f"{t['realized_churners']}, {reliability_text(t)}; "
             f"train {m['timings']['total']:.0f}s")
 
 
@@ -234,18 +240,70 @@ def run_first_run(args) -> int:
 
 
 # ------------------------------------------------------------------ out-of-time backtest
+def seeds_of(args) -> list[int]:
+    """The log seeds of a run: ``--seeds 42,43,44`` or the one ``--seed``."""
+    if not args.seeds:
+        return [args.seed]
+    try:
+        return [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds: comma-separated integers expected, got {args.seeds!r}") from None
+
+
+def window_option(args) -> dict:
+    """``LabelSpec`` keywords for ``--window-days`` (none: ``sparkify train``'s default)."""
+    return {"long_days": args.window_days} if args.window_days else {}
+
+
+def seed_out(args, seed: int, seeds: list[int]):
+    """``--out`` for one seed: as given for a single seed, ``OUT/seed<N>`` for several."""
+    if args.out is None or len(seeds) == 1:
+        return args.out
+    return args.out / f"seed{seed}"
+
+
 def run_backtest(args) -> int:
-    """``train.py backtest``: train at ``--last-date``, apply at ``--as-of``, compare with what happened."""
+    """``train.py backtest``: train at ``--last-date``, apply at ``--as-of``, compare with what
+    happened; with ``--seeds``, once per log seed, then the figures side by side."""
+    import numpy as np
+
+    seeds = seeds_of(args)
+    spark = get_bench_spark("sparkify-bench-backtest")
+    runs = [backtest_one(spark, args, seed, seed_out(args, seed, seeds)) for seed in seeds]
+    if len(runs) > 1:
+        print(f"\n{len(runs)} logs of {args.users:,} users and {args.days} days, trained at {args.last_date}, "
+              f"applied at {args.as_of}:")
+        print("\n".join(markdown_table(
+            ["seed", "own test rows / churner rows", "PR-AUC", f"at {args.as_of}: users / churners", "PR-AUC",
+             "ratio", "truth's ratio", "expected / realized"],
+            [[seed, f"{r['test']['rows']:,} / {r['test']['churners']:,}", f"{r['test']['pr_auc']:.3f}",
+              f"{r['backtest']['rows']:,} / {r['backtest']['churners']:,}", f"{r['backtest']['pr_auc']:.3f}",
+              f"{r['pr_auc_vs_test']:.2f}",
+              "-" if r["ceiling_pr_auc_vs_test"] is None else f"{r['ceiling_pr_auc_vs_test']:.2f}",
+              f"{r['backtest']['expected_churners'] / max(r['backtest']['realized_churners'], 1):.2f}"]
+             for seed, r in zip(seeds, runs)], "rrrrrrrr")))
+        ratios = [r["pr_auc_vs_test"] for r in runs]
+        print(f"PR-AUC ratio: median {np.median(ratios):.2f}, min {min(ratios):.2f}, max {max(ratios):.2f} "
+              f"(target >= 0.85); {sum(x >= 0.85 for x in ratios)} of {len(ratios)} logs reach it")
+        truth = [(r["pr_auc_vs_test"], r["ceiling_pr_auc_vs_test"]) for r in runs if r["ceiling_pr_auc_vs_test"]]
+        if truth:
+            print(f"the true probability's own ratio: median {np.median([t for _, t in truth]):.2f}; the model's "
+                  f"ratio over the truth's: median {np.median([m / t for m, t in truth]):.2f} (1: the model loses "
+                  "no more than the truth does)")
+    return 0
+
+
+def backtest_one(spark, args, seed: int, out) -> dict:
+    """One log seed of ``train.py backtest``; prints its figures, writes and returns them."""
     from sparkify.dataset import load_log
     from sparkify.features import LabelSpec, parse_time
     from sparkify.modeling.backtest import backtest, summary, write_backtest
     from sparkify.modeling.train import TrainConfig, train, truth_path_for
 
-    log, _ = cached_log(users=args.users, days=args.days, seed=args.seed, bench_dir=args.bench_dir)
-    out = args.out or log.parent / "backtest"
+    log, _ = cached_log(users=args.users, days=args.days, seed=seed, bench_dir=args.bench_dir)
+    out = out or log.parent / "backtest"
     out.mkdir(parents=True, exist_ok=True)
-    spark = get_bench_spark("sparkify-bench-backtest")
-    label = LabelSpec(last_date=parse_time(args.last_date))
+    label = LabelSpec(last_date=parse_time(args.last_date), **window_option(args))
     config = (TrainConfig.fast if args.quick else TrainConfig)(label=label)
     t0 = time.perf_counter()
     if args.reuse_model and (out / "model" / "metrics.json").exists():
@@ -266,7 +324,7 @@ def run_backtest(args) -> int:
     oot = m["best"]["periods"].get("out_of_time", {})
     f = bt["figures"]
     print()
-    print(f"model: {m['best']['name']}, dates {m['label']['dates'][0][:10]} .. {m['label']['dates'][-1][:10]} "
+    print(f"log seed {seed}; model: {m['best']['name']}, dates {m['label']['dates'][0][:10]} .. {m['label']['dates'][-1][:10]} "
           f"({len(m['label']['dates'])}), trained in {train_s:.0f}s")
     print(f"own test (held-out users): {t['rows']:,} rows of {t['users']:,} users, {t['churners']:,} churner rows: "
           f"PR-AUC {t['pr_auc']:.3f}, expected/realized {t['expected_churners']:.1f}/{t['realized_churners']}")
@@ -285,35 +343,66 @@ def run_backtest(args) -> int:
         print(f"true ceiling: PR-AUC {own_ceiling['pr_auc']:.3f} on the own test rows, {later_ceiling['pr_auc']:.3f} "
               f"at {args.as_of}: the truth's own ratio {truth_ratio:.2f}; the model's share of the ceiling "
               f"{t['pr_auc'] / own_ceiling['pr_auc']:.2f} -> {f['pr_auc'] / later_ceiling['pr_auc']:.2f}")
-    (out / "backtest_figures.json").write_text(json.dumps(
-        {"train_seconds": train_s, "test": {k: t[k] for k in ("rows", "users", "churners", "pr_auc",
-                                                             "expected_churners", "realized_churners")},
-         "backtest": {k: f[k] for k in ("rows", "churners", "pr_auc", "expected_churners", "realized_churners",
-                                        "brier", "bins_within", "bins")},
-         "pr_auc_vs_test": bt["pr_auc_vs_test"], "ceiling_pr_auc_vs_test": truth_ratio}, indent=2))
-    return 0
+    figures = {"seed": seed, "train_seconds": train_s,
+               "test": {k: t[k] for k in ("rows", "users", "churners", "pr_auc", "expected_churners",
+                                          "realized_churners")},
+               "backtest": {k: f[k] for k in ("rows", "churners", "pr_auc", "expected_churners", "realized_churners",
+                                              "brier", "bins_within", "bins", "calibration_p")},
+               "pr_auc_vs_test": bt["pr_auc_vs_test"], "ceiling_pr_auc_vs_test": truth_ratio}
+    (out / "backtest_figures.json").write_text(json.dumps(figures, indent=2))
+    return figures
 
 
 def run_drivers(args) -> int:
     """``train.py drivers``: train on a satisfaction log; the model against the true ceiling
-    and the planted drivers (from metrics.json). Exit 1 when the model's PR-AUC is below
-    0.8x the ceiling's or a leading driver is not among its top inputs."""
+    and the planted drivers (from metrics.json); with ``--seeds``, once per log seed, then
+    side by side. Exit 1 when the model's PR-AUC is below 0.8x the ceiling's (the median
+    over the seeds) or a leading driver is not among its top inputs on some seed."""
+    import numpy as np
+
+    seeds = seeds_of(args)
+    spark = get_bench_spark("sparkify-bench-drivers")
+    runs = [drivers_one(spark, args, seed, seed_out(args, seed, seeds)) for seed in seeds]
+    runs = [r for r in runs if r is not None]
+    if len(runs) < len(seeds):
+        return 1
+    fractions = [r["fraction"] for r in runs]
+    if len(runs) > 1:
+        print(f"\n{len(runs)} satisfaction logs:")
+        print("\n".join(markdown_table(
+            ["seed", "test rows / users / churner rows", "model PR-AUC", "ceiling", "model / ceiling",
+             "hazard at t", "model / hazard at t", "leading drivers in the top"],
+            [[seed, f"{r['test']['rows']:,} / {r['test']['users']:,} / {r['test']['churners']:,}",
+              f"{r['model_pr_auc']:.3f}", f"{r['ceiling_pr_auc']:.3f}", f"{r['fraction']:.2f}",
+              "-" if r["hazard_at_t_pr_auc"] is None else f"{r['hazard_at_t_pr_auc']:.3f}",
+              "-" if not r["hazard_at_t_pr_auc"] else f"{r['model_pr_auc'] / r['hazard_at_t_pr_auc']:.2f}",
+              f"{r['drivers']['leading_in_top']} of {r['drivers']['leading']}"]
+             for seed, r in zip(seeds, runs)], "rrrrrrrr")))
+        print(f"model / ceiling: median {np.median(fractions):.2f}, min {min(fractions):.2f}, max "
+              f"{max(fractions):.2f} (target >= 0.8)")
+    found = all(r["drivers"]["leading_in_top"] == r["drivers"]["leading"] for r in runs)
+    return 0 if np.median(fractions) >= 0.8 and found else 1
+
+
+def drivers_one(spark, args, seed: int, out) -> dict | None:
+    """One log seed of ``train.py drivers``; prints its figures, writes and returns them
+    (None when the log has no ground truth)."""
+    from sparkify.features import LabelSpec
     from sparkify.modeling.train import TrainConfig, train
 
     users = None if args.preset else args.users
-    log, info = cached_log(args.preset, users, args.seed, bench_dir=args.bench_dir, churn_model="satisfaction")
-    out = args.out or log.parent / "drivers" / "model"
-    spark = get_bench_spark("sparkify-bench-drivers")
+    log, info = cached_log(args.preset, users, seed, bench_dir=args.bench_dir, churn_model="satisfaction")
+    out = out or log.parent / "drivers" / "model"
     t0 = time.perf_counter()
-    m = train(spark, log, out, TrainConfig()).metrics
+    m = train(spark, log, out, TrainConfig(label=LabelSpec(**window_option(args)))).metrics
     train_s = time.perf_counter() - t0
     t, c = m["best"]["test"], m.get("ceiling") or {}
     if not c.get("drivers"):
         print("no ceiling or drivers in metrics.json: is the ground truth beside the log?", file=sys.stderr)
-        return 1
+        return None
     ct, dv = c["test"], c["drivers"]
     print()
-    print(f"satisfaction log {log}: {info['users']:,} users, {info['churned']:,} churned; model {m['best']['name']} "
+    print(f"seed {seed}: satisfaction log {log}: {info['users']:,} users, {info['churned']:,} churned; model {m['best']['name']} "
           f"trained in {train_s:.0f}s")
     print(f"test: {t['rows']:,} rows of {t['users']:,} users, {t['churners']:,} churner rows")
     print(f"model PR-AUC {t['pr_auc']:.3f}; true ceiling PR-AUC {ct['pr_auc']:.3f} (expected/realized churners "
@@ -333,12 +422,12 @@ def run_drivers(args) -> int:
     print(f"{dv['leading_in_top']} of the {dv['leading']} leading drivers among the top {dv['top']} inputs "
           f"({', '.join(dv['top_features'])}); the first raising reason of {dv['reason_driver_share']:.0%} of "
           f"{dv['reason_rows']} at-risk test rows is a driver")
-    figures = {"train_seconds": train_s, "model_pr_auc": t["pr_auc"], "ceiling_pr_auc": ct["pr_auc"],
+    figures = {"seed": seed, "train_seconds": train_s, "model_pr_auc": t["pr_auc"], "ceiling_pr_auc": ct["pr_auc"],
                "hazard_at_t_pr_auc": held.get("pr_auc"),
                "fraction": c["model_pr_auc_fraction"], "test": {k: t[k] for k in ("rows", "users", "churners")},
                "drivers": dv}
     (out.parent / "drivers_figures.json").write_text(json.dumps(figures, indent=2))
-    return 0 if c["model_pr_auc_fraction"] >= 0.8 and dv["leading_in_top"] == dv["leading"] else 1
+    return figures
 
 
 # ------------------------------------------------------------------ artist ablation

@@ -21,6 +21,13 @@ DEFAULT_MODEL_DIR = MODELS_DIR / "classifier"
 # within (t, t + horizon].
 DEFAULT_HORIZON_DAYS = 30
 DEFAULT_STEP_DAYS = 7
+# The two look-back windows every behavioural feature is measured over, in days, ending at
+# the observation time t: the window [t - long_days, t) (default LONG_DAYS; `sparkify train
+# --window-days`, kept by the model) and its recent part [t - RECENT_DAYS, t). A 2-month log
+# with a 30-day horizon leaves about 31 days for the window and the observation dates; 14
+# days keeps three weekly dates there. Longer logs can afford 28: steadier rates per user.
+LONG_DAYS = 14
+RECENT_DAYS = 7
 CHURN_PAGE = "Cancellation Confirmation"
 USER_AUTHS = ("Logged In", "Cancelled")
 

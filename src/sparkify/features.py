@@ -11,9 +11,10 @@ Out: one row per user and observation time t: ``userId``, ``as_of_ms`` (t, epoch
 Features (:data:`FEATURES`, one catalogue: each entry's name, kind, unit, description,
 categories and Spark SQL expression; the model card, the web form and the API help come
 from it): every behavioural feature is measured over fixed windows that end at t, the last
-:data:`LONG_DAYS` days and, for recent activity and the trend, the last
-:data:`RECENT_DAYS`: rates per day the user existed in the window, per session, shares,
-plus recency, tenure and level at t. Nothing depends on how much log precedes t.
+``long_days`` days (:attr:`LabelSpec.long_days`, default :data:`LONG_DAYS`; a model keeps
+its own) and, for recent activity and the trend, the last :data:`RECENT_DAYS`: rates per
+day the user existed in the window, per session, shares, plus recency, tenure and level at
+t. Nothing depends on how much log precedes t.
 
 Label designs (:class:`LabelSpec`):
 
@@ -30,7 +31,7 @@ Label designs (:class:`LabelSpec`):
 The aggregation goes through ``sparkify.session_days.SessionDays``: one ``groupBy(userId, sessionId, day,
 cancellation flag, period)`` over the events, partially aggregated on each partition so only
 partial rows are shuffled, never the events. A partial row belongs to the window of every
-observation time t with t - LONG_DAYS <= its start and its end < t (a handful of dates
+observation time t with t - long_days <= its start and its end < t (a handful of dates
 each), so all dates' features come from one aggregation over those rows (per session, then
 per user and date). Any midnight UTC is an exact cut; another time must be given to the
 loader in advance as a split point. The raw-JSON loader :func:`sparkify.dataset.load_log`
@@ -48,7 +49,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from sparkify.attributes import OTHER, UNKNOWN, browser_sql, os_sql, region_sql
-from sparkify.config import DEFAULT_HORIZON_DAYS, DEFAULT_STEP_DAYS
+from sparkify.config import DEFAULT_HORIZON_DAYS, DEFAULT_STEP_DAYS, LONG_DAYS, RECENT_DAYS
 from sparkify.rawlog import CANCEL_RELATED_SQL, sql_literal
 from sparkify.session_days import (
     ATTRIBUTES,
@@ -58,22 +59,16 @@ from sparkify.session_days import (
     session_day_partials,
 )
 
+
 # ------------------------------------------------------------------ feature catalogue
-#: The two look-back windows every behavioural feature is measured over, in days, ending
-#: at the observation time t: the window [t - LONG_DAYS, t) and its recent part
-#: [t - RECENT_DAYS, t). A 2-month log with a 30-day horizon leaves about 31 days for
-#: the window and the observation dates; 14 days keeps three weekly dates there.
-LONG_DAYS = 14
-RECENT_DAYS = 7
-
-
 @dataclass(frozen=True)
 class FeatureSpec:
     """One model input: ``name`` (snake_case column), ``kind`` ('numeric' | 'categorical'),
-    ``unit`` (for numeric; '' for categorical), one-line ``description``, ``sql``: its
-    value as Spark SQL text over the per-observation aggregates (see
-    :func:`_observation_aggregates`), ``neutral``: its constant value in 'ever' mode when
-    it is measured to the end of the user's history (None: it carries information
+    ``unit`` (for numeric; '' for categorical), one-line ``description`` (``{long}`` and
+    ``{recent}`` stand for the windows' lengths: :meth:`describe`), ``sql``: its value as
+    Spark SQL text over the per-observation aggregates (see :func:`_observation_aggregates`;
+    ``long_days`` is the window's length), ``neutral``: its constant value in 'ever' mode
+    when it is measured to the end of the user's history (None: it carries information
     there), and for categoricals the known ``categories`` (others are handled as unseen)."""
 
     name: str
@@ -84,7 +79,9 @@ class FeatureSpec:
     neutral: str | None = None
     categories: tuple[str, ...] | None = None
 
-
+    def describe(self, long_days: int = LONG_DAYS) -> str:
+        """The description for a model whose long window is ``long_days`` days."""
+        return self.description.format(long=long_days, recent=RECENT_DAYS)
 
 
 def ratio_sql(num: str, den: str) -> str:
@@ -92,8 +89,9 @@ def ratio_sql(num: str, den: str) -> str:
     return f"CASE WHEN ({den}) > 0 THEN CAST({num} AS DOUBLE) / ({den}) ELSE 0.0D END"
 
 
-_W = f"the last {LONG_DAYS} days"
-_R = f"the last {RECENT_DAYS} days"
+#: How descriptions name the windows; :meth:`FeatureSpec.describe` fills in the lengths.
+_W = "the last {long} days"
+_R = "the last {recent} days"
 #: Days of the long window the user existed in (from registration, or the first event
 #: seen in the window when registration is unknown), at least one: every rate is per
 #: such day, so a user younger than the window is measured over the days it existed.
@@ -142,15 +140,15 @@ def _build_catalogue() -> list[FeatureSpec]:
                     f"CASE WHEN {EXPOSURE_SQL} - recent_days < 1 THEN 1.0D "
                     f"ELSE ({recent_rate} + 1.0D) / ({earlier_rate} + 1.0D) END", neutral="1.0D"),
         FeatureSpec("days_since_last_event", "numeric", "days",
-                    f"Days from the last event to the observation time (at most {LONG_DAYS}).",
+                    "Days from the last event to the observation time (at most {long}).",
                     f"(as_of_ms - last_ms) / {DAY_MS}.0D", neutral="0.0D"),
         FeatureSpec("days_since_registration", "numeric", "days",
                     "Account age at the observation time (at the log's end in 'ever' mode).",
                     f"coalesce(greatest(0.0D, (tenure_at_ms - last.registration) / {DAY_MS}.0D), 0.0D)"),
         FeatureSpec("window_coverage", "numeric", "fraction",
-                    f"Share of the {LONG_DAYS}-day window the account existed in: < 1 for a user "
+                    "Share of the {long}-day window the account existed in: < 1 for a user "
                     "younger than the window, whose rates are over the days it existed.",
-                    f"{EXPOSURE_SQL} / {float(LONG_DAYS)}D"),
+                    f"{EXPOSURE_SQL} / long_days"),
         FeatureSpec("level", "categorical", "", "Subscription level at the observation time.",
                     f"coalesce(last.level, {sql_literal(UNKNOWN)})", categories=("free", "paid")),
         FeatureSpec("gender", "categorical", "", "Gender as registered.",
@@ -201,6 +199,12 @@ def uses_artists(feature_names_: list[str]) -> bool:
     return any(n in ARTIST_FEATURES for n in feature_names_)
 
 
+def model_window_days(model_json: dict) -> int:
+    """The feature window (days) a saved model was trained on: ``label.long_days`` of its
+    model.json (:data:`LONG_DAYS` for models written before the window was a choice)."""
+    return int((model_json.get("label") or {}).get("long_days") or LONG_DAYS)
+
+
 # ------------------------------------------------------------------ labels
 @dataclass
 class LabelSpec:
@@ -209,7 +213,7 @@ class LabelSpec:
 
     'window': one row per (user, observation date t); label = Cancellation Confirmation in
     ``(t, t + horizon_days]``; users gone before t, or with no event in the
-    :data:`LONG_DAYS` window before t, are left out. With ``cutoff`` the dates are that one
+    ``long_days`` window before t, are left out. With ``cutoff`` the dates are that one
     time; else every ``step_days`` (None: 7; ``sparkify train`` picks 1 on small logs) back from ``last_date`` (default: the latest midnight
     whose horizon ends within the log) to the first midnight with a full window of log
     before it. 'ever': one row per user, observed at the midnight after the user's last
@@ -221,6 +225,8 @@ class LabelSpec:
     horizon_days: int = DEFAULT_HORIZON_DAYS
     step_days: int | None = None
     last_date: datetime | None = None
+    #: the length of the feature window before each date, in days (more than RECENT_DAYS)
+    long_days: int = LONG_DAYS
     #: the observation dates (epoch ms), filled in by :func:`resolve_spec`
     dates: tuple[int, ...] = ()
 
@@ -229,6 +235,9 @@ class LabelSpec:
             raise ValueError(f"label mode must be 'window' or 'ever', not {self.mode!r}")
         if self.horizon_days is None or self.horizon_days <= 0:
             raise ValueError(f"horizon_days must be a positive number of days, not {self.horizon_days!r}")
+        if not isinstance(self.long_days, int) or self.long_days <= RECENT_DAYS:
+            raise ValueError(f"the feature window must be a whole number of days above the {RECENT_DAYS}-day recent "
+                             f"window (e.g. 14 or 28), not {self.long_days!r}")
         if self.step_days is not None and self.step_days <= 0:
             raise ValueError(f"step_days must be a positive number of days, not {self.step_days!r}")
         if self.cutoff is not None and self.last_date is not None:
@@ -242,7 +251,7 @@ class LabelSpec:
                 "horizon_days": self.horizon_days, "step_days": self.step_days,
                 "last_date": _iso(self.last_date) if self.last_date else None,
                 "dates": [_iso(_from_ms(d)) for d in self.dates],
-                "long_days": LONG_DAYS, "recent_days": RECENT_DAYS}
+                "long_days": self.long_days, "recent_days": RECENT_DAYS}
 
     @classmethod
     def from_dict(cls, data: dict) -> "LabelSpec":
@@ -252,6 +261,7 @@ class LabelSpec:
         return cls(mode=data.get("mode", "window"), cutoff=when("cutoff"),
                    horizon_days=data.get("horizon_days", DEFAULT_HORIZON_DAYS),
                    step_days=data.get("step_days"), last_date=when("last_date"),
+                   long_days=int(data.get("long_days") or LONG_DAYS),
                    dates=tuple(_ms(parse_time(d)) for d in data.get("dates", ())))
 
 
@@ -291,7 +301,7 @@ def spec_boundaries(spec: "LabelSpec") -> tuple[int, ...]:
     if spec.cutoff is None:
         return ()
     cutoff_ms = _ms(spec.cutoff)
-    return tuple(sorted({cutoff_ms, cutoff_ms - RECENT_DAYS * DAY_MS, cutoff_ms - LONG_DAYS * DAY_MS}))
+    return tuple(sorted({cutoff_ms, cutoff_ms - RECENT_DAYS * DAY_MS, cutoff_ms - spec.long_days * DAY_MS}))
 
 
 def _require_exact(days: SessionDays, boundaries: tuple[int, ...], mode: str) -> None:
@@ -314,12 +324,12 @@ def log_end_ms(events: DataFrame, mode: str = "window") -> int:
 
 
 def snapshot_dates(start_ms: int, end_ms: int, horizon_days: int, step_days: int = DEFAULT_STEP_DAYS,
-                   last_date: datetime | None = None) -> tuple[int, ...]:
+                   last_date: datetime | None = None, long_days: int = LONG_DAYS) -> tuple[int, ...]:
     """Observation dates (epoch ms, midnights UTC, ascending) for a log spanning
     [start_ms, end_ms]: every ``step_days`` back from ``last_date`` (default: the latest
-    midnight t with t + horizon <= end_ms) while a full :data:`LONG_DAYS` window of log
+    midnight t with t + horizon <= end_ms) while a full ``long_days`` window of log
     lies before the date. Raises ValueError when no date fits."""
-    first = -(-start_ms // DAY_MS) * DAY_MS + LONG_DAYS * DAY_MS
+    first = -(-start_ms // DAY_MS) * DAY_MS + long_days * DAY_MS
     last = ((end_ms - horizon_days * DAY_MS) // DAY_MS) * DAY_MS if last_date is None else _ms(last_date)
     dates = []
     t = last
@@ -329,9 +339,9 @@ def snapshot_dates(start_ms: int, end_ms: int, horizon_days: int, step_days: int
     if not dates:
         raise ValueError(
             f"the log ({_iso(_from_ms(start_ms))} to {_iso(_from_ms(end_ms))}) is too short for a "
-            f"{LONG_DAYS}-day feature window and a {horizon_days}-day horizon"
+            f"{long_days}-day feature window and a {horizon_days}-day horizon"
             + (f" ending at {_iso(last_date)}" if last_date else "")
-            + ": use a longer log, a shorter --horizon-days, or --label ever")
+            + ": use a longer log, a shorter --horizon-days or --window-days, or --label ever")
     return tuple(sorted(dates))
 
 
@@ -352,7 +362,8 @@ def resolve_spec(source: DataFrame | SessionDays, spec: LabelSpec) -> LabelSpec:
     else:
         start, end = (int(v) for v in source.agg(F.min("ts"), F.max("ts")).first())
     step = spec.step_days or DEFAULT_STEP_DAYS
-    return replace(spec, step_days=step, dates=snapshot_dates(start, end, spec.horizon_days, step, spec.last_date))
+    return replace(spec, step_days=step, dates=snapshot_dates(start, end, spec.horizon_days, step, spec.last_date,
+                                                              spec.long_days))
 
 
 # ------------------------------------------------------------------ aggregation
@@ -364,13 +375,14 @@ def _grouped(df: DataFrame, keys: list[str], aggregates: list[str]) -> DataFrame
 OBS_KEYS = ["userId", "as_of_ms"]
 
 
-def _observation_rows(days: SessionDays, dates: tuple[int, ...] | None, ever_at: DataFrame | None) -> DataFrame:
+def _observation_rows(days: SessionDays, dates: tuple[int, ...] | None, ever_at: DataFrame | None,
+                      long_days: int) -> DataFrame:
     """The partial rows of each observation's window, with the observation time
     ``as_of_ms``: a row of day d belongs to the observation at t when
-    t - LONG_DAYS <= its start and its end < t. ``dates``: the same times for every user
-    (a row joins at most LONG_DAYS / step of them); ``ever_at``: DataFrame[userId,
+    t - long_days <= its start and its end < t. ``dates``: the same times for every user
+    (a row joins at most long_days / step of them); ``ever_at``: DataFrame[userId,
     as_of_ms], one time per user, cancellation rows left out."""
-    long_ms = LONG_DAYS * DAY_MS
+    long_ms = long_days * DAY_MS
     if ever_at is not None:
         return (days.df.filter("NOT cancel_rel").join(ever_at, "userId")
                 .filter(f"p_end < as_of_ms AND p_start >= as_of_ms - {long_ms}"))
@@ -412,19 +424,20 @@ def _observation_aggregates(rows: DataFrame, days: SessionDays) -> DataFrame:
     return counts.join(sets, OBS_KEYS)
 
 
-def _observation_features(days: SessionDays, *, dates: tuple[int, ...] | None = None,
+def _observation_features(days: SessionDays, long_days: int, *, dates: tuple[int, ...] | None = None,
                           ever_at: DataFrame | None = None, tenure_at_ms: int | None = None) -> DataFrame:
     """DataFrame[userId, as_of_ms, *feature_names(days.artists)]: one row per observation
-    with at least one event in its window (see :func:`_observation_rows`). In 'ever' mode
-    (``ever_at``) the :data:`TIME_TO_END_FEATURES` take their neutral value and tenure is
-    measured at ``tenure_at_ms`` (the log's end)."""
-    long_ms = LONG_DAYS * DAY_MS
+    with at least one event in its ``long_days`` window (see :func:`_observation_rows`).
+    In 'ever' mode (``ever_at``) the :data:`TIME_TO_END_FEATURES` take their neutral value
+    and tenure is measured at ``tenure_at_ms`` (the log's end)."""
+    long_ms = long_days * DAY_MS
     if dates is not None:
         _require_exact(days, tuple(b for t in dates for b in (t, t - RECENT_DAYS * DAY_MS, t - long_ms)), "window")
-    agg = _observation_aggregates(_observation_rows(days, dates, ever_at), days)
+    agg = _observation_aggregates(_observation_rows(days, dates, ever_at, long_days), days)
     start = "least(first_ms, coalesce(last.registration, first_ms))"
     agg = agg.selectExpr(
-        "*", f"greatest(1.0D, least({float(LONG_DAYS)}D, (as_of_ms - {start}) / {DAY_MS}.0D)) AS exposure_days",
+        "*", f"{float(long_days)}D AS long_days",
+        f"greatest(1.0D, least({float(long_days)}D, (as_of_ms - {start}) / {DAY_MS}.0D)) AS exposure_days",
         f"{'as_of_ms' if tenure_at_ms is None else f'{int(tenure_at_ms)}L'} AS tenure_at_ms")
     agg = agg.selectExpr("*", f"least({float(RECENT_DAYS)}D, exposure_days) AS recent_days")
     ever = ever_at is not None
@@ -474,12 +487,12 @@ def build_user_table(source: DataFrame | SessionDays, spec: LabelSpec | None = N
     if spec.mode == "ever":
         ever_at = _grouped(days.df.filter("NOT cancel_rel"), ["userId"],
                            [f"(floor(max(p_end) / {DAY_MS}) + 1) * {DAY_MS} AS as_of_ms"])
-        feats = _observation_features(days, ever_at=ever_at, tenure_at_ms=days.log_end_ms("ever"))
+        feats = _observation_features(days, spec.long_days, ever_at=ever_at, tenure_at_ms=days.log_end_ms("ever"))
         table = (feats.join(churn, "userId", "left")
                  .withColumn("churn", F.col("churn_ms").isNotNull().cast("int")))
     else:
         horizon_ms = spec.horizon_days * DAY_MS
-        table = (_observation_features(days, dates=spec.dates).join(churn, "userId", "left")
+        table = (_observation_features(days, spec.long_days, dates=spec.dates).join(churn, "userId", "left")
                  .filter("churn_ms IS NULL OR churn_ms >= as_of_ms")
                  .withColumn("churn", F.expr(f"coalesce(churn_ms > as_of_ms AND churn_ms <= as_of_ms + {horizon_ms}, "
                                              "false)").cast("int")))
@@ -487,14 +500,15 @@ def build_user_table(source: DataFrame | SessionDays, spec: LabelSpec | None = N
 
 
 def build_scoring_table(source: DataFrame | SessionDays, as_of: datetime | None = None,
-                        artists: bool = False) -> DataFrame:
+                        artists: bool = False, long_days: int = LONG_DAYS) -> DataFrame:
     """Scoring table: one row per user still subscribed at ``as_of`` and active in the
     window before it, features only: the rows :func:`build_user_table` builds for that
     date, by the same code.
 
     In:  cleaned user events or their :class:`SessionDays`; ``as_of`` (UTC; default: the
          midnight after the log's last event); ``artists``: add the opt-in
-         :data:`ARTIST_FEATURES` (use :func:`uses_artists` on the model's features).
+         :data:`ARTIST_FEATURES` (use :func:`uses_artists` on the model's features);
+         ``long_days``: the model's feature window (:func:`model_window_days`).
     Out: DataFrame[userId, as_of_ms, *feature_names(artists)].
     """
     if isinstance(source, SessionDays):
@@ -502,9 +516,9 @@ def build_scoring_table(source: DataFrame | SessionDays, as_of: datetime | None 
     else:
         end = log_end_ms(source)
     when = _utc(as_of) if as_of is not None else _from_ms((end // DAY_MS + 1) * DAY_MS)
-    spec = LabelSpec(cutoff=when)
+    spec = LabelSpec(cutoff=when, long_days=long_days)
     days, spec = _session_days_for(source, spec, artists)
     t = spec.dates[0]
     gone = F.broadcast(_churn_times(days).filter(F.col("churn_ms") < F.lit(t)))
-    feats = _observation_features(days, dates=spec.dates)
+    feats = _observation_features(days, long_days, dates=spec.dates)
     return feats.join(gone, "userId", "left_anti").select("userId", "as_of_ms", *feature_names(days.artists))

@@ -392,15 +392,17 @@ def inexact_cut(store: str, times_ms: list[int]) -> ValueError:
 
 
 def load_store(spark: SparkSession, store: str | Path, *, artists: bool = False, splits: tuple[int, ...] = (),
-               window_end_ms: int | None = None,
+               window_end_ms: int | None = None, long_days: int | None = None,
                storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK):
     """The store read back as a ``sparkify.dataset.LoadedLog`` (``from_store`` True).
 
     In:  ``store``; ``artists``: the rows must carry artist sets; ``splits``: the times
          (epoch ms) the caller will cut at: the store cuts at midnights UTC (and after its
          last event) only; ``window_end_ms``: read only the days of the feature window
-         ending then (``sparkify.features.LONG_DAYS``) and take every user's first
-         cancellation from the users' state, for scoring at that time; None: every row.
+         ending then (``long_days`` long: the model's, ``sparkify.features.model_window_days``;
+         None: ``sparkify.features.LONG_DAYS``)
+         and take every user's first cancellation from the users' state, for scoring at that
+         time; None: every row.
     Out: LoadedLog whose ``days`` are persisted rows of every committed batch, with the
          log's span and end from the manifest, and ``quality`` the batches' counts added up
          (users and churners counted over the whole store).
@@ -420,7 +422,7 @@ def load_store(spark: SparkSession, store: str | Path, *, artists: bool = False,
     if inexact:
         raise inexact_cut(store, inexact)
     columns = [*PARTIAL_KEYS, *partial_values(artists)]
-    days = None if window_end_ms is None else window_days(window_end_ms, LONG_DAYS)
+    days = None if window_end_ms is None else window_days(window_end_ms, long_days or LONG_DAYS)
     rows = _read_rows(spark, store, manifest, days, columns)
     if rows is None:  # nothing in the window: the schema of any stored day, no rows
         rows = _read_rows(spark, store, manifest, None, columns).limit(0)

@@ -56,12 +56,14 @@ def refresh_scores(spark: SparkSession, store: str, model_dir: str | Path, out: 
     """Score the store at the midnight after its last event with the model and write the
     ranked list to ``out`` (``sparkify.modeling.predict.write_scores``). Returns the
     number of users scored."""
-    from sparkify.features import uses_artists
+    from sparkify.features import model_window_days, uses_artists
     from sparkify.modeling.artifacts import load_model_json
     from sparkify.modeling.predict import score_users, write_scores
 
-    artists = uses_artists([f["name"] for f in load_model_json(Path(model_dir))["features"]])
-    with load_store(spark, store, artists=artists, window_end_ms=scoring_time_ms(spark, store)) as loaded:
+    meta = load_model_json(Path(model_dir))
+    artists = uses_artists([f["name"] for f in meta["features"]])
+    with load_store(spark, store, artists=artists, window_end_ms=scoring_time_ms(spark, store),
+                    long_days=model_window_days(meta)) as loaded:
         return len(write_scores(score_users(spark, loaded.days, model_dir), Path(out)))
 
 

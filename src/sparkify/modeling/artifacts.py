@@ -128,8 +128,9 @@ def activity_table(days, labels):
     return pdf
 
 
-def feature_entries(specs, train_pdf, pipeline_model) -> list[dict]:
-    """model.json ``features``: each model input with kind, unit, description and its
+def feature_entries(specs, train_pdf, pipeline_model, long_days: int) -> list[dict]:
+    """model.json ``features``: each model input with kind, unit, description (its windows
+    ``long_days`` and ``sparkify.features.RECENT_DAYS`` days long) and its
     training range (numeric: min/max/median/p01/p99 over the training users) or its
     categories in the StringIndexer's order (categorical; default = most frequent)."""
     from pyspark.ml.feature import StringIndexerModel
@@ -141,7 +142,7 @@ def feature_entries(specs, train_pdf, pipeline_model) -> list[dict]:
                 labels[col] = list(arr)
     out = []
     for f in specs:
-        entry: dict[str, Any] = {"name": f.name, "kind": f.kind, "description": f.description}
+        entry: dict[str, Any] = {"name": f.name, "kind": f.kind, "description": f.describe(long_days)}
         if f.kind == "numeric":
             v = train_pdf[f.name].astype(float).to_numpy()
             q = np.quantile(v, [0.01, 0.5, 0.99]) if len(v) else [0.0, 0.0, 0.0]
@@ -182,7 +183,7 @@ def model_json(*, family: str, threshold: float, calibration, spec, specs, train
         "threshold": float(threshold),
         "calibration": calibration.to_dict() if calibration is not None else None,
         "label": spec.to_dict(),
-        "features": feature_entries(specs, train_pdf, pipeline_model),
+        "features": feature_entries(specs, train_pdf, pipeline_model, spec.long_days),
         "top_inputs": top_inputs(importances or [], specs),
         "missing_numeric": 0.0,
         "spark_version": spark_version,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sparkify.modeling import artifacts
 from sparkify.modeling import evaluate as ev
-from sparkify.modeling.calibration import Calibration, probability_figures
+from sparkify.modeling.calibration import Calibration, probability_figures, reliability_text
 
 BACKTEST_FILE = "backtest.json"
 BACKTEST_DIR = "backtests"
@@ -31,7 +31,7 @@ def backtest(spark, days, model_dir: str | Path, as_of: datetime, truth: Path | 
     the same rows is added (``ceiling``). Raises ValueError when the log ends before the
     horizon does, or no user is active."""
 
-    from sparkify.features import LabelSpec, build_user_table, parse_time
+    from sparkify.features import LabelSpec, build_user_table, model_window_days, parse_time
     from sparkify.modeling.predict import score_table
 
     model_dir = Path(model_dir)
@@ -48,7 +48,7 @@ def backtest(spark, days, model_dir: str | Path, as_of: datetime, truth: Path | 
     if end_ms < as_of_ms + horizon * 86_400_000:
         raise ValueError(f"the log ends at {_iso(end_ms)}, before {as_of:%Y-%m-%d} + {horizon} days: a backtest "
                          "needs the whole horizon after --as-of (use an earlier --as-of or a longer log)")
-    table, _ = build_user_table(days, LabelSpec(cutoff=as_of, horizon_days=horizon))
+    table, _ = build_user_table(days, LabelSpec(cutoff=as_of, horizon_days=horizon, long_days=model_window_days(meta)))
     table = table.cache()
     try:
         scored = score_table(spark, table, model_dir).select("userId", "score", "probability", "decision")
@@ -117,7 +117,7 @@ def summary(result: dict) -> str:
         f"{f['precision']:.3f}, recall {f['recall']:.3f}, F1 {f['f1']:.3f}",
         f"  probabilities ({result['calibration']}): expected {f['expected_churners']:.1f} vs realized "
         f"{f['realized_churners']} churners (ratio {f['expected_over_realized']:.2f}, z {f['z']:+.2f}), "
-        f"Brier {f['brier']:.4f}, reliability bins within the noise {f['bins_within']}/{f['bins']}",
+        f"Brier {f['brier']:.4f}, {reliability_text(f)}",
     ]
     if result.get("label_overlap_days"):
         lines.append(f"  note: the model's training labels reach {result['label_overlap_days']} days into this "

@@ -217,6 +217,47 @@ def design_effect(y: np.ndarray, groups: np.ndarray) -> float:
     return max(1.0, clustered / iid)
 
 
+def chi2_sf(x: float, df: int) -> float:
+    """P(X >= x) for X chi-square distributed with ``df`` (a positive integer) degrees of
+    freedom, in closed form (even df: a Poisson tail; odd df: erfc plus a finite sum)."""
+    if x <= 0:
+        return 1.0
+    h = x / 2.0
+    if df % 2 == 0:
+        term = total = 1.0
+        for i in range(1, df // 2):
+            term *= h / i
+            total += term
+        return min(1.0, math.exp(-h) * total)
+    total, term = 0.0, math.sqrt(h) / math.gamma(1.5)
+    for i in range(1, (df - 1) // 2 + 1):
+        total += term
+        term *= h / (i + 0.5)
+    return min(1.0, math.erfc(math.sqrt(h)) + math.exp(-h) * total)
+
+
+def calibration_test(curve: list[dict]) -> tuple[float, int, float]:
+    """A reliability curve (:func:`reliability`, on rows the model and its calibration
+    never saw) tested against the diagonal: chi2 = the sum over bins of (observed rate -
+    mean prediction)^2 / (prediction (1 - prediction) / effective rows), with one degree
+    of freedom per bin (a Hosmer-Lemeshow test on held-out rows). Out: (chi2, df, p);
+    p >= 0.05: the curve lies within the noise of the diagonal."""
+    chi2 = 0.0
+    for b in curve:
+        p = min(max(b["predicted"], EPS), 1 - EPS)
+        chi2 += (b["observed"] - p) ** 2 / (p * (1 - p) / max(b["effective_rows"], 1e-9))
+    df = len(curve)
+    return chi2, df, chi2_sf(chi2, df) if df else float("nan")
+
+
+def reliability_text(fig: dict) -> str:
+    """'9/10 reliability bins within the noise, calibration test p 0.43' for figures of
+    :func:`probability_figures` (without the p for figures written before the test)."""
+    text = f"{fig['bins_within']}/{fig['bins']} reliability bins within the noise"
+    p = fig.get("calibration_p")
+    return text if p is None else f"{text}, calibration test p {p:.2f}"
+
+
 def wilson(rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """95 % Wilson score interval of a proportion ``rate`` observed on ``n`` trials."""
     if n == 0:
@@ -228,7 +269,9 @@ def wilson(rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def probability_figures(y_true, probabilities, bins: int = 10, groups=None) -> dict:
-    """Brier score, log loss, expected vs realized churners and the reliability curve.
+    """Brier score, log loss, expected vs realized churners, the reliability curve and its
+    test against the diagonal (:func:`calibration_test`: ``calibration_chi2``,
+    ``calibration_df``, ``calibration_p``).
 
     The sd of the expected count is sqrt(sum p(1-p)) for independent rows; with ``groups``
     (one id per row, e.g. the userId: a user's rows at nearby dates share one future) it
@@ -243,9 +286,11 @@ def probability_figures(y_true, probabilities, bins: int = 10, groups=None) -> d
         _, inverse = np.unique(np.asarray(groups), return_inverse=True)
         sd = max(sd, float(math.sqrt(np.sum(np.bincount(inverse, weights=y - p) ** 2))))
     curve = reliability(y, p, bins, groups)
+    chi2, df, p_value = calibration_test(curve)
     return {"rows": int(len(y)), "churners": realized, "brier": brier(y, p), "log_loss": log_loss(y, p),
             "expected_churners": expected, "realized_churners": realized,
             "expected_over_realized": expected / realized if realized else float("nan"),
             "expected_sd": sd, "z": (realized - expected) / sd if sd > 0 else 0.0,
             "noise": "independent rows" if groups is None else "rows grouped by user",
-            "reliability": curve, "bins_within": int(sum(b["within"] for b in curve)), "bins": len(curve)}
+            "reliability": curve, "bins_within": int(sum(b["within"] for b in curve)), "bins": len(curve),
+            "calibration_chi2": chi2, "calibration_df": df, "calibration_p": p_value}

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparkify.config import DEFAULT_HORIZON_DAYS
+from sparkify.config import DEFAULT_HORIZON_DAYS, LONG_DAYS
 from sparkify.progress import Progress
 
 
@@ -126,6 +126,10 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                         help="days between observation dates (default 7; 1 on a log of fewer than 2,000 users)")
     parser.add_argument("--horizon-days", type=int, default=DEFAULT_HORIZON_DAYS,
                         help="label window (t, t + horizon] in days (default 30)")
+    parser.add_argument("--window-days", type=int, default=LONG_DAYS,
+                        help=f"feature window before each date t in days (default {LONG_DAYS}, which leaves three "
+                             "weekly dates in a 2-month log; 28 gives steadier rates per user where the log is "
+                             "long enough); the model keeps it, and scoring uses it")
     parser.add_argument("--folds", type=int, default=None, help="k of the k-fold cross-validation (default 3; 2 with --quick)")
     parser.add_argument("--models", default="rf,gbt,lr,svc",
                         help="families to compare, comma-separated from rf,gbt,lr,svc (default all four)")
@@ -151,7 +155,7 @@ def train_config_from_args(args: argparse.Namespace):
 
     models = tuple(m.strip().lower() for m in args.models.split(",") if m.strip())
     label = LabelSpec(mode=args.label, cutoff=parse_time(args.cutoff) if args.cutoff else None,
-                      horizon_days=args.horizon_days, step_days=args.step_days,
+                      horizon_days=args.horizon_days, step_days=args.step_days, long_days=args.window_days,
                       last_date=parse_time(args.last_date) if args.last_date else None)
     label.validate()
     common = {"models": models, "seed": args.seed, "label": label,
@@ -200,6 +204,7 @@ def run_train(args: argparse.Namespace) -> int:
         spark = _spark(args.master)
     except JavaNotFoundError as exc:
         return _err("train", str(exc))
+    from sparkify.modeling.calibration import reliability_text
     from sparkify.modeling.train import train
 
     result = train(spark, events, args.model, config, scores_out=args.scores)
@@ -209,7 +214,8 @@ def run_train(args: argparse.Namespace) -> int:
     dates = m["label"].get("dates") or []
     print(f"test set: {d['test_rows']:,} rows of {d['test_users']:,} held-out users, {d['test_churners']:,} churner "
           f"rows (label {m['label']['mode']}, {len(dates)} observation date(s)"
-          + (f" {dates[0][:10]} .. {dates[-1][:10]}" if dates else "") + ")")
+          + (f" {dates[0][:10]} .. {dates[-1][:10]}" if dates else "")
+          + f", {m['label'].get('long_days', LONG_DAYS)}-day feature window)")
     print(_summary_table(m))
     best = m["best"]
     print(f"best: {best['name']} {best['params']}  threshold {result.threshold:.4f}, "
@@ -217,8 +223,7 @@ def run_train(args: argparse.Namespace) -> int:
     for period, b in best.get("periods", {}).items():
         print(f"  {period.replace('_', '-')}: {b['rows']:,} rows of {b['users']:,} users, {b['churners']:,} churner "
               f"rows: F1 {b['f1']:.3f}, PR-AUC {b['pr_auc']:.3f}, Brier {b['brier']:.4f}, expected/realized "
-              f"churners {b['expected_churners']:.1f}/{b['realized_churners']}, reliability bins within noise "
-              f"{b['bins_within']}/{b['bins']}")
+              f"churners {b['expected_churners']:.1f}/{b['realized_churners']}, {reliability_text(b)}")
     if m.get("label_comparison"):
         lc = m["label_comparison"]
         print(f"seed-compatible 'ever' label: churn F1 {lc['ever']['f1']:.3f}, weighted F1 "
@@ -259,17 +264,19 @@ def _load_for_model(spark, events: str, model_dir: Path, as_of, progress: Progre
     ``window_only``: from a store, read only the days of the feature window before
     ``as_of`` (default: the midnight after the store's last event)."""
     from sparkify.dataset import load_log
-    from sparkify.features import LabelSpec, spec_boundaries, uses_artists
+    from sparkify.features import LabelSpec, model_window_days, spec_boundaries, uses_artists
     from sparkify.modeling.artifacts import load_model_json
     from sparkify.store import is_store, load_store, scoring_time_ms
 
-    artists = uses_artists([f["name"] for f in load_model_json(model_dir)["features"]])
-    splits = spec_boundaries(LabelSpec(cutoff=as_of))
+    meta = load_model_json(model_dir)
+    artists = uses_artists([f["name"] for f in meta["features"]])
+    long_days = model_window_days(meta)
+    splits = spec_boundaries(LabelSpec(cutoff=as_of, long_days=long_days))
     progress.attach(spark)
     with progress.stage(f"load {events}") as st:
         if window_only and is_store(spark, events):
             loaded = load_store(spark, events, artists=artists, splits=splits,
-                                window_end_ms=scoring_time_ms(spark, events, as_of))
+                                window_end_ms=scoring_time_ms(spark, events, as_of), long_days=long_days)
         else:
             loaded = load_log(spark, events, splits=splits, artists=artists)
         st.note = f"{loaded.quality.user_rows:,} user events, {loaded.quality.users:,} users"

@@ -179,7 +179,9 @@ def label_comparison(loaded, family: str, params: dict, config: TrainConfig, par
     from sparkify.features import LabelSpec
 
     _, numeric, categorical = feature_columns("ever", config.artist_features)
-    base, ever_spec, _rows = user_base(loaded, LabelSpec(mode="ever"), numeric, categorical, partitions)
+    long_days = (config.label or LabelSpec()).long_days
+    base, ever_spec, _rows = user_base(loaded, LabelSpec(mode="ever", long_days=long_days), numeric, categorical,
+                                       partitions)
     table, counts, _w = split_weighted(base, config, config.seed, partitions)
     try:
         require_learnable(counts, config.folds, " in 'ever' mode")

@@ -173,16 +173,20 @@ def _test_details(metrics: dict) -> list[str]:
     if periods:
         lines += ["", "In time and out of time (the latest date is used by no training row):", "",
                   "| part | rows | users | churner rows | PR-AUC | F1 | Brier | expected / realized churners | "
-                  "reliability bins within noise |", "|---|---|---|---|---|---|---|---|---|"]
+                  "reliability bins within noise | calibration test p |", "|---|---|---|---|---|---|---|---|---|---|"]
         for name, b in periods.items():
             lines.append(f"| {name.replace('_', ' ')} | {b['rows']:,} | {b['users']:,} | {b['churners']:,} | "
                          f"{_num(b['pr_auc'])} | {_num(b['f1'])} | {_num(b['brier'], 4)} | "
-                         f"{b['expected_churners']:.1f} / {b['realized_churners']} | {b['bins_within']}/{b['bins']} |")
+                         f"{b['expected_churners']:.1f} / {b['realized_churners']} | {b['bins_within']}/{b['bins']} | "
+                         f"{_num(b.get('calibration_p'), 2)} |")
     if "expected_churners" in test:
         lines += ["", f"Calibration on all test rows: Brier {_num(test['brier'], 4)}, expected {test['expected_churners']:.1f} "
                   f"vs realized {test['realized_churners']} churners, {test['bins_within']} of {test['bins']} "
                   "reliability bins hold the mean prediction inside the 95 % interval of the observed rate "
-                  "(rows of one user are not independent, so the intervals are a little narrow)."]
+                  "(intervals widened for rows of one user, which share one future)"
+                  + ("" if test.get("calibration_p") is None else
+                     f"; the curve against the diagonal, a chi-square test over the bins: p {test['calibration_p']:.2f} "
+                     "(at least 0.05: within the noise)") + "."]
     return lines
 
 

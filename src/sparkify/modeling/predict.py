@@ -124,16 +124,24 @@ def score_users(spark, events_path_or_df, model_dir: str | Path, as_of: datetime
          loaded here and its session-day rows stay cached while the result is used.
     """
     from sparkify.dataset import load_log
-    from sparkify.features import LabelSpec, build_scoring_table, parse_time, spec_boundaries, uses_artists
+    from sparkify.features import (
+        LabelSpec,
+        build_scoring_table,
+        model_window_days,
+        parse_time,
+        spec_boundaries,
+        uses_artists,
+    )
 
     meta = load_model_json(Path(model_dir))
     when = parse_time(as_of) if as_of is not None else None
     artists = uses_artists([f["name"] for f in meta["features"]])
+    long_days = model_window_days(meta)
     source = events_path_or_df
     if isinstance(source, (str, Path)):
-        splits = spec_boundaries(LabelSpec(cutoff=when)) if when is not None else ()
+        splits = spec_boundaries(LabelSpec(cutoff=when, long_days=long_days)) if when is not None else ()
         source = load_log(spark, str(source), splits=splits, artists=artists).days
-    table = build_scoring_table(source, when, artists=artists)
+    table = build_scoring_table(source, when, artists=artists, long_days=long_days)
     return score_table(spark, table, model_dir)
 
 

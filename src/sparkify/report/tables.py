@@ -46,6 +46,8 @@ FIGURE_ROWS = (
     ("expected", "expected vs realized churners", "sum of the probabilities vs churner rows (z = gap / its sd)"),
     ("bins_within", "reliability bins within the noise",
      "bins whose mean prediction lies in the 95 % interval of the observed rate"),
+    ("calibration_p", "calibration test p",
+     "chi-square test of the reliability curve against the diagonal; at least 0.05: within the noise"),
 )
 
 
@@ -235,7 +237,7 @@ def figure_cell(block: dict[str, Any] | None, key: str) -> str:
         if b.get("bins") is None:
             return "–"
         return f"{b.get('bins_within', 0)} of {b['bins']}"
-    spec = "{:.4f}" if key in ("brier", "log_loss") else "{:.3f}"
+    spec = "{:.4f}" if key in ("brier", "log_loss") else "{:.2f}" if key == "calibration_p" else "{:.3f}"
     return fmt(finite_number(b.get(key)), spec)
 
 
