@@ -14,10 +14,23 @@ def _users(n_users: int, rows_each: int, seed: int = 0):
 
 
 def test_design_effect_counts_copies_as_one_row():
-    users, y, _ = _users(300, 5)
-    assert abs(design_effect(y, users) - 5.0) < 1e-9          # each user's 5 identical rows
-    assert abs(design_effect(y, np.arange(len(y))) - 1.0) < 1e-9  # every row its own group
-    assert design_effect(np.zeros(10), np.zeros(10)) == 1.0
+    users, _, _ = _users(300, 5)
+    assert abs(design_effect(users) - 5.0) < 1e-9              # each user's 5 rows
+    assert abs(design_effect(np.arange(1500)) - 1.0) < 1e-9     # every row its own group
+    assert design_effect(np.zeros(10)) == 10.0                  # one user's 10 rows are one row
+    assert abs(design_effect(np.array([0] * 8 + [1, 2])) - 6.6) < 1e-9
+
+
+def test_a_bin_of_few_users_who_all_stay_is_not_a_tight_interval():
+    """60 rows of 4 users, none of whom churns, predicted 0.15: 4 users staying is no
+    evidence against 15 % (as 60 independent rows would be)."""
+    y, p = np.zeros(60, dtype=int), np.full(60, 0.15)
+    users = np.repeat(np.arange(4), 15)
+    (plain,) = reliability(y, p, 1)
+    (grouped,) = reliability(y, p, 1, groups=users)
+    assert not plain["within"] and grouped["within"] and grouped["effective_rows"] == 4.0
+    assert probability_figures(y, p, bins=1, groups=users)["calibration_p"] > 0.05
+    assert probability_figures(y, p, bins=1)["calibration_p"] < 0.01
 
 
 def test_grouped_intervals_are_wider_and_singletons_change_nothing():

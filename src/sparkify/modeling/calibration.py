@@ -180,10 +180,9 @@ def reliability(y_true, probabilities, bins: int = 10, groups=None) -> list[dict
     rate (``within``: the mean prediction lies inside it).
 
     ``groups`` (one id per row, e.g. the userId) marks rows that are not independent: the
-    interval then uses the bin's effective number of rows, n / design effect, where the
-    design effect is the variance of the rate with the rows of a group summed together
-    (cluster-robust) over its variance for independent rows (1 when every group has one
-    row). Without ``groups`` every row counts as independent."""
+    interval then uses the bin's effective number of rows, n / :func:`design_effect` (the
+    rows of one group in the bin count as one). Without ``groups`` every row counts as
+    independent."""
     y, p = _arrays(y_true, probabilities)
     if not len(y):
         return []
@@ -194,7 +193,7 @@ def reliability(y_true, probabilities, bins: int = 10, groups=None) -> list[dict
         n = len(idx)
         obs = float(y[idx].mean())
         mean_p = float(p[idx].mean())
-        n_eff = n if g is None else n / design_effect(y[idx], g[idx])
+        n_eff = n if g is None else n / design_effect(g[idx])
         lo, hi = wilson(obs, n_eff)
         out.append({"lo": float(p[idx].min()), "hi": float(p[idx].max()), "rows": n, "effective_rows": n_eff,
                     "predicted": mean_p, "observed": obs, "observed_lo": lo, "observed_hi": hi,
@@ -202,19 +201,18 @@ def reliability(y_true, probabilities, bins: int = 10, groups=None) -> list[dict
     return out
 
 
-def design_effect(y: np.ndarray, groups: np.ndarray) -> float:
-    """Variance of the mean of ``y`` with the rows of each group summed together, over its
-    variance for independent rows; at least 1 (no credit for negative correlation), 1 when
-    ``y`` is constant."""
-    y = np.asarray(y, dtype=float)
-    n = len(y)
-    resid = y - y.mean()
-    iid = float(np.sum(resid ** 2))
-    if n < 2 or iid == 0.0:
+def design_effect(groups: np.ndarray) -> float:
+    """How many rows count as one, for rows whose outcomes within a group are the same
+    (a user's labels at nearby dates share one future): the sum of the squared group
+    sizes over the number of rows (Kish's design effect for fully correlated clusters:
+    1 when every group has one row, m for groups of m rows). It depends on the groups
+    only, so a bin whose rows all share one outcome is not taken for many independent
+    rows."""
+    groups = np.asarray(groups)
+    if not len(groups):
         return 1.0
-    _, inverse = np.unique(groups, return_inverse=True)
-    clustered = float(np.sum(np.bincount(inverse, weights=resid) ** 2))
-    return max(1.0, clustered / iid)
+    _, counts = np.unique(groups, return_counts=True)
+    return float(np.sum(counts.astype(float) ** 2) / len(groups))
 
 
 def chi2_sf(x: float, df: int) -> float:
