@@ -147,6 +147,14 @@ def test_a_window_read_scores_as_the_raw_log_does(spark, store, raw, trained_mod
     with st.load_store(spark, store, window_end_ms=earlier) as window:
         assert_same(_pdf(build_scoring_table(window.days, when), ["userId"]),
                                       _pdf(build_scoring_table(raw.days, when), ["userId"]))
+        # rows read for a 14-day window cannot serve a model with a longer one
+        with pytest.raises(ValueError, match="21-day window"):
+            build_scoring_table(window.days, when, long_days=21)
+    # a model's own window (train --window-days 21) is read as such, and matches the raw log
+    with st.load_store(spark, store, window_end_ms=t, long_days=21) as window:
+        got = _pdf(build_scoring_table(window.days, long_days=21), ["userId"])
+        assert_same(got, _pdf(build_scoring_table(raw.days, long_days=21), ["userId"]))
+        assert len(got) > len(table)
 
 
 def test_ingesting_the_same_files_again_changes_nothing(spark, store, day_files):

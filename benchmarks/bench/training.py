@@ -426,7 +426,7 @@ def drivers_one(spark, args, seed: int, out) -> dict | None:
                "hazard_at_t_pr_auc": held.get("pr_auc"),
                "fraction": c["model_pr_auc_fraction"], "test": {k: t[k] for k in ("rows", "users", "churners")},
                "drivers": dv}
-    (out.parent / "drivers_figures.json").write_text(json.dumps(figures, indent=2))
+    (out / "drivers_figures.json").write_text(json.dumps(figures, indent=2))
     return figures
 
 

@@ -433,6 +433,11 @@ def _observation_features(days: SessionDays, long_days: int, *, dates: tuple[int
     long_ms = long_days * DAY_MS
     if dates is not None:
         _require_exact(days, tuple(b for t in dates for b in (t, t - RECENT_DAYS * DAY_MS, t - long_ms)), "window")
+        if days.rows_from_ms is not None and min(dates) - long_ms < days.rows_from_ms:
+            raise ValueError(
+                f"these rows hold the log from {_iso(_from_ms(days.rows_from_ms))} only, and a {long_days}-day window "
+                f"before {_iso(_from_ms(min(dates)))} starts earlier: read the store for this window "
+                "(sparkify.store.load_store(..., long_days=...)) or the whole log")
     agg = _observation_aggregates(_observation_rows(days, dates, ever_at, long_days), days)
     start = "least(first_ms, coalesce(last.registration, first_ms))"
     agg = agg.selectExpr(

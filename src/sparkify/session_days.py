@@ -126,6 +126,9 @@ class SessionDays:
     #: part of the log (a store read for one window, :func:`sparkify.store.load_store`);
     #: None: taken from ``df``
     churn: DataFrame | None = None
+    #: the time (epoch ms) ``df``'s rows start from when it holds only one window of the
+    #: log (a store read for scoring): a feature window may not start before it; None: all
+    rows_from_ms: int | None = None
     _end_ms: dict[str, int] = field(default_factory=dict, repr=False)
     _span_ms: tuple[int, int] | None = field(default=None, repr=False)
 

@@ -432,6 +432,7 @@ def load_store(spark: SparkSession, store: str | Path, *, artists: bool = False,
     session_days = SessionDays(
         df=rows, artists=artists,
         churn=None if days is None else user_state.filter(F.col("churn_ms").isNotNull()),
+        rows_from_ms=None if days is None else min(days) * DAY_MS,
         _end_ms={"window": end_ms, **({"ever": max(ever)} if ever else {})},
         _span_ms=(min(b.first_ms for b in manifest.batches), end_ms))
     return LoadedLog(days=session_days, quality=_store_quality(store, manifest, n_users, n_churners),

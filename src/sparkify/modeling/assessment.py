@@ -29,6 +29,8 @@ def step_calibrate(outcome: CVOutcome, progress: Progress) -> tuple[cal.Calibrat
         o = outcome.oof
         calibration, losses = cal.choose_calibration(o.labels, o.scores, o.folds, kind)
         figures = cal.probability_figures(o.labels, calibration(o.scores), groups=o.users)
+        for key in ("calibration_chi2", "calibration_df", "calibration_p"):  # the map was fitted on these rows
+            figures.pop(key)
         st.note = (f"{calibration.method} (cross-fitted log loss "
                    + ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
                    + f"); out of fold: expected {figures['expected_churners']:.1f} vs realized "

@@ -218,8 +218,12 @@ def design_effect(groups: np.ndarray) -> float:
 def chi2_sf(x: float, df: int) -> float:
     """P(X >= x) for X chi-square distributed with ``df`` (a positive integer) degrees of
     freedom, in closed form (even df: a Poisson tail; odd df: erfc plus a finite sum)."""
+    if math.isnan(x):
+        return float("nan")
     if x <= 0:
         return 1.0
+    if math.isinf(x):
+        return 0.0
     h = x / 2.0
     if df % 2 == 0:
         term = total = 1.0
@@ -234,17 +238,37 @@ def chi2_sf(x: float, df: int) -> float:
     return min(1.0, math.erfc(math.sqrt(h)) + math.exp(-h) * total)
 
 
+#: A bin of the calibration test expects at least this many churners and as many stayers
+#: (in effective rows); smaller neighbouring bins are pooled, as the chi-square needs.
+MIN_EXPECTED = 5.0
+
+
 def calibration_test(curve: list[dict]) -> tuple[float, int, float]:
     """A reliability curve (:func:`reliability`, on rows the model and its calibration
-    never saw) tested against the diagonal: chi2 = the sum over bins of (observed rate -
-    mean prediction)^2 / (prediction (1 - prediction) / effective rows), with one degree
-    of freedom per bin (a Hosmer-Lemeshow test on held-out rows). Out: (chi2, df, p);
-    p >= 0.05: the curve lies within the noise of the diagonal."""
-    chi2 = 0.0
+    never saw) tested against the diagonal: neighbouring bins pooled until each expects
+    :data:`MIN_EXPECTED` churners and stayers among its effective rows, then chi2 = the
+    sum over the pooled bins of (observed rate - mean prediction)^2 / (prediction (1 -
+    prediction) / effective rows), one degree of freedom per pooled bin (a Hosmer-Lemeshow
+    test on held-out rows). Out: (chi2, df, p); p >= 0.05: the curve lies within the noise
+    of the diagonal (p is NaN for an empty curve)."""
+    pooled: list[list[float]] = []          # [rows, effective rows, predicted sum, observed sum]
     for b in curve:
-        p = min(max(b["predicted"], EPS), 1 - EPS)
-        chi2 += (b["observed"] - p) ** 2 / (p * (1 - p) / max(b["effective_rows"], 1e-9))
-    df = len(curve)
+        pooled.append([b["rows"], b["effective_rows"], b["predicted"] * b["rows"], b["observed"] * b["rows"]])
+        rows, eff, pred, _ = pooled[-1]
+        if len(pooled) > 1 and min(pred / rows * eff, (1 - pred / rows) * eff) < MIN_EXPECTED:
+            last = pooled.pop()
+            pooled[-1] = [a + b for a, b in zip(pooled[-1], last)]
+    while len(pooled) > 1:                   # the first bin may still be small: pool it forward
+        rows, eff, pred, _ = pooled[0]
+        if min(pred / rows * eff, (1 - pred / rows) * eff) >= MIN_EXPECTED:
+            break
+        first = pooled.pop(0)
+        pooled[0] = [a + b for a, b in zip(pooled[0], first)]
+    chi2 = 0.0
+    for rows, eff, pred, obs in pooled:
+        p = min(max(pred / rows, EPS), 1 - EPS)
+        chi2 += (obs / rows - p) ** 2 / (p * (1 - p) / max(eff, 1e-9))
+    df = len(pooled)
     return chi2, df, chi2_sf(chi2, df) if df else float("nan")
 
 
@@ -253,7 +277,7 @@ def reliability_text(fig: dict) -> str:
     :func:`probability_figures` (without the p for figures written before the test)."""
     text = f"{fig['bins_within']}/{fig['bins']} reliability bins within the noise"
     p = fig.get("calibration_p")
-    return text if p is None else f"{text}, calibration test p {p:.2f}"
+    return text if p is None or math.isnan(p) else f"{text}, calibration test p {p:.2f}"
 
 
 def wilson(rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
