@@ -639,6 +639,13 @@ def test_planted_drivers_reach_the_report_and_the_model_card(report_data, traine
     ranked = [d["rank"] for d in check["drivers"] if d["rank"] is not None]
     assert ranked and all(1 <= r for r in ranked)
     assert check["leading_in_top"] == sum(d["in_top"] for d in check["drivers"] if d["leading"])
+    # the rank by mean |contribution| over the test rows: the top feature's driver ranks first
+    top = check["contribution_top_features"]
+    assert len(top) == len(set(top)) == check["top"]
+    for d in check["drivers"]:
+        assert d["contribution_rank"] is None or d["contribution_rank"] >= 1
+        if top[0] in d["features"]:
+            assert d["contribution_rank"] == 1
 
     ceiling = {**(report_data.metrics.get("ceiling") or {}), "churn_model": "satisfaction", "planted": planted,
                "drivers": check, "hazard_at_t": {"pr_auc": 0.3, "model_pr_auc_fraction": 0.9, "rows": 1, "users": 1,
@@ -649,4 +656,6 @@ def test_planted_drivers_reach_the_report_and_the_model_card(report_data, traine
     assert "thumbs_down_share" in section and "(leading)" in section
     card = render_model_card(model_json, {**metrics, "ceiling": {**metrics["ceiling"], **ceiling}}, quality or {})
     assert "Planted drivers (satisfaction log)" in card and "| thumbs_down (leading) | +30 |" in card
+    row = next(line for line in card.splitlines() if line.startswith("| thumbs_down (leading)"))
+    assert row.count("|") == 8                     # seven cells: the header's seven columns
     assert "The known daily hazard at t alone" in card

@@ -413,12 +413,13 @@ def drivers_one(spark, args, seed: int, out) -> dict | None:
         print(f"known daily hazard at t held over the horizon: PR-AUC {held['pr_auc']:.3f}; the model reaches "
               f"{held['model_pr_auc_fraction']:.2f} of it")
     print("\n".join(markdown_table(["driver", "true effect", "true importance", "features", "best rank",
-                                    "first reason"],
+                                    "rank by mean absolute contribution", "first reason"],
                          [[d["driver"] + (" (leading)" if d["leading"] else ""), f"{d['effect']:+.3g}",
                            f"{d['true_importance']:.3f}", ", ".join(d["features"]),
                            d["rank"] if d["rank"] is not None else "-",
+                           "-" if d.get("contribution_rank") is None else d["contribution_rank"],
                            "-" if d["first_reason_share"] is None else f"{d['first_reason_share']:.0%}"]
-                          for d in dv["drivers"]], "lrrlrr")))
+                          for d in dv["drivers"]], "lrrlrrr")))
     print(f"{dv['leading_in_top']} of the {dv['leading']} leading drivers among the top {dv['top']} inputs "
           f"({', '.join(dv['top_features'])}); the first raising reason of {dv['reason_driver_share']:.0%} of "
           f"{dv['reason_rows']} at-risk test rows is a driver")

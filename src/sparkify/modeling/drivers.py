@@ -6,7 +6,9 @@ In:  the drivers of a ``--churn-model satisfaction`` log (:func:`sparkify.simula
 Out: a ``drivers`` dict for ``metrics["ceiling"]``: each driver's true importance (the
      mean absolute deviation of its part of the log-hazard over the test rows), its best rank among the
      model's inputs (by |importance| or |coefficient|, one-hot columns folded into their
-     feature), and how often it is the first reason that raises an at-risk test
+     feature), its best rank by the mean absolute contribution over the test rows (the
+     per-customer contributions the reasons come from: the model-side twin of the true
+     importance), and how often it is the first reason that raises an at-risk test
      customer's score (the per-customer reasons the web app shows, from the NumPy scorer).
 """
 
@@ -53,7 +55,9 @@ def driver_check(model_dir: str | Path, features: pd.DataFrame, importances: lis
     Out: ``top`` (the :data:`TOP_FEATURES` cut), ``top_features``, ``drivers`` (each
     planted driver with its ``rank`` among the model's inputs (None when unused),
     ``leading`` (its true importance is at least :data:`LEADING_SHARE` of the strongest
-    driver's), ``in_top`` and ``first_reason_share``), ``leading`` and ``leading_in_top``
+    driver's), ``in_top``, ``contribution_rank`` (its best rank by mean |contribution| over
+    the test rows) and ``first_reason_share``), ``contribution_top_features``, ``leading``
+    and ``leading_in_top``
     (how many leading drivers the model ranks among its top inputs), ``reason_rows``
     (at-risk test rows explained) and ``reason_driver_share`` (of them, the share whose
     first raising reason measures a planted driver)."""
@@ -67,20 +71,26 @@ def driver_check(model_dir: str | Path, features: pd.DataFrame, importances: lis
     at_risk = test.head(n)
     inputs = [c for c in model.feature_names if c in at_risk.columns]
     rows = model.predict_records(at_risk[inputs].to_dict("records"), reasons=True, top=3) if n else []
+    contributions = pd.DataFrame([model.contributions(r).contributions for r in test[inputs].to_dict("records")])
+    by_contribution = list(contributions.abs().mean().sort_values(ascending=False, kind="stable").index)
+    contribution_rank = {f: i + 1 for i, f in enumerate(by_contribution)}
     firsts = [first_raising_reason(r["reasons"]) for r in rows]
     strongest = max((d.get("true_importance") or 0.0 for d in planted), default=0.0)
     out_drivers, driver_features = [], set()
     for d in sorted(planted, key=lambda d: -(d.get("true_importance") or 0.0)):
         ranks = [rank[f] for f in d["features"] if f in rank]
         best = min(ranks) if ranks else None
+        by_c = [contribution_rank[f] for f in d["features"] if f in contribution_rank]
         share = sum(f in d["features"] for f in firsts) / len(firsts) if firsts else None
         driver_features.update(d["features"])
         out_drivers.append({**d, "rank": best, "in_top": best is not None and best <= TOP_FEATURES,
+                            "contribution_rank": min(by_c) if by_c else None,
                             "leading": (d.get("true_importance") or 0.0) >= LEADING_SHARE * strongest > 0,
                             "first_reason_share": share})
     leading = [d for d in out_drivers if d["leading"]]
     return {
         "top": TOP_FEATURES, "top_features": order[:TOP_FEATURES], "drivers": out_drivers,
+        "contribution_top_features": by_contribution[:TOP_FEATURES],
         "in_top": sum(d["in_top"] for d in out_drivers), "leading": len(leading),
         "leading_in_top": sum(d["in_top"] for d in leading), "reason_rows": len(firsts),
         "reason_driver_share": (sum(f in driver_features for f in firsts) / len(firsts)) if firsts else None,

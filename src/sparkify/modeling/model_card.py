@@ -239,12 +239,15 @@ def _drivers_lines(drivers: dict | None) -> list[str]:
                  f"{drivers['top']} inputs; the first reason raising the score of "
                  f"{_pct(drivers.get('reason_driver_share'))} of the {drivers['reason_rows']} at-risk test rows is a "
                  "planted driver.",
-             "", "| driver | true effect on D | true importance | model features | best rank | first reason |",
-             "|---|---|---|---|---|---|"]
+             "", "| driver | true effect on D | true importance | model features | best rank | rank by mean "
+                 "absolute contribution | first reason |",
+             "|---|---|---|---|---|---|---|"]
     for d in drivers["drivers"]:
+        by_c = d.get("contribution_rank")
         lines.append(f"| {d['driver']}{' (leading)' if d.get('leading') else ''} | {d['effect']:+.3g} | "
                      f"{_num(d.get('true_importance'))} | {', '.join(d['features'])} | "
-                     f"{d['rank'] if d['rank'] is not None else '-'} | {_pct(d.get('first_reason_share'))} |")
+                     f"{d['rank'] if d['rank'] is not None else '-'} | {by_c if by_c is not None else '-'} | "
+                     f"{_pct(d.get('first_reason_share'))} |")
     return lines
 
 
