@@ -257,13 +257,13 @@ def calibration_test(curve: list[dict]) -> tuple[float, int, float]:
         rows, eff, pred, _ = pooled[-1]
         if len(pooled) > 1 and min(pred / rows * eff, (1 - pred / rows) * eff) < MIN_EXPECTED:
             last = pooled.pop()
-            pooled[-1] = [a + b for a, b in zip(pooled[-1], last)]
+            pooled[-1] = [u + v for u, v in zip(pooled[-1], last)]
     while len(pooled) > 1:                   # the first bin may still be small: pool it forward
         rows, eff, pred, _ = pooled[0]
         if min(pred / rows * eff, (1 - pred / rows) * eff) >= MIN_EXPECTED:
             break
         first = pooled.pop(0)
-        pooled[0] = [a + b for a, b in zip(pooled[0], first)]
+        pooled[0] = [u + v for u, v in zip(pooled[0], first)]
     chi2 = 0.0
     for rows, eff, pred, obs in pooled:
         p = min(max(pred / rows, EPS), 1 - EPS)
