@@ -45,6 +45,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from sparkify.config import LONG_DAYS
 from sparkify.inputs import display_path
 from sparkify.quality import DataQuality
 from sparkify.rawlog import _hadoop_path, input_files, is_parquet, read_text, write_text
@@ -392,15 +393,14 @@ def inexact_cut(store: str, times_ms: list[int]) -> ValueError:
 
 
 def load_store(spark: SparkSession, store: str | Path, *, artists: bool = False, splits: tuple[int, ...] = (),
-               window_end_ms: int | None = None, long_days: int | None = None,
+               window_end_ms: int | None = None, long_days: int = LONG_DAYS,
                storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK):
     """The store read back as a ``sparkify.dataset.LoadedLog`` (``from_store`` True).
 
     In:  ``store``; ``artists``: the rows must carry artist sets; ``splits``: the times
          (epoch ms) the caller will cut at: the store cuts at midnights UTC (and after its
          last event) only; ``window_end_ms``: read only the days of the feature window
-         ending then (``long_days`` long: the model's, ``sparkify.features.model_window_days``;
-         None: ``sparkify.features.LONG_DAYS``)
+         ending then (``long_days`` long: the model's, ``sparkify.features.model_window_days``)
          and take every user's first cancellation from the users' state, for scoring at that
          time; None: every row.
     Out: LoadedLog whose ``days`` are persisted rows of every committed batch, with the
@@ -410,7 +410,6 @@ def load_store(spark: SparkSession, store: str | Path, *, artists: bool = False,
     store lacks.
     """
     from sparkify.dataset import LoadedLog
-    from sparkify.features import LONG_DAYS
 
     store = str(store).rstrip("/")
     manifest = _committed(spark, store)
@@ -422,7 +421,7 @@ def load_store(spark: SparkSession, store: str | Path, *, artists: bool = False,
     if inexact:
         raise inexact_cut(store, inexact)
     columns = [*PARTIAL_KEYS, *partial_values(artists)]
-    days = None if window_end_ms is None else window_days(window_end_ms, long_days or LONG_DAYS)
+    days = None if window_end_ms is None else window_days(window_end_ms, long_days)
     rows = _read_rows(spark, store, manifest, days, columns)
     if rows is None:  # nothing in the window: the schema of any stored day, no rows
         rows = _read_rows(spark, store, manifest, None, columns).limit(0)

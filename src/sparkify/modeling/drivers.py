@@ -68,13 +68,14 @@ def driver_check(model_dir: str | Path, features: pd.DataFrame, importances: lis
     model = load_model(model_dir)
     test = features[features["split"] == "test"].sort_values("score", ascending=False)
     n = min(len(test), max(MIN_AT_RISK_ROWS, round(AT_RISK_SHARE * len(test))))
-    at_risk = test.head(n)
-    inputs = [c for c in model.feature_names if c in at_risk.columns]
-    rows = model.predict_records(at_risk[inputs].to_dict("records"), reasons=True, top=3) if n else []
-    contributions = pd.DataFrame([model.contributions(r).contributions for r in test[inputs].to_dict("records")])
+    inputs = [c for c in model.feature_names if c in test.columns]
+    # one pass over the test rows: every input's contribution, largest |contribution| first
+    rows = model.predict_records(test[inputs].to_dict("records"), reasons=True, top=len(inputs)) if len(test) else []
+    contributions = pd.DataFrame([{r.feature: r.contribution for r in row["reasons"]} for row in rows],
+                                 columns=inputs, dtype=float).fillna(0.0)
     by_contribution = list(contributions.abs().mean().sort_values(ascending=False, kind="stable").index)
     contribution_rank = {f: i + 1 for i, f in enumerate(by_contribution)}
-    firsts = [first_raising_reason(r["reasons"]) for r in rows]
+    firsts = [first_raising_reason(row["reasons"][:3]) for row in rows[:n]]  # the at-risk rows' top 3 reasons
     strongest = max((d.get("true_importance") or 0.0 for d in planted), default=0.0)
     out_drivers, driver_features = [], set()
     for d in sorted(planted, key=lambda d: -(d.get("true_importance") or 0.0)):
