@@ -114,6 +114,8 @@ def test_backtest_command(capsys, small_log, trained_model, tmp_path):
     assert (model / "backtests" / f"backtest_{as_of[:10]}.json").exists()
     assert result["label_overlap_days"] == 23         # 30-day horizon, 7 days after the last date
     assert result["ceiling"]["test"]["rows"] == f["rows"]   # small_log is simulated: its truth is beside it
+    card = (model / "MODEL_CARD.md").read_text()          # the card shows the latest backtest
+    assert f"Applied at {as_of[:10]}" in card and f"{f['rows']:,} users, {f['churners']:,} churners" in card
 
 
 def test_ingest_command_writes_parquet_the_loader_reads(capsys, spark, real_sample, tmp_path):

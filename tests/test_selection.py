@@ -12,6 +12,8 @@ from sparkify.modeling.selection import (
     Scored,
     choice_note,
     f1_standard_error,
+    fraction_of_ceiling,
+    fraction_text,
     pr_auc_gain,
     selection_table,
 )
@@ -59,6 +61,9 @@ def test_f1_within_the_noise_ties_and_pr_auc_decides():
     assert abs(f1["gbt"] - f1["svc"]) < t["standard_error"] and pr["svc"] > pr["gbt"]
     assert t["chosen"] == "svc" and all(v["tied"] for v in t["families"].values())
     assert "the best PR-AUC decides" in choice_note(t) and "LinearSVC" in choice_note(t)
+    # the out-of-fold figures say what they rest on
+    assert (t["rows"], t["users"], t["churners"]) == (len(users), 300, int(labels.sum()))
+    assert f"on {len(users):,} rows of 300 users, {int(labels.sum()):,} churner rows" in choice_note(t)
 
 
 def test_the_f1_standard_error_resamples_users_and_shrinks_with_more_of_them():
@@ -100,3 +105,22 @@ def test_the_class_weight_gain_is_paired_by_user_and_read_with_its_noise():
     assert abs(gain) < 3 * se
     with pytest.raises(ValueError, match="different rows"):
         pr_auc_gain(same, outcome("rf", users[:-5], labels[:-5], base[:-5]).oof)
+
+
+def test_the_fraction_of_the_ceiling_carries_an_interval_from_resampling_users():
+    rng, users, labels = population(n_users=300)
+    truth = labels * 1.5 + rng.normal(0, 1, len(labels))
+    model = truth + rng.normal(0, 1.5, len(labels))           # the truth blurred: a weaker ranking
+    f = fraction_of_ceiling(users, labels, model, truth)
+    assert f["model_pr_auc_fraction"] == pytest.approx(ev.average_precision(labels, model)
+                                                       / ev.average_precision(labels, truth))
+    low, high = f["fraction_interval"]
+    assert low < f["model_pr_auc_fraction"] < high < 1       # clearly below the truth, and it says so
+    same = fraction_of_ceiling(users, labels, truth, truth)
+    assert same["model_pr_auc_fraction"] == 1 and same["fraction_interval"] == [1.0, 1.0]
+    # a user's rows move together: the same information copied onto more rows per user
+    # does not narrow the interval
+    wide = fraction_of_ceiling(np.repeat(users, 4), np.repeat(labels, 4), np.repeat(model, 4), np.repeat(truth, 4))
+    assert (wide["fraction_interval"][1] - wide["fraction_interval"][0]) > 0.7 * (high - low)
+    assert "95 % interval" in fraction_text(f) and fraction_text({"model_pr_auc_fraction": 0.5}) == "0.50"
+    assert np.isnan(fraction_of_ceiling(users, np.zeros_like(labels), model, truth)["model_pr_auc_fraction"])

@@ -214,6 +214,10 @@ def test_model_directory_holds_every_artifact(trained_model: Path):
     test = json.loads((trained_model / "metrics.json").read_text())["best"]["test"]
     assert 0.0 <= test["calibration_p"] <= 1.0 and 1 <= test["calibration_df"] <= test["bins"]
     assert f"chi-square test over the bins: p {test['calibration_p']:.2f}" in card
+    model_json = json.loads((trained_model / "model.json").read_text())
+    for f in model_json["features"]:                  # the card lists the inputs as model.json has them
+        assert f"| `{f['name']}` | {f['kind']} | {f.get('unit') or ''} | {f['description']} |" in card
+    assert "## Backtest" not in card                  # none run yet
 
 
 def test_model_json_contract(trained_model: Path):
@@ -267,6 +271,8 @@ def test_metrics_are_in_range_and_consistent(trained_model: Path):
     c = m["ceiling"]                          # small_log has its truth
     assert c is not None and c["test"]["rows"] == b["rows"] and 0 <= c["test"]["pr_auc"] <= 1
     assert c["model_pr_auc_fraction"] == pytest.approx(b["pr_auc"] / c["test"]["pr_auc"])
+    low, high = c["fraction_interval"]
+    assert low <= c["model_pr_auc_fraction"] <= high and high - low > 0.01   # the noise of a 40-user test set
     for stage in ("load", "features", "tuning", "evaluation", "total"):
         assert stage in m["timings"]
 

@@ -157,6 +157,133 @@ def test_dashboard_shows_charts_and_model_table(client, bundle):
     assert bundle.model_type in html
 
 
+def shown_counts(html: str, marker: str) -> dict[str, int | None]:
+    """The rows / users / churner rows an element of the page states (its data-rows,
+    data-users and data-churner-rows attributes), found by ``marker`` (e.g. an id)."""
+    m = re.search(rf'<[^>]*{marker}[^>]*>', html)
+    assert m, f"no element with {marker}"
+    out = {}
+    for key in ("rows", "users", "churner-rows"):
+        value = re.search(rf'data-{key}="(\d*)"', m.group(0)).group(1)
+        out[key.replace("-", "_")] = int(value) if value else None
+    return out
+
+
+def split_counts_of(features: pd.DataFrame, split: str | None = None) -> dict[str, int]:
+    """Rows, distinct users and churner rows of features.parquet (one split or all)."""
+    rows = features if split is None else features[features["split"] == split]
+    return {"rows": len(rows), "users": int(rows["userId"].nunique()), "churner_rows": int(rows["churn"].sum())}
+
+
+def test_dashboard_counts_come_from_metrics_json(client, model_dir):
+    """The training KPI gives the training part's rows, distinct users and churner rows
+    (metrics.json's data section; not the length of features.parquet, which holds every
+    (user, date) row of every split), and the model table says which rows its test and
+    validation figures rest on."""
+    import json
+
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    data, best = metrics["data"], metrics["best"]
+    features = pd.read_parquet(model_dir / "features.parquet")
+    html = client.get("/").data.decode()
+
+    train = shown_counts(html, 'id="kpi-training"')
+    assert train == {"rows": data["train_rows"], "users": data["train_users"],
+                     "churner_rows": data["train_churner_rows"]}
+    assert train == split_counts_of(features, "train")  # recounted independently
+    assert train["users"] < len(features)  # users, not (user, date) rows of all splits
+    assert "Training rows (user x date)" in html
+    assert f'Users <strong id="kpi-train-users">{data["train_users"]:,}</strong>' in html
+    assert f'Churner rows <strong id="kpi-train-churner-rows">{data["train_churner_rows"]:,}</strong>' in html
+    assert f'id="kpi-train-rows">{data["train_rows"]:,}</div>' in html
+
+    everything = shown_counts(html, 'id="kpi-churn-rate"')
+    assert everything == {"rows": data["rows"], "users": data["users"], "churner_rows": data["churner_rows"]}
+    assert everything == split_counts_of(features)
+    assert f"{100 * data['churner_rows'] / data['rows']:.1f}%" in html
+
+    test = shown_counts(html, 'data-basis="test"')
+    assert test == {"rows": best["test"]["rows"], "users": best["test"]["users"],
+                    "churner_rows": best["test"].get("churner_rows", best["test"]["churners"])}
+    assert test == split_counts_of(features, "test")
+    assert f"Test figures rest on {test['rows']:,} rows (user x date) of {test['users']:,} users, " \
+           f"{test['churner_rows']:,} churner rows" in html
+    validation = shown_counts(html, 'data-basis="validation"')
+    assert validation == {"rows": best["validation"]["rows"], "users": best["validation"]["users"],
+                          "churner_rows": best["validation"].get("churner_rows", best["validation"]["churners"])}
+    assert validation == train  # out-of-fold figures on the training rows
+
+
+def _dashboard_with_metrics(bundle, model_dir: Path, where: Path, metrics) -> str:
+    """The dashboard of ``bundle``'s model beside another metrics.json (dict; None: no file)."""
+    import json
+    import shutil
+
+    where.mkdir()
+    for name in ("features.parquet", "activity.parquet", "data_quality.json"):
+        if (model_dir / name).exists():
+            shutil.copy(model_dir / name, where / name)
+    if metrics is not None:
+        (where / "metrics.json").write_text(json.dumps(metrics))
+    app = create_app(where, scores_path=where / "absent.csv", config={"SPARKIFY_MODEL": bundle.model})
+    r = app.test_client().get("/")
+    assert r.status_code == 200
+    return r.data.decode()
+
+
+def test_dashboard_counts_with_old_or_partial_metrics(bundle, model_dir, tmp_path):
+    """Model directories from before the counts (or with odd values) still render: a
+    count that is missing shows as a dash, never a 500."""
+    import copy
+    import json
+
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    features = pd.read_parquet(model_dir / "features.parquet")
+
+    # no data section, no counts beside the models' figures: dashes; the churn rate is
+    # recounted from features.parquet and says so
+    old = copy.deepcopy(metrics)
+    old.pop("data", None)
+    for entry in [*old["models"].values(), old["best"]]:
+        for part in ("test", "validation"):
+            for key in ("rows", "users", "churners"):
+                entry.get(part, {}).pop(key, None)
+    html = _dashboard_with_metrics(bundle, model_dir, tmp_path / "old", old)
+    assert shown_counts(html, 'id="kpi-training"') == {"rows": None, "users": None, "churner_rows": None}
+    assert 'id="kpi-train-users">–<' in html
+    assert shown_counts(html, 'id="kpi-churn-rate"') == split_counts_of(features)
+    assert 'data-basis=' not in html and 'id="model-table"' in html
+
+    # the first format: one row per user, users and churners but no rows
+    first = copy.deepcopy(old)
+    first["data"] = {"train_users": 150, "train_churners": 30, "users": 200, "churners": 40}
+    html = _dashboard_with_metrics(bundle, model_dir, tmp_path / "first", first)
+    assert shown_counts(html, 'id="kpi-training"') == {"rows": None, "users": 150, "churner_rows": 30}
+
+    # values that are no counts
+    odd = copy.deepcopy(metrics)
+    odd["data"] = {"train_rows": "many", "train_users": -3, "train_churner_rows": 1.5, "rows": 0,
+                   "churner_rows": None, "users": True}
+    odd["best"]["test"]["rows"] = "x"
+    html = _dashboard_with_metrics(bundle, model_dir, tmp_path / "odd", odd)
+    assert shown_counts(html, 'id="kpi-training"') == {"rows": None, "users": None, "churner_rows": None}
+
+    # models whose test figures rest on different rows: a column per model
+    mixed = copy.deepcopy(metrics)
+    first_key = next(iter(mixed["models"]))
+    mixed["models"][first_key]["test"].update(rows=11, users=7, churners=3)
+    html = _dashboard_with_metrics(bundle, model_dir, tmp_path / "mixed", mixed)
+    cells = re.findall(r'<td[^>]*data-basis="test"[^>]*>', html)
+    assert len(cells) == len(mixed["models"])
+    assert 'data-rows="11" data-users="7" data-churner-rows="3"' in cells[0]
+
+    # no metrics.json at all, or not an object
+    html = _dashboard_with_metrics(bundle, model_dir, tmp_path / "none", None)
+    assert "No model metrics" in html and 'id="kpi-train-rows">–<' in html
+    html = _dashboard_with_metrics(bundle, model_dir, tmp_path / "list", [1, 2])
+    assert 'id="kpi-train-rows">–<' in html
+
+
 PAGES = ["/", "/users", "/at-risk", "/at-risk?all=1", "/api", "/no-such-page"]
 
 
@@ -673,3 +800,15 @@ def test_numeric_fast_path_agrees_with_the_full_parse(bundle, raw):
     assert record.get(spec.name) == value
     if value is not None:
         assert type(record[spec.name]) is float
+
+
+def test_the_typical_score_and_importances_come_from_training_rows_only():
+    """The "training customers score X% on average" line and the importance chart rest on
+    the training part's rows, not on held-out (test) or unused rows."""
+    from sparkify.webapp.state import training_records
+
+    specs = [type("Spec", (), {"name": "x", "numeric": True})()]
+    features = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "split": ["train", "test", "unused", "train"]})
+    assert sorted(r["x"] for r in training_records(features, specs, 10)) == [1.0, 4.0]
+    assert len(training_records(features.drop(columns="split"), specs, 10)) == 4   # no split column: all rows
+    assert len(training_records(features, specs, 1)) == 1

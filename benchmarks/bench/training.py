@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 from sparkify.modeling.calibration import reliability_text
+from sparkify.modeling.selection import fraction_text
 
 from .common import ROOT, cached_log, get_bench_spark, machine_line, markdown_table, resolve_log, start_server
 
@@ -117,7 +118,7 @@ def run_pipeline(args) -> int:
     if m.get("ceiling"):
         c = m["ceiling"]
         print(f"true ceiling on the same rows: F1 {c['test']['f1']:.3f}, PR-AUC {c['test']['pr_auc']:.3f}; "
-              f"model PR-AUC / ceiling PR-AUC = {c['model_pr_auc_fraction']:.2f}")
+              f"model PR-AUC / ceiling PR-AUC = {fraction_text(c)}")
     if m.get("label_comparison"):
         lc = m["label_comparison"]
         print(f"'ever' label: F1 {lc['ever']['f1']:.3f}, weighted F1 {lc['ever']['weighted_f1']:.3f}")
@@ -370,10 +371,12 @@ def run_drivers(args) -> int:
     if len(runs) > 1:
         print(f"\n{len(runs)} satisfaction logs:")
         print("\n".join(markdown_table(
-            ["seed", "test rows / users / churner rows", "model PR-AUC", "ceiling", "model / ceiling",
+            ["seed", "test rows / users / churner rows", "model PR-AUC", "ceiling", "model / ceiling (95 % interval)",
              "hazard at t", "model / hazard at t", "leading drivers in the top"],
             [[seed, f"{r['test']['rows']:,} / {r['test']['users']:,} / {r['test']['churners']:,}",
-              f"{r['model_pr_auc']:.3f}", f"{r['ceiling_pr_auc']:.3f}", f"{r['fraction']:.2f}",
+              f"{r['model_pr_auc']:.3f}", f"{r['ceiling_pr_auc']:.3f}",
+              f"{r['fraction']:.2f}" + ("" if not r.get("fraction_interval") else
+                                        " ({:.2f}-{:.2f})".format(*r["fraction_interval"])),
               "-" if r["hazard_at_t_pr_auc"] is None else f"{r['hazard_at_t_pr_auc']:.3f}",
               "-" if not r["hazard_at_t_pr_auc"] else f"{r['model_pr_auc'] / r['hazard_at_t_pr_auc']:.2f}",
               f"{r['drivers']['leading_in_top']} of {r['drivers']['leading']}"]
@@ -407,7 +410,7 @@ def drivers_one(spark, args, seed: int, out) -> dict | None:
     print(f"test: {t['rows']:,} rows of {t['users']:,} users, {t['churners']:,} churner rows")
     print(f"model PR-AUC {t['pr_auc']:.3f}; true ceiling PR-AUC {ct['pr_auc']:.3f} (expected/realized churners "
           f"{ct['expected_churners']:.1f}/{ct['realized_churners']}); the model reaches "
-          f"{c['model_pr_auc_fraction']:.2f} of it (target >= 0.8)")
+          f"{fraction_text(c)} of it (target >= 0.8)")
     held = c.get("hazard_at_t") or {}
     if held:
         print(f"known daily hazard at t held over the horizon: PR-AUC {held['pr_auc']:.3f}; the model reaches "
@@ -425,7 +428,7 @@ def drivers_one(spark, args, seed: int, out) -> dict | None:
           f"{dv['reason_rows']} at-risk test rows is a driver")
     figures = {"seed": seed, "train_seconds": train_s, "model_pr_auc": t["pr_auc"], "ceiling_pr_auc": ct["pr_auc"],
                "hazard_at_t_pr_auc": held.get("pr_auc"),
-               "fraction": c["model_pr_auc_fraction"], "test": {k: t[k] for k in ("rows", "users", "churners")},
+               "fraction": c["model_pr_auc_fraction"], "fraction_interval": c.get("fraction_interval"), "test": {k: t[k] for k in ("rows", "users", "churners")},
                "drivers": dv}
     (out / "drivers_figures.json").write_text(json.dumps(figures, indent=2))
     return figures

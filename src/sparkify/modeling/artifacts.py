@@ -28,6 +28,8 @@ QUALITY_JSON = "data_quality.json"
 FEATURES_PARQUET = "features.parquet"
 ACTIVITY_PARQUET = "activity.parquet"
 MODEL_CARD = "MODEL_CARD.md"
+#: The latest backtest (``sparkify backtest``), written beside the model and shown in its card.
+BACKTEST_JSON = "backtest.json"
 PIPELINE_DIR = "pipeline"
 REQUIRED = (PIPELINE_DIR, MODEL_JSON, METRICS_JSON, QUALITY_JSON, FEATURES_PARQUET, ACTIVITY_PARQUET,
             MODEL_CARD)
@@ -205,10 +207,14 @@ def write_all(directory: Path, *, pipeline_model, model_json: dict, metrics: dic
 
 
 def write_model_card(directory: Path, model_json: dict, metrics: dict, quality: dict) -> None:
-    """(Re)write MODEL_CARD.md in ``directory`` from model.json, metrics and the quality summary."""
+    """(Re)write MODEL_CARD.md in ``directory`` from model.json, metrics, the quality summary
+    and the directory's latest backtest (``backtest.json``, when there is one)."""
     from sparkify.modeling.model_card import render_model_card
 
-    (Path(directory) / MODEL_CARD).write_text(render_model_card(model_json, metrics, quality), encoding="utf-8")
+    backtest = Path(directory) / BACKTEST_JSON
+    (Path(directory) / MODEL_CARD).write_text(
+        render_model_card(model_json, metrics, quality, read_json(backtest) if backtest.exists() else None),
+        encoding="utf-8")
 
 
 def load_model_json(model_dir: Path) -> dict:

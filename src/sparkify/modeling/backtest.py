@@ -20,7 +20,6 @@ from sparkify.modeling import artifacts
 from sparkify.modeling import evaluate as ev
 from sparkify.modeling.calibration import Calibration, probability_figures, reliability_text
 
-BACKTEST_FILE = "backtest.json"
 BACKTEST_DIR = "backtests"
 
 
@@ -66,11 +65,11 @@ def backtest(spark, days, model_dir: str | Path, as_of: datetime, truth: Path | 
     own = _model_test(model_dir)
     ceiling = None
     if truth is not None:
+        from sparkify.modeling.selection import fraction_of_ceiling
         from sparkify.modeling.train import ceiling_on_rows
 
-        ceiling = ceiling_on_rows(truth, pdf, horizon)
-        ceiling["model_pr_auc_fraction"] = (figures["pr_auc"] / ceiling["test"]["pr_auc"]
-                                            if ceiling["test"]["pr_auc"] else float("nan"))
+        ceiling, truth_p = ceiling_on_rows(truth, pdf, horizon)
+        ceiling.update(fraction_of_ceiling(pdf["userId"].to_numpy(), y, s, truth_p))
     return {
         "as_of": _iso(as_of_ms), "horizon_days": horizon, "model": str(model_dir),
         "model_dates": label.get("dates") or [], "calibration": (Calibration.from_dict(meta.get("calibration"))
@@ -94,12 +93,16 @@ def _model_test(model_dir: Path) -> dict:
 
 def write_backtest(model_dir: str | Path, result: dict) -> Path:
     """Write ``result`` to ``backtests/backtest_<date>.json`` and ``backtest.json`` (the
-    latest, which the report shows). Returns the dated path."""
+    latest, which the report and the model card show; the card is rewritten). Returns the
+    dated path."""
     model_dir = Path(model_dir)
     dated = model_dir / BACKTEST_DIR / f"backtest_{result['as_of'][:10]}.json"
     dated.parent.mkdir(parents=True, exist_ok=True)
     artifacts.write_json(dated, result)
-    artifacts.write_json(model_dir / BACKTEST_FILE, result)
+    artifacts.write_json(model_dir / artifacts.BACKTEST_JSON, result)
+    files = [model_dir / name for name in (artifacts.MODEL_JSON, artifacts.METRICS_JSON, artifacts.QUALITY_JSON)]
+    if all(f.exists() for f in files):
+        artifacts.write_model_card(model_dir, *(artifacts.read_json(f) for f in files))
     return dated
 
 
@@ -124,8 +127,10 @@ def summary(result: dict) -> str:
                      "label period; a clean out-of-time test starts a horizon after the model's last date")
     c = result.get("ceiling")
     if c:
+        from sparkify.modeling.selection import fraction_text
+
         lines.append(f"  true ceiling on the same users: PR-AUC {c['test']['pr_auc']:.3f}, expected "
-                     f"{c['test']['expected_churners']:.1f} churners; the model reaches {c['model_pr_auc_fraction']:.2f} "
+                     f"{c['test']['expected_churners']:.1f} churners; the model reaches {fraction_text(c)} "
                      "of its PR-AUC")
     return "\n".join(lines)
 

@@ -205,6 +205,9 @@ def run_train(args: argparse.Namespace) -> int:
     except JavaNotFoundError as exc:
         return _err("train", str(exc))
     from sparkify.modeling.calibration import reliability_text
+    from sparkify.modeling.evaluate import counts_text
+    from sparkify.modeling.model_card import spread_sizes
+    from sparkify.modeling.selection import fraction_text
     from sparkify.modeling.train import train
 
     result = train(spark, events, args.model, config, scores_out=args.scores)
@@ -227,16 +230,16 @@ def run_train(args: argparse.Namespace) -> int:
     if m.get("label_comparison"):
         lc = m["label_comparison"]
         print(f"seed-compatible 'ever' label: churn F1 {lc['ever']['f1']:.3f}, weighted F1 "
-              f"{lc['ever']['weighted_f1']:.3f} (prediction-time: {lc['window']['f1']:.3f} / "
-              f"{lc['window']['weighted_f1']:.3f})")
+              f"{lc['ever']['weighted_f1']:.3f} on {counts_text(lc['ever'])} (prediction-time: "
+              f"{lc['window']['f1']:.3f} / {lc['window']['weighted_f1']:.3f} on {counts_text(lc['window'])})")
     if m.get("ceiling"):
         c = m["ceiling"]
         print(f"true ceiling on the same {c['test']['rows']:,} test rows: churn F1 {c['test']['f1']:.3f}, "
-              f"PR-AUC {c['test']['pr_auc']:.3f}; the model reaches {c['model_pr_auc_fraction']:.2f} of it")
+              f"PR-AUC {c['test']['pr_auc']:.3f}; the model reaches {fraction_text(c)} of it")
     if m.get("seed_spread"):
         s = m["seed_spread"]["f1"]
         print(f"churn F1 over {s['n']} splits: mean {s['mean']:.3f}, sd {s['sd']:.3f}, "
-              f"min {s['min']:.3f}, max {s['max']:.3f}")
+              f"min {s['min']:.3f}, max {s['max']:.3f} ({spread_sizes(m['seed_spread'])})")
     print(f"model directory: {result.model_dir}")
     return 0
 

@@ -259,6 +259,20 @@ def fit_platt(y_true, margins, max_iter: int = 100) -> PlattCalibration:
     return PlattCalibration(float(a), float(b))
 
 
+def counts_text(block: dict | None) -> str:
+    """'589 rows of 40 users, 86 churner rows' for a metrics block (empty when it has no
+    counts)."""
+    b = block or {}
+    if b.get("rows") is None:
+        return ""
+    text = f"{int(b['rows']):,} rows"
+    if b.get("users") is not None:
+        text += f" of {int(b['users']):,} users"
+    if b.get("churners") is not None:
+        text += f", {int(b['churners']):,} churner rows"
+    return text
+
+
 def spread(values) -> dict[str, float]:
     """Mean, sample sd, min and max of a list of figures (e.g. F1 over split seeds)."""
     v = np.asarray(list(values), dtype=float)

@@ -13,11 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sparkify.modeling import calibration as cal
 from sparkify.modeling import evaluate as ev
 from sparkify.modeling.assessment import model_figures
 from sparkify.modeling.pipelines import AS_OF_COL, LABEL_COL, feature_columns
-from sparkify.modeling.selection import CVOutcome, Scored, fit_fixed
+from sparkify.modeling.selection import CVOutcome, Scored, fit_fixed, fraction_of_ceiling, fraction_text
 from sparkify.modeling.split import (
     SPLIT_COL,
     SplitTable,
@@ -69,7 +71,7 @@ def step_extras(loaded, data: SplitTable, test: Scored, tuned: CVOutcome, best_f
                 c = out["ceiling"]
                 st.note = (f"true probability on the same {c['test']['rows']:,} test rows: PR-AUC "
                            f"{c['test']['pr_auc']:.3f}, F1 {c['test']['f1']:.3f}; the model reaches "
-                           f"{c['model_pr_auc_fraction']:.2f} of its PR-AUC")
+                           f"{fraction_text(c)} of its PR-AUC")
     if config.seed_spread > 0 and best_fig["test"]["users"] < config.spread_max_test_users:
         with progress.stage("seed spread") as st:
             out["seed_spread"] = seed_spread(data.base, numeric, categorical, tuned.family, tuned.params, config,
@@ -109,21 +111,22 @@ def ceiling(truth: Path, levels, test: Scored, tuned: CVOutcome, spec) -> dict:
     train_rows = keyed.loc[tuned.oof.keys()].reset_index()
     if len(train_rows) > CEILING_THRESHOLD_ROWS:
         train_rows = train_rows.sample(CEILING_THRESHOLD_ROWS, random_state=0)
-    out = ceiling_on_rows(truth, test_rows, spec.horizon_days, threshold_rows=train_rows)
+    out, p = ceiling_on_rows(truth, test_rows, spec.horizon_days, threshold_rows=train_rows)
     model_pr = ev.average_precision(test.labels, test.scores)
     out["model_test_pr_auc"] = model_pr
-    out["model_pr_auc_fraction"] = model_pr / out["test"]["pr_auc"] if out["test"]["pr_auc"] else float("nan")
+    out.update(fraction_of_ceiling(test.users, test.labels, test.scores, p))
     if out.get("hazard_at_t") and out["hazard_at_t"]["pr_auc"]:
         out["hazard_at_t"]["model_pr_auc_fraction"] = model_pr / out["hazard_at_t"]["pr_auc"]
     return out
 
 
-def ceiling_on_rows(truth: Path, rows, horizon_days: int, threshold_rows=None) -> dict:
+def ceiling_on_rows(truth: Path, rows, horizon_days: int, threshold_rows=None) -> tuple[dict, np.ndarray]:
     """The true ceiling on ``rows`` (pandas [userId, as_of_ms, level, churn]): the
     simulator's probability that each user cancels within the horizon given its state at
     the row's date (``sparkify.simulator.hazard``), scored like a model; its decision
     threshold is the F1-maximising one on ``threshold_rows``' true probabilities (None:
-    on ``rows`` themselves, an optimistic choice)."""
+    on ``rows`` themselves, an optimistic choice). Out: (the figures, the probability of
+    each row in ``rows``' order)."""
     import pyarrow.parquet as pq
 
     from sparkify.simulator import TRUTH_META_KEY
@@ -168,7 +171,7 @@ def ceiling_on_rows(truth: Path, rows, horizon_days: int, threshold_rows=None) -
                               "users": int(rows["userId"].nunique()), "churners": int(y.sum()),
                               "what": ("each row's known daily hazard at its date held over the horizon: what the "
                                        "user's recent experiences say, without the lasting traits' future")}
-    return out
+    return out, p
 
 
 # --------------------------------------------------------------------------- label comparison, seed spread
@@ -198,8 +201,10 @@ def label_comparison(loaded, family: str, params: dict, config: TrainConfig, par
 def seed_spread(base, numeric, categorical, family: str, params: dict, config: TrainConfig, partitions: int,
                 main_test: dict, oot: tuple[int, ...]) -> dict:
     """Churn-class F1 and PR-AUC of the tuned family over ``config.seed_spread`` extra
-    split seeds (fresh out-of-fold threshold each), plus the main split's ``main_test``."""
+    split seeds (fresh out-of-fold threshold each), plus the main split's ``main_test``;
+    ``tests`` holds each split's test rows, users and churner rows."""
     f1s, praucs, seeds = [main_test["f1"]], [main_test["pr_auc"]], [config.seed]
+    sizes = [{k: main_test[k] for k in ("rows", "users", "churners")}]
     for i in range(1, config.seed_spread + 1):
         seed = config.seed + 1000 * i
         table, counts, _w = split_weighted(base, config, seed, partitions, oot)
@@ -212,8 +217,9 @@ def seed_spread(base, numeric, categorical, family: str, params: dict, config: T
             f1s.append(fig["test"]["f1"])
             praucs.append(fig["test"]["pr_auc"])
             seeds.append(seed)
+            sizes.append({k: fig["test"][k] for k in ("rows", "users", "churners")})
         finally:
             table.unpersist()
     return {"seeds": seeds, "f1": ev.spread(f1s), "pr_auc": ev.spread(praucs),
-            "f1_values": f1s, "pr_auc_values": praucs,
+            "f1_values": f1s, "pr_auc_values": praucs, "tests": sizes,
             "note": "same family and parameters, a different user split per seed"}

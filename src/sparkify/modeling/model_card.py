@@ -1,13 +1,18 @@
 """MODEL_CARD.md: a short, plain account of the data, label design, metrics and limits.
 
-In: model.json, metrics.json and data_quality.json contents (dicts). Out: Markdown text.
+In: model.json, metrics.json and data_quality.json contents (dicts), and the latest
+backtest.json when there is one. Out: Markdown text.
 
 :func:`render_model_card` joins the sections in order: the header, data, label design,
-the metrics table, the test details (confusion, periods, calibration), the extra
-evaluations (seed spread, label comparison, ceiling, backtest), top inputs and limits.
+the features (from model.json's catalogue entries), the metrics table, the test details
+(confusion, periods, calibration), the extra evaluations (seed spread, label comparison,
+ceiling, backtest), top inputs and limits.
 """
 
 from __future__ import annotations
+
+from sparkify.modeling.evaluate import counts_text
+from sparkify.modeling.selection import fraction_text, oof_counts
 
 WHY_PREDICTION_TIME = (
     "Why prediction-time is the honest design: typical notebooks reach F1 0.85-0.95 on this data "
@@ -35,14 +40,17 @@ def _num(x, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
-def render_model_card(model: dict, metrics: dict, quality: dict) -> str:
-    """The model card's Markdown from model.json, metrics.json and data_quality.json."""
+def render_model_card(model: dict, metrics: dict, quality: dict, backtest: dict | None = None) -> str:
+    """The model card's Markdown from model.json, metrics.json, data_quality.json and the
+    latest backtest (backtest.json; None: not run yet)."""
     lines = _header(model, metrics)
     lines += _data_section(metrics["data"], quality)
     lines += _label_section(model["label"])
+    lines += _features_section(model.get("features") or [])
     lines += _metrics_table(model, metrics)
     lines += _test_details(metrics)
     lines += _extra_evaluations(metrics)
+    lines += _backtest_lines(backtest)
     lines += _top_inputs(metrics["best"])
     lines += ["", *LIMITS]
     return "\n".join(lines)
@@ -102,6 +110,20 @@ def _label_section(label: dict) -> list[str]:
     return lines + ["", WHY_PREDICTION_TIME, ""]
 
 
+def _features_section(features: list[dict]) -> list[str]:
+    """The model's inputs as model.json lists them (the feature catalogue's descriptions,
+    filled with the model's windows), with the training median or categories."""
+    if not features:
+        return []
+    lines = ["## Features", "", "| feature | kind | unit | description | training median or categories |",
+             "|---|---|---|---|---|"]
+    for f in features:
+        seen = (_num(f.get("median"), 3) if f["kind"] == "numeric"
+                else ", ".join(str(c) for c in f.get("categories") or []))
+        lines.append(f"| `{f['name']}` | {f['kind']} | {f.get('unit') or ''} | {f['description']} | {seen} |")
+    return lines + [""]
+
+
 def _metrics_table(model: dict, metrics: dict) -> list[str]:
     """The decision rule and one row of test figures per family, the chosen model last."""
     best, test = metrics["best"], metrics["best"]["test"]
@@ -146,8 +168,9 @@ def _choice_lines(metrics: dict) -> list[str]:
         figures = ", ".join(f"{names.get(fam, fam)} {_num(v['f1'])} / {_num(v['pr_auc'])}"
                             + (" (tied)" if v["tied"] and len(choice["families"]) > 1 else "")
                             for fam, v in choice["families"].items())
-        lines += ["", f"Family choice: {cv.get('selection', '')}. Out-of-fold F1 / PR-AUC on the training "
-                      f"rows: {figures}; one standard error of the best F1: {_num(choice['standard_error'])}."]
+        lines += ["", f"Family choice: {cv.get('selection', '')}. Out-of-fold F1 / PR-AUC on "
+                      f"{oof_counts(choice)} (the training part): {figures}; one standard error of the best F1: "
+                      f"{_num(choice['standard_error'])}."]
     weighting = best.get("class_weights")
     if isinstance(weighting, dict):
         pr = weighting["out_of_fold_pr_auc"]
@@ -191,19 +214,20 @@ def _test_details(metrics: dict) -> list[str]:
 
 
 def _extra_evaluations(metrics: dict) -> list[str]:
-    """One paragraph each for the seed spread, the label comparison, the ceiling and the backtest, when present."""
+    """One paragraph each for the seed spread, the label comparison and the ceiling, when present."""
     lines: list[str] = []
     spread = metrics.get("seed_spread")
     if spread:
         f = spread["f1"]
         lines += ["", f"Over {f['n']} user splits the churn-class F1 is {_num(f['mean'])} +/- {_num(f['sd'])} "
-                      f"(min {_num(f['min'])}, max {_num(f['max'])}): with a test set this small, "
-                      "one split's figure is noisy."]
+                      f"(min {_num(f['min'])}, max {_num(f['max'])}; {spread_sizes(spread)}): with a test set "
+                      "this small, one split's figure is noisy."]
     lc = metrics.get("label_comparison")
     if lc:
         lines += ["", f"Seed-compatible label (`ever`, same family): churn F1 {_num(lc['ever']['f1'])}, "
-                      f"weighted F1 {_num(lc['ever']['weighted_f1'])}, beside {_num(lc['window']['f1'])} / "
-                      f"{_num(lc['window']['weighted_f1'])} prediction-time."]
+                      f"weighted F1 {_num(lc['ever']['weighted_f1'])} ({counts_text(lc['ever'])}), beside "
+                      f"{_num(lc['window']['f1'])} / {_num(lc['window']['weighted_f1'])} prediction-time "
+                      f"({counts_text(lc['window'])})."]
     ceiling = metrics.get("ceiling")
     if ceiling:
         given = ("state at t (experience counters, level, temperament; simulated forward)"
@@ -213,20 +237,41 @@ def _extra_evaluations(metrics: dict) -> list[str]:
                       f"{ceiling['test']['rows']:,} test rows ({ceiling['test']['users']:,} users, "
                       f"{ceiling['test']['churners']:,} churner rows): PR-AUC {_num(ceiling['test']['pr_auc'])}, "
                       f"churn F1 {_num(ceiling['test']['f1'])}. The model reaches "
-                      f"{_num(ceiling.get('model_pr_auc_fraction'), 2)} of the ceiling's PR-AUC."]
+                      f"{fraction_text(ceiling)} of the ceiling's PR-AUC (a low end above 1 would be a leak to hunt)."]
         held = ceiling.get("hazard_at_t")
         if held:
             lines += ["", f"The known daily hazard at t alone, held over the horizon ({held['what'].split(': ')[-1]}): "
                           f"PR-AUC {_num(held['pr_auc'])} on the same rows; the model reaches "
                           f"{_num(held.get('model_pr_auc_fraction'), 2)} of it."]
         lines += _drivers_lines(ceiling.get("drivers"))
-    backtest = metrics.get("backtest")
-    if backtest:
-        f = backtest["figures"]
-        lines += ["", f"Backtest at {backtest['as_of'][:10]}: {f['rows']:,} users, {f['churners']:,} churners, "
-                      f"PR-AUC {_num(f['pr_auc'])}, expected {f['expected_churners']:.1f} vs realized "
-                      f"{f['realized_churners']}."]
     return lines
+
+
+def spread_sizes(spread: dict) -> str:
+    """'test sets of R1-R2 rows, C1-C2 churner rows' of a seed spread (empty for one saved
+    before it kept the sizes)."""
+    sizes = spread.get("tests") or []
+    if not sizes:
+        return "test sizes not recorded"
+    rows, churners = [t["rows"] for t in sizes], [t["churners"] for t in sizes]
+    return (f"test sets of {min(rows):,}-{max(rows):,} rows, {min(churners):,}-{max(churners):,} churner rows")
+
+
+def _backtest_lines(backtest: dict | None) -> list[str]:
+    """The latest out-of-time backtest (``sparkify backtest``), when one was run."""
+    if not backtest:
+        return []
+    f, t = backtest["figures"], backtest.get("model_test") or {}
+    own = (f" (the model's own test: {_num(t.get('pr_auc'))} on {t.get('rows', 0):,} rows, {t.get('churners', 0):,} "
+           f"churner rows; ratio {_num(backtest.get('pr_auc_vs_test'), 2)})" if t else "")
+    return ["", "## Backtest", "",
+            f"Applied at {backtest['as_of'][:10]} and compared with what happened in the next "
+            f"{backtest['horizon_days']} days: {f['rows']:,} users, {f['churners']:,} churners; PR-AUC "
+            f"{_num(f['pr_auc'])}{own}; top 10 % lift {_num(f['top10']['lift'], 2)}; at the saved threshold "
+            f"precision {_num(f['precision'])}, recall {_num(f['recall'])}; expected {f['expected_churners']:.1f} vs "
+            f"realized {f['realized_churners']} churners, Brier {_num(f['brier'], 4)}, {f['bins_within']} of "
+            f"{f['bins']} reliability bins within the noise"
+            + ("" if f.get("calibration_p") is None else f", calibration test p {f['calibration_p']:.2f}") + "."]
 
 
 def _drivers_lines(drivers: dict | None) -> list[str]:

@@ -149,12 +149,18 @@ SELECTION_RULE = ("family by out-of-fold churn-class F1 at its best threshold; f
                   "error (train users resampled) of the best tie, and the tie goes to out-of-fold PR-AUC")
 
 
+def oof_counts(choice: dict) -> str:
+    """'N rows of U users, C churner rows' of :func:`selection_table`'s out-of-fold figures
+    ('the training rows' for a choice saved before it held them)."""
+    return ev.counts_text(choice) or "the training rows"
+
+
 def choice_note(choice: dict) -> str:
     """One line: the chosen family and why (:func:`selection_table`'s figures)."""
     fams = choice["families"]
     tied = [f for f, v in fams.items() if v["tied"]]
     line = (f"chosen: {FAMILY_NAMES[choice['chosen']]} (out-of-fold F1 {fams[choice['chosen']]['f1']:.3f}, "
-            f"PR-AUC {fams[choice['chosen']]['pr_auc']:.3f})")
+            f"PR-AUC {fams[choice['chosen']]['pr_auc']:.3f} on {oof_counts(choice)})")
     if len(tied) > 1:
         line += (f"; F1 within one standard error ({choice['standard_error']:.3f}) of the best: "
                  f"{', '.join(FAMILY_NAMES[f] for f in tied)}, so the best PR-AUC decides")
@@ -168,8 +174,9 @@ def selection_table(outcomes: dict[str, CVOutcome], seed: int = 42) -> dict[str,
     Out: ``leader`` (the highest out-of-fold F1, each family at its own best threshold),
     its F1's ``standard_error`` (:func:`f1_standard_error`: the train users resampled),
     each family's out-of-fold ``f1``, ``pr_auc`` and whether it ``tied`` with the leader
-    (F1 within one standard error), and the ``chosen`` family: the tied family of the
-    highest out-of-fold PR-AUC (then the first in order)."""
+    (F1 within one standard error), the ``chosen`` family: the tied family of the
+    highest out-of-fold PR-AUC (then the first in order), and the ``rows``, ``users`` and
+    ``churners`` the out-of-fold figures rest on."""
     f1 = {fam: o.threshold()[1] for fam, o in outcomes.items()}
     pr = {fam: ev.average_precision(o.oof.labels, o.oof.scores) for fam, o in outcomes.items()}
     leader = max(outcomes, key=lambda fam: (f1[fam], pr[fam]))
@@ -177,7 +184,8 @@ def selection_table(outcomes: dict[str, CVOutcome], seed: int = 42) -> dict[str,
     tied = [fam for fam in outcomes if f1[fam] >= f1[leader] - se]
     chosen = max(tied, key=lambda fam: pr[fam])
     return {"leader": leader, "standard_error": se, "chosen": chosen,
-            "families": {fam: {"f1": f1[fam], "pr_auc": pr[fam], "tied": fam in tied} for fam in outcomes}}
+            "families": {fam: {"f1": f1[fam], "pr_auc": pr[fam], "tied": fam in tied} for fam in outcomes},
+            **outcomes[leader].oof.counts()}
 
 
 def user_resample_copies(users: np.ndarray, seed: int = 42, resamples: int = 200) -> np.ndarray:
@@ -212,13 +220,50 @@ def pr_auc_gain(base: Scored, other: Scored, seed: int = 42, resamples: int = 20
     if not (np.array_equal(users, other.users[oo]) and np.array_equal(base.as_of[ob], other.as_of[oo])):
         raise ValueError("the two score different rows")
     sb, so = base.scores[ob], other.scores[oo]
-    rows = np.arange(len(users))
-    diffs = []
-    for copies in user_resample_copies(users, seed, resamples):
-        pick = np.repeat(rows, copies)
-        diffs.append(ev.average_precision(labels[pick], so[pick]) - ev.average_precision(labels[pick], sb[pick]))
+    resampled = resampled_pr_aucs(users, labels, [sb, so], seed, resamples)
     gain = ev.average_precision(labels, so) - ev.average_precision(labels, sb)
-    return gain, float(np.std(diffs, ddof=1))
+    return gain, float(np.std(resampled[:, 1] - resampled[:, 0], ddof=1))
+
+
+def resampled_pr_aucs(users: np.ndarray, labels: np.ndarray, scores: list[np.ndarray], seed: int = 42,
+                      resamples: int = 200) -> np.ndarray:
+    """PR-AUC of each score array (aligned with ``users`` and ``labels``) on the same
+    ``resamples`` resamples of the users (:func:`user_resample_copies`): a (resamples,
+    len(scores)) array."""
+    rows = np.arange(len(users))
+    out = np.empty((resamples, len(scores)))
+    for i, copies in enumerate(user_resample_copies(users, seed, resamples)):
+        pick = np.repeat(rows, copies)
+        out[i] = [ev.average_precision(labels[pick], s[pick]) for s in scores]
+    return out
+
+
+def fraction_of_ceiling(users: np.ndarray, labels: np.ndarray, model_scores: np.ndarray, truth: np.ndarray,
+                        seed: int = 42, resamples: int = 200) -> dict:
+    """The model's PR-AUC over the true probability's on the same rows, with a 95 %
+    interval from resampling the users (a user's rows move together): in, aligned arrays;
+    out, ``model_pr_auc_fraction`` and ``fraction_interval`` [low, high] (NaN when the
+    truth's PR-AUC is 0). A low end above 1 means the model beats the truth by more than
+    the noise: a leak to hunt."""
+    truth_pr = ev.average_precision(labels, truth)
+    if not truth_pr:
+        return {"model_pr_auc_fraction": float("nan"), "fraction_interval": [float("nan"), float("nan")]}
+    r = resampled_pr_aucs(users, labels, [model_scores, truth], seed, resamples)
+    ratios = r[:, 0] / np.where(r[:, 1] > 0, r[:, 1], np.nan)
+    low, high = np.nanpercentile(ratios, [2.5, 97.5])
+    return {"model_pr_auc_fraction": ev.average_precision(labels, model_scores) / truth_pr,
+            "fraction_interval": [float(low), float(high)]}
+
+
+def fraction_text(ceiling: dict) -> str:
+    """'0.72 (95 % interval 0.61-0.84, users resampled)' for a ceiling block with
+    :func:`fraction_of_ceiling`'s figures (the bare fraction for one saved without its
+    interval)."""
+    frac, band = ceiling.get("model_pr_auc_fraction"), ceiling.get("fraction_interval")
+    text = "n/a" if frac is None else f"{frac:.2f}"
+    if band and all(isinstance(b, float) and b == b for b in band):
+        text += f" (95 % interval {band[0]:.2f}-{band[1]:.2f}, users resampled)"
+    return text
 
 
 def step_tune(train_df, family: str, comparison: CVOutcome, numeric, categorical, config: TrainConfig,

@@ -35,6 +35,7 @@ The steps, one module each (every name is importable from ``sparkify.report`` it
 - :mod:`sparkify.report.render`     the Jinja template filled in (:func:`render_report`)
 """
 
+from sparkify.modeling.evaluate import counts_text
 from sparkify.report.collect import ReportData, collect_report_data
 from sparkify.report.command import (
     REPORT_NAME,
@@ -75,7 +76,6 @@ from sparkify.report.tables import (
     backtest_relation,
     class_weighted,
     comparison_rows,
-    counts_text,
     figure_cell,
     figure_table,
     importance_series,

@@ -18,9 +18,10 @@ import pandas as pd
 
 from sparkify import plots
 from sparkify import report_curves as rc
+from sparkify.modeling.evaluate import counts_text
 from sparkify.report.collect import ReportData
 from sparkify.report.model_dir import ModelEvaluation
-from sparkify.report.tables import PART_NAMES, comparison_rows, counts_text, finite_number, importance_series
+from sparkify.report.tables import PART_NAMES, comparison_rows, finite_number, importance_series
 
 #: Numeric features shown as churner-vs-stayer distributions (when the model has them): the
 #: volume over the window and its recent part, the trend, engagement, taste, recency and tenure.

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparkify.modeling.artifacts import BACKTEST_JSON
+
 PERIOD_NAMES = {"in_time": "in time", "out_of_time": "out of time"}
 
 
@@ -76,7 +78,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def read_backtest(model_dir: Path) -> dict[str, Any] | None:
     """The model directory's ``backtest.json`` (the latest ``sparkify backtest``), or None
     when there is none or it lacks its figures."""
-    bt = read_json(Path(model_dir) / "backtest.json")
+    bt = read_json(Path(model_dir) / BACKTEST_JSON)
     return bt if isinstance(bt, dict) and isinstance(bt.get("figures"), dict) else None
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from sparkify.modeling.evaluate import counts_text
 from sparkify.report.collect import ReportData
 from sparkify.report.figures import build_figures
 from sparkify.report.tables import (
@@ -23,7 +24,6 @@ from sparkify.report.tables import (
     backtest_relation,
     class_weighted,
     comparison_rows,
-    counts_text,
     figure_table,
     fmt,
     period_dates,

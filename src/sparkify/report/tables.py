@@ -80,20 +80,6 @@ def fmt(value: Any, spec: str = "{:,}") -> str:
         return str(value)
 
 
-def counts_text(block: dict[str, Any] | None) -> str:
-    """'589 rows of 40 users, 86 churner rows' for a metrics block (empty when it has no
-    counts)."""
-    b = block or {}
-    if b.get("rows") is None:
-        return ""
-    text = f"{int(b['rows']):,} rows"
-    if b.get("users") is not None:
-        text += f" of {int(b['users']):,} users"
-    if b.get("churners") is not None:
-        text += f", {int(b['churners']):,} churner rows"
-    return text
-
-
 def split_table(features: pd.DataFrame | None, metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """The parts of the model's table: one dict per part (``name``, ``rows``, ``users``,
     ``churners`` = churner rows, ``churner_users``, ``dates`` = distinct observation

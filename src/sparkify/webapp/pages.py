@@ -59,7 +59,10 @@ def _dashboard_context(bundle: ModelBundle) -> dict:
     from sparkify.plots import summary_columns
 
     table = bundle.metrics_table
-    return {"metric_columns": summary_columns(table) if not table.empty else []}
+    columns = summary_columns(table) if not table.empty else []
+    # the rows / users / churner rows behind each group of figures the table shows
+    prefixes = list(dict.fromkeys(c.split("_", 1)[0] for c in columns if c.startswith(("test_", "validation_"))))
+    return {"metric_columns": columns, "figure_basis": bundle.figure_basis(prefixes)}
 
 
 @bp.get("/")

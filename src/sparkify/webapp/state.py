@@ -28,7 +28,7 @@ from sparkify.webapp.validation import FieldSpec, field_specs
 
 log = logging.getLogger(__name__)
 
-IMPORTANCE_SAMPLE = 200  # training users explained to estimate global importances
+IMPORTANCE_SAMPLE = 200  # training rows explained to estimate global importances
 IMPORTANCE_BUDGET_S = 1.0  # ... within about this much start-up time
 MAIN_FEATURES = 6  # panels in the churners-vs-stayers chart
 KEY_FIELDS = 10  # form fields shown unfolded (most important first)
@@ -51,7 +51,8 @@ class ModelBundle:
     activity: pd.DataFrame | None = None
     importances: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
     importance_kind: str = ""
-    typical_probability: float | None = None  # mean predicted probability of training users
+    typical_probability: float | None = None  # mean predicted probability of a sample of training rows
+    typical_rows: int = 0  # the rows that mean rests on
     _charts: dict[str, str] | None = field(default=None, repr=False)
     _charts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     metrics_table: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -95,9 +96,86 @@ class ModelBundle:
         return str(getattr(self.model, "model_type", "model"))
 
     def churn_rate(self) -> float | None:
-        if self.features is None or "churn" not in self.features or len(self.features) == 0:
-            return None
-        return float(pd.to_numeric(self.features["churn"], errors="coerce").mean())
+        """The churn rate of all labelled rows: ``churn_basis()["rate"]``."""
+        return self.churn_basis()["rate"]
+
+    @property
+    def data_counts(self) -> dict:
+        """metrics.json's ``data`` section (split counts), or {} when absent."""
+        data = self.metrics.get("data") if isinstance(self.metrics, dict) else None
+        return data if isinstance(data, dict) else {}
+
+    def training_counts(self) -> dict[str, int | None]:
+        """The training part's rows (user x observation date), distinct users and churner
+        rows, from metrics.json's ``data`` section; None for a count it does not hold."""
+        data = self.data_counts
+        return {"rows": whole_count(data.get("train_rows")),
+                "users": whole_count(data.get("train_users")),
+                "churner_rows": first_count(data, "train_churner_rows", "train_churners")}
+
+    def churn_basis(self) -> dict[str, Any]:
+        """The churn rate of all labelled rows and what it rests on: ``rate``, ``rows``,
+        ``users``, ``churner_rows`` (None when unknown). From metrics.json's ``data``
+        section; recounted from features.parquet only when metrics.json lacks it."""
+        data = self.data_counts
+        rows, churner_rows = whole_count(data.get("rows")), first_count(data, "churner_rows", "churners")
+        if rows and churner_rows is not None and churner_rows <= rows:
+            return {"rate": churner_rows / rows, "rows": rows, "users": whole_count(data.get("users")),
+                    "churner_rows": churner_rows}
+        out: dict[str, Any] = {"rate": None, "rows": None, "users": None, "churner_rows": None}
+        frame = self.features
+        if frame is None or "churn" not in frame:
+            return out
+        label = pd.to_numeric(frame["churn"], errors="coerce").dropna()
+        if len(label) == 0:
+            return out
+        out.update(rate=float(label.mean()), rows=int(len(label)), churner_rows=int((label == 1).sum()))
+        if "userId" in frame:
+            out["users"] = int(frame.loc[label.index, "userId"].nunique())
+        return out
+
+    def figure_basis(self, prefixes: Sequence[str] = ("test", "validation")) -> list[dict[str, Any]]:
+        """What the model-comparison figures rest on, per figure group (``test``,
+        ``validation``): one dict each with ``prefix``, ``uniform`` (the counts when every
+        model's figures rest on the same rows, else None) and ``per_model`` (model name ->
+        ``{"rows", "users", "churner_rows"}``). Groups with no count at all are left out."""
+        table = self.metrics_table
+        out = []
+        for prefix in prefixes:
+            columns = {key: next((f"{prefix}_{c}" for c in names if f"{prefix}_{c}" in table.columns), None)
+                       for key, names in (("rows", ("rows",)), ("users", ("users",)),
+                                          ("churner_rows", ("churner_rows", "churners")))}
+            if table.empty or not any(columns.values()):
+                continue
+            per_model = {str(name): {key: whole_count(row[col]) if col else None for key, col in columns.items()}
+                         for name, row in table.iterrows()}
+            distinct = {tuple(c.values()) for c in per_model.values()}
+            uniform = dict(zip(columns, distinct.pop())) if len(distinct) == 1 else None
+            out.append({"prefix": prefix, "uniform": uniform, "per_model": per_model})
+        return out
+
+
+def whole_count(value: Any) -> int | None:
+    """``value`` as a non-negative whole number (JSON counts may come back as floats),
+    else None: missing, text, booleans, NaN, negative or fractional values."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not math.isfinite(number) or number < 0 or number != int(number):
+        return None
+    return int(number)
+
+
+def first_count(mapping: dict, *keys: str) -> int | None:
+    """The first of ``keys`` in ``mapping`` that holds a whole count (None if none does)."""
+    for key in keys:
+        count = whole_count(mapping.get(key))
+        if count is not None:
+            return count
+    return None
 
 
 def _read_json(path: Path, warnings: list[str]) -> dict:
@@ -147,12 +225,15 @@ def load_model_object(model_dir: Path):
 
 def training_records(features: pd.DataFrame | None, specs: Sequence[FieldSpec], n: int,
                      seed: int = 0) -> list[dict]:
-    """Up to ``n`` complete customer records drawn from the training feature rows."""
+    """Up to ``n`` complete customer records drawn from the training part's feature rows
+    (all rows of a features table without a ``split`` column)."""
     if features is None or len(features) == 0:
         return []
     names = [s.name for s in specs]
     if any(name not in features for name in names):
         return []
+    if "split" in features:
+        features = features[features["split"] == "train"]
     frame = features[names].dropna()
     if len(frame) > n:
         frame = frame.sample(n=n, random_state=seed)
@@ -252,8 +333,9 @@ def load_bundle(model_dir: str | Path, model: Any | None = None, charts: bool = 
             scored = model.predict(sample)
             mean = float(pd.to_numeric(scored["probability"], errors="coerce").mean())
             bundle.typical_probability = mean if math.isfinite(mean) else None
+            bundle.typical_rows = len(sample)
         bundle.importances, used = global_importances(model, sample, len(specs))
-        bundle.importance_kind = f"mean |contribution| over {used} training users"
+        bundle.importance_kind = f"mean |contribution| over {used} rows (user x date) of the training part"
     except Exception as exc:  # an explanation failure must not stop the app
         log.warning("feature importances unavailable: %s", exc)
         warnings.append(f"feature importances unavailable: {exc}")
