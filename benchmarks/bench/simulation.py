@@ -8,7 +8,9 @@
   (``sparkify.simulator.fidelity``): page count per NextSong for every page at >= 0.001 per
   NextSong in the real mini log, on rows with a userId and on all rows; method/status per
   page; auth shares; churn; users/events against the preset; key order and types: real
-  value, simulated value, difference, ok. Exits 1 when any check is out of bounds.
+  value, simulated value, difference, ok. Exits 1 when any check is out of bounds. Then,
+  reported and not checked, the real full log's churn by last level and by registration
+  month and the shares of users who start free and end paid, beside the simulated ones.
 * :func:`run_hazard`: the true churn hazard (``sparkify.simulator.hazard``), speed and
   calibration. Simulates a log (default cohorts), takes every user subscribed at each
   observation midnight t (``--as-of``: days after the window start) who has a visible
@@ -84,6 +86,7 @@ def run_fidelity(args) -> int:
             return 2
         checks = compare(read_stats(path), preset=args.preset)
     print(format_table(checks))
+    checks = [c for c in checks if c.checked]  # the reported figures are never a failure
     failed = [c.name for c in checks if not c.ok]
     print(f"\n{len(checks) - len(failed)}/{len(checks)} checks within bounds"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
