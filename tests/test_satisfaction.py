@@ -154,3 +154,43 @@ def test_driver_contributions_add_up_to_the_recorded_log_hazard(sat_log):
     assert len(rows) > 100
     assert np.allclose(parts.sum(axis=1).to_numpy(), expected, atol=1e-4)
     assert (parts >= 0).all().all() and (parts["thumbs_down"] > 0).mean() > 0.5
+
+
+def test_training_on_a_satisfaction_log_keeps_the_ceiling_and_its_drivers(spark, sat_log, tmp_path):
+    """End to end on a ``--churn-model satisfaction`` log: training's ceiling stage (the true
+    probability simulated forward, the hazard at t, the planted drivers) lands in
+    metrics.json. The ceiling stage turns any exception into a progress note, so a break in
+    the satisfaction branch would otherwise only drop ``metrics["ceiling"]`` silently.
+    The cheapest plan that reaches it: sat_log (40 days, so a 14-day horizon, two weekly
+    dates), logistic regression alone at the fast settings."""
+    from sparkify.features import LabelSpec
+    from sparkify.modeling.train import TrainConfig, train
+
+    summary, _ = sat_log
+    model_dir = tmp_path / "sat_model"
+    train(spark, summary.path, model_dir, TrainConfig.fast(models=("lr",), verbose=False,
+                                                          label=LabelSpec(horizon_days=14, step_days=7)))
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    best, c = metrics["best"]["test"], metrics["ceiling"]
+    assert c is not None, "the ceiling stage was skipped (see its progress note)"
+    assert c["churn_model"] == "satisfaction"
+    t = c["test"]
+    assert t["rows"] == best["rows"] and t["churners"] == best["churners"] >= 2  # a few churner rows to rank
+    assert 0 <= t["pr_auc"] <= 1 and t["pr_auc"] > 0
+    assert t["expected_churners"] > 0
+    assert math.isfinite(c["model_pr_auc_fraction"])
+    assert c["model_pr_auc_fraction"] == pytest.approx(best["pr_auc"] / t["pr_auc"])
+    hz = c["hazard_at_t"]
+    assert 0 < hz["pr_auc"] <= 1 and hz["rows"] == t["rows"] and hz["churners"] == t["churners"]
+    assert {d["driver"] for d in c["planted"]} == set(DRIVER_FEATURES)
+    check = c["drivers"]  # the drivers check, run on the written model directory
+    drivers = {d["driver"]: d for d in check["drivers"]}
+    assert set(drivers) == set(DRIVER_FEATURES)
+    for name, d in drivers.items():
+        assert tuple(d["features"]) == DRIVER_FEATURES[name]
+        # every driver's features are model inputs: each gets a rank among them
+        assert isinstance(d["rank"], int) and d["rank"] >= 1, (name, d["rank"])
+        assert isinstance(d["contribution_rank"], int) and d["contribution_rank"] >= 1, (name, d)
+        assert d["true_importance"] >= 0
+    assert len({d["rank"] for d in drivers.values()}) == len(drivers)  # disjoint features, distinct ranks
+    assert 0 < len(check["top_features"]) <= check["top"] and check["reason_rows"] > 0
