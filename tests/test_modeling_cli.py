@@ -114,6 +114,8 @@ def test_backtest_command(capsys, small_log, trained_model, tmp_path):
     assert (model / "backtests" / f"backtest_{as_of[:10]}.json").exists()
     assert result["label_overlap_days"] == 23         # 30-day horizon, 7 days after the last date
     assert result["ceiling"]["test"]["rows"] == f["rows"]   # small_log is simulated: its truth is beside it
+    low, high = result["pr_auc_vs_test_interval"]          # the ratio to the model's own test, with its noise
+    assert 0 <= low < high and "95 % interval" in stdout
     card = (model / "MODEL_CARD.md").read_text()          # the card shows the latest backtest
     assert f"Applied at {as_of[:10]}" in card and f"{f['rows']:,} users, {f['churners']:,} churners" in card
 

@@ -15,6 +15,7 @@ from sparkify.modeling.selection import (
     fraction_of_ceiling,
     fraction_text,
     pr_auc_gain,
+    pr_auc_ratio_interval,
     selection_table,
 )
 
@@ -124,3 +125,17 @@ def test_the_fraction_of_the_ceiling_carries_an_interval_from_resampling_users()
     assert (wide["fraction_interval"][1] - wide["fraction_interval"][0]) > 0.7 * (high - low)
     assert "95 % interval" in fraction_text(f) and fraction_text({"model_pr_auc_fraction": 0.5}) == "0.50"
     assert np.isnan(fraction_of_ceiling(users, np.zeros_like(labels), model, truth)["model_pr_auc_fraction"])
+
+
+def test_a_ratio_of_pr_aucs_on_two_sets_of_users_reads_with_its_noise():
+    rng, users, labels = population(n_users=300)
+    scores = labels * 1.2 + rng.normal(0, 1, len(labels))
+    later_rng, later_users, later_labels = population(n_users=300, seed=1)
+    weaker = later_labels * 0.6 + later_rng.normal(0, 1, len(later_labels))
+    ratio = ev.average_precision(later_labels, weaker) / ev.average_precision(labels, scores)
+    low, high = pr_auc_ratio_interval((later_users, later_labels, weaker), (users, labels, scores))
+    assert low < ratio < high < 1                     # clearly weaker later, and the interval says so
+    small = pr_auc_ratio_interval((later_users[:200], later_labels[:200], weaker[:200]), (users, labels, scores))
+    assert small[1] - small[0] > high - low           # fewer users, wider
+    assert ev.interval_text([low, high]) == f" (95 % interval {low:.2f}-{high:.2f}, users resampled)"
+    assert ev.interval_text([float("nan"), 1.0]) == "" and ev.interval_text(None) == ""

@@ -276,10 +276,11 @@ def run_backtest(args) -> int:
               f"applied at {args.as_of}:")
         print("\n".join(markdown_table(
             ["seed", "own test rows / churner rows", "PR-AUC", f"at {args.as_of}: users / churners", "PR-AUC",
-             "ratio", "truth's ratio", "expected / realized"],
+             "ratio (95 % interval)", "truth's ratio", "expected / realized"],
             [[seed, f"{r['test']['rows']:,} / {r['test']['churners']:,}", f"{r['test']['pr_auc']:.3f}",
               f"{r['backtest']['rows']:,} / {r['backtest']['churners']:,}", f"{r['backtest']['pr_auc']:.3f}",
-              f"{r['pr_auc_vs_test']:.2f}",
+              f"{r['pr_auc_vs_test']:.2f}" + ("" if not r.get("pr_auc_vs_test_interval") else
+                                               " ({:.2f}-{:.2f})".format(*r["pr_auc_vs_test_interval"])),
               "-" if r["ceiling_pr_auc_vs_test"] is None else f"{r['ceiling_pr_auc_vs_test']:.2f}",
               f"{r['backtest']['expected_churners'] / max(r['backtest']['realized_churners'], 1):.2f}"]
              for seed, r in zip(seeds, runs)], "rrrrrrrr")))
@@ -349,7 +350,8 @@ def backtest_one(spark, args, seed: int, out) -> dict:
                                           "realized_churners")},
                "backtest": {k: f[k] for k in ("rows", "churners", "pr_auc", "expected_churners", "realized_churners",
                                               "brier", "bins_within", "bins", "calibration_p")},
-               "pr_auc_vs_test": bt["pr_auc_vs_test"], "ceiling_pr_auc_vs_test": truth_ratio}
+               "pr_auc_vs_test": bt["pr_auc_vs_test"], "pr_auc_vs_test_interval": bt.get("pr_auc_vs_test_interval"),
+               "ceiling_pr_auc_vs_test": truth_ratio}
     (out / "backtest_figures.json").write_text(json.dumps(figures, indent=2))
     return figures
 

@@ -76,6 +76,7 @@ def backtest(spark, days, model_dir: str | Path, as_of: datetime, truth: Path | 
                                                                   or Calibration("none")).method,
         "threshold": threshold, "figures": figures, "model_test": own,
         "pr_auc_vs_test": figures["pr_auc"] / own["pr_auc"] if own.get("pr_auc") else float("nan"),
+        "pr_auc_vs_test_interval": _ratio_interval(model_dir, pdf["userId"].to_numpy(), y, s),
         "ceiling": ceiling,
         "label_overlap_days": max(0, (max(dates) + horizon * 86_400_000 - as_of_ms) // 86_400_000) if dates else None,
     }
@@ -89,6 +90,28 @@ def _model_test(model_dir: Path) -> dict:
     t = artifacts.read_json(path)["best"]["test"]
     return {k: t.get(k) for k in ("pr_auc", "roc_auc", "f1", "rows", "users", "churners", "expected_churners",
                                    "realized_churners")}
+
+
+def _ratio_interval(model_dir: Path, users, labels, scores) -> list[float] | None:
+    """95 % interval of the backtest's PR-AUC over the model's own test PR-AUC, the users of
+    each resampled (:func:`~sparkify.modeling.selection.pr_auc_ratio_interval`), from the
+    test rows' scores in features.parquet; None when the model directory lacks them."""
+    import pandas as pd
+
+    from sparkify.modeling.selection import pr_auc_ratio_interval
+
+    path = model_dir / artifacts.FEATURES_PARQUET
+    if not path.exists():
+        return None
+    try:
+        own = pd.read_parquet(path, columns=["userId", "split", "churn", "score"])
+    except (KeyError, ValueError):  # a model directory without the test rows' scores
+        return None
+    own = own[own["split"] == "test"]
+    if own.empty:
+        return None
+    return pr_auc_ratio_interval((users, labels, scores), (own["userId"].to_numpy(), own["churn"].to_numpy().astype(int),
+                                                           own["score"].to_numpy(dtype=float)))
 
 
 def write_backtest(model_dir: str | Path, result: dict) -> Path:
@@ -114,7 +137,8 @@ def summary(result: dict) -> str:
         f"backtest at {result['as_of'][:10]} (labels in the next {result['horizon_days']} days): "
         f"{f['rows']:,} users, {f['churners']:,} churners (base rate {f['churners'] / max(f['rows'], 1):.3f})",
         f"  PR-AUC {f['pr_auc']:.3f} (model's own test: {t.get('pr_auc', float('nan')):.3f} on {t.get('rows', 0):,} "
-        f"rows, {t.get('churners', 0):,} churner rows; ratio {result['pr_auc_vs_test']:.2f}), ROC-AUC {f['roc_auc']:.3f}",
+        f"rows, {t.get('churners', 0):,} churner rows; ratio {result['pr_auc_vs_test']:.2f}"
+        f"{ev.interval_text(result.get('pr_auc_vs_test_interval'), ', ')}), ROC-AUC {f['roc_auc']:.3f}",
         f"  top 10 %: {f['top10']['users']:,} users, precision {f['top10']['precision']:.3f}, lift {f['top10']['lift']:.2f}",
         f"  at the saved threshold: {int(f['confusion']['tp'] + f['confusion']['fp']):,} flagged, precision "
         f"{f['precision']:.3f}, recall {f['recall']:.3f}, F1 {f['f1']:.3f}",

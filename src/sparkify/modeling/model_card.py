@@ -11,7 +11,7 @@ ceiling, backtest), top inputs and limits.
 
 from __future__ import annotations
 
-from sparkify.modeling.evaluate import counts_text
+from sparkify.modeling.evaluate import counts_text, interval_text
 from sparkify.modeling.selection import fraction_text, oof_counts
 
 WHY_PREDICTION_TIME = (
@@ -263,7 +263,8 @@ def _backtest_lines(backtest: dict | None) -> list[str]:
         return []
     f, t = backtest["figures"], backtest.get("model_test") or {}
     own = (f" (the model's own test: {_num(t.get('pr_auc'))} on {t.get('rows', 0):,} rows, {t.get('churners', 0):,} "
-           f"churner rows; ratio {_num(backtest.get('pr_auc_vs_test'), 2)})" if t else "")
+           f"churner rows; ratio {_num(backtest.get('pr_auc_vs_test'), 2)}"
+           f"{interval_text(backtest.get('pr_auc_vs_test_interval'), ', ')})" if t else "")
     return ["", "## Backtest", "",
             f"Applied at {backtest['as_of'][:10]} and compared with what happened in the next "
             f"{backtest['horizon_days']} days: {f['rows']:,} users, {f['churners']:,} churners; PR-AUC "

@@ -255,15 +255,25 @@ def fraction_of_ceiling(users: np.ndarray, labels: np.ndarray, model_scores: np.
             "fraction_interval": [float(low), float(high)]}
 
 
+def pr_auc_ratio_interval(later: tuple, earlier: tuple, seed: int = 42, resamples: int = 200) -> list[float]:
+    """95 % interval of PR-AUC(later) / PR-AUC(earlier) for two sets of scored rows of
+    different users (each a (users, labels, scores) tuple of aligned arrays), each set's
+    users resampled on its own: [low, high], NaN when a resample has no churner."""
+    a = resampled_pr_aucs(later[0], later[1], [later[2]], seed, resamples)[:, 0]
+    b = resampled_pr_aucs(earlier[0], earlier[1], [earlier[2]], seed + 1, resamples)[:, 0]
+    ratios = a / np.where(b > 0, b, np.nan)
+    if np.isnan(ratios).all():
+        return [float("nan"), float("nan")]
+    low, high = np.nanpercentile(ratios, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
 def fraction_text(ceiling: dict) -> str:
     """'0.72 (95 % interval 0.61-0.84, users resampled)' for a ceiling block with
     :func:`fraction_of_ceiling`'s figures (the bare fraction for one saved without its
     interval)."""
-    frac, band = ceiling.get("model_pr_auc_fraction"), ceiling.get("fraction_interval")
-    text = "n/a" if frac is None else f"{frac:.2f}"
-    if band and all(isinstance(b, float) and b == b for b in band):
-        text += f" (95 % interval {band[0]:.2f}-{band[1]:.2f}, users resampled)"
-    return text
+    frac = ceiling.get("model_pr_auc_fraction")
+    return ("n/a" if frac is None else f"{frac:.2f}") + ev.interval_text(ceiling.get("fraction_interval"))
 
 
 def step_tune(train_df, family: str, comparison: CVOutcome, numeric, categorical, config: TrainConfig,
