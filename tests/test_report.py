@@ -213,6 +213,8 @@ def test_report_numbers_match_the_data(report, trained_model):
     if ceiling:
         assert _kpi(html, "ceiling PR-AUC") == f"{ceiling['test']['pr_auc']:.3f}"
         assert _kpi(html, "fraction of ceiling") == f"{ceiling['model_pr_auc_fraction']:.2f}"
+        low, high = ceiling["fraction_interval"]
+        assert f"95 % interval {low:.2f}-{high:.2f}, users resampled" in html
         assert _table_cells(html, "ceiling-table", "rows") == [f"{metrics['best']['test']['rows']:,}"] * 2
 
 
@@ -253,6 +255,8 @@ def test_backtest_section_only_when_backtest_json_exists(report, backtest_report
     assert f'<strong id="backtest-counts">{_counts(f)}</strong>' in html
     assert _kpi(html, "backtest PR-AUC") == f"{f['pr_auc']:.3f}"
     assert _kpi(html, "backtest vs test") == f"{bt['pr_auc_vs_test']:.2f}"
+    low, high = bt["pr_auc_vs_test_interval"]
+    assert f"95 % interval {low:.2f}-{high:.2f}, users resampled" in html
     assert _table_cells(html, "backtest-table", "rows") == [f"{f['rows']:,}", f"{bt['model_test']['rows']:,}"]
     assert _table_cells(html, "backtest-table", "bins_within")[0] == f"{f['bins_within']} of {f['bins']}"
     # at the model's latest date: the report says the figures are optimistic, and why
