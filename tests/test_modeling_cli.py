@@ -118,6 +118,8 @@ def test_backtest_command(capsys, small_log, trained_model, tmp_path):
     assert 0 <= low < high and "95 % interval" in stdout
     card = (model / "MODEL_CARD.md").read_text()          # the card shows the latest backtest
     assert f"Applied at {as_of[:10]}" in card and f"{f['rows']:,} users, {f['churners']:,} churners" in card
+    assert "reach 23 days into this label period, so these figures are optimistic" in card
+    assert "Top inputs" not in card or card.index("## Backtest") > card.index("Top inputs")  # not under the backtest
 
 
 def test_ingest_command_writes_parquet_the_loader_reads(capsys, spark, real_sample, tmp_path):

@@ -139,3 +139,16 @@ def test_a_ratio_of_pr_aucs_on_two_sets_of_users_reads_with_its_noise():
     assert small[1] - small[0] > high - low           # fewer users, wider
     assert ev.interval_text([low, high]) == f" (95 % interval {low:.2f}-{high:.2f}, users resampled)"
     assert ev.interval_text([float("nan"), 1.0]) == "" and ev.interval_text(None) == ""
+
+
+def test_users_on_both_sides_of_a_ratio_move_together():
+    """The backtest scores the model's own test users again later: resampled together, a
+    user's noise cancels in the ratio, so the interval of a ratio of the same rows is a
+    point and that of two sets sharing their users is narrower than of two disjoint sets."""
+    rng, users, labels = population(n_users=300)
+    scores = labels * 1.2 + rng.normal(0, 1, len(labels))
+    assert pr_auc_ratio_interval((users, labels, scores), (users, labels, scores)) == [1.0, 1.0]
+    later = scores + rng.normal(0, 0.3, len(labels))              # the same users, a little later
+    shared = pr_auc_ratio_interval((users, labels, later), (users, labels, scores))
+    apart = pr_auc_ratio_interval((np.char.add("x", users), labels, later), (users, labels, scores))
+    assert shared[1] - shared[0] < 0.5 * (apart[1] - apart[0])

@@ -802,7 +802,7 @@ def test_numeric_fast_path_agrees_with_the_full_parse(bundle, raw):
         assert type(record[spec.name]) is float
 
 
-def test_the_typical_score_and_importances_come_from_training_rows_only():
+def test_training_records_come_from_the_training_rows_only():
     """The "training customers score X% on average" line and the importance chart rest on
     the training part's rows, not on held-out (test) or unused rows."""
     from sparkify.webapp.state import training_records

@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 from sparkify.modeling.calibration import reliability_text
+from sparkify.modeling.evaluate import interval_text
 from sparkify.modeling.selection import fraction_text
 
 from .common import ROOT, cached_log, get_bench_spark, machine_line, markdown_table, resolve_log, start_server
@@ -279,8 +280,7 @@ def run_backtest(args) -> int:
              "ratio (95 % interval)", "truth's ratio", "expected / realized"],
             [[seed, f"{r['test']['rows']:,} / {r['test']['churners']:,}", f"{r['test']['pr_auc']:.3f}",
               f"{r['backtest']['rows']:,} / {r['backtest']['churners']:,}", f"{r['backtest']['pr_auc']:.3f}",
-              f"{r['pr_auc_vs_test']:.2f}" + ("" if not r.get("pr_auc_vs_test_interval") else
-                                               " ({:.2f}-{:.2f})".format(*r["pr_auc_vs_test_interval"])),
+              f"{r['pr_auc_vs_test']:.2f}{interval_text(r.get('pr_auc_vs_test_interval'), ' (', ')')}",
               "-" if r["ceiling_pr_auc_vs_test"] is None else f"{r['ceiling_pr_auc_vs_test']:.2f}",
               f"{r['backtest']['expected_churners'] / max(r['backtest']['realized_churners'], 1):.2f}"]
              for seed, r in zip(seeds, runs)], "rrrrrrrr")))
@@ -377,8 +377,7 @@ def run_drivers(args) -> int:
              "hazard at t", "model / hazard at t", "leading drivers in the top"],
             [[seed, f"{r['test']['rows']:,} / {r['test']['users']:,} / {r['test']['churners']:,}",
               f"{r['model_pr_auc']:.3f}", f"{r['ceiling_pr_auc']:.3f}",
-              f"{r['fraction']:.2f}" + ("" if not r.get("fraction_interval") else
-                                        " ({:.2f}-{:.2f})".format(*r["fraction_interval"])),
+              f"{r['fraction']:.2f}{interval_text(r.get('fraction_interval'), ' (', ')')}",
               "-" if r["hazard_at_t_pr_auc"] is None else f"{r['hazard_at_t_pr_auc']:.3f}",
               "-" if not r["hazard_at_t_pr_auc"] else f"{r['model_pr_auc'] / r['hazard_at_t_pr_auc']:.2f}",
               f"{r['drivers']['leading_in_top']} of {r['drivers']['leading']}"]

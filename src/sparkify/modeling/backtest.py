@@ -129,16 +129,33 @@ def write_backtest(model_dir: str | Path, result: dict) -> Path:
     return dated
 
 
+def own_test_text(result: dict) -> str:
+    """" (the model's own test: 0.284 on 4,339 rows, 687 churner rows; ratio 0.66, 95 %
+    interval ...)" for a backtest result (empty without the model's test figures)."""
+    t = result.get("model_test") or {}
+    if t.get("pr_auc") is None:
+        return ""
+    ratio = result.get("pr_auc_vs_test")
+    return (f" (the model's own test: {t['pr_auc']:.3f} on {ev.counts_text(t) or 'its test rows'}; ratio "
+            f"{'n/a' if ratio is None else f'{ratio:.2f}'}{ev.interval_text(result.get('pr_auc_vs_test_interval'), ', ')})")
+
+
+def overlap_text(result: dict) -> str:
+    """Why a backtest inside the model's label period is optimistic (empty when it is not)."""
+    days = result.get("label_overlap_days")
+    if not days:
+        return ""
+    return (f"the model's training labels reach {days} days into this label period, so these figures are "
+            "optimistic; a clean out-of-time test starts a horizon after the model's last date")
+
+
 def summary(result: dict) -> str:
     """A few lines for the console: every figure with its row and churner counts."""
     f = result["figures"]
-    t = result.get("model_test") or {}
     lines = [
         f"backtest at {result['as_of'][:10]} (labels in the next {result['horizon_days']} days): "
         f"{f['rows']:,} users, {f['churners']:,} churners (base rate {f['churners'] / max(f['rows'], 1):.3f})",
-        f"  PR-AUC {f['pr_auc']:.3f} (model's own test: {t.get('pr_auc', float('nan')):.3f} on {t.get('rows', 0):,} "
-        f"rows, {t.get('churners', 0):,} churner rows; ratio {result['pr_auc_vs_test']:.2f}"
-        f"{ev.interval_text(result.get('pr_auc_vs_test_interval'), ', ')}), ROC-AUC {f['roc_auc']:.3f}",
+        f"  PR-AUC {f['pr_auc']:.3f}{own_test_text(result)}, ROC-AUC {f['roc_auc']:.3f}",
         f"  top 10 %: {f['top10']['users']:,} users, precision {f['top10']['precision']:.3f}, lift {f['top10']['lift']:.2f}",
         f"  at the saved threshold: {int(f['confusion']['tp'] + f['confusion']['fp']):,} flagged, precision "
         f"{f['precision']:.3f}, recall {f['recall']:.3f}, F1 {f['f1']:.3f}",
@@ -147,8 +164,7 @@ def summary(result: dict) -> str:
         f"Brier {f['brier']:.4f}, {reliability_text(f)}",
     ]
     if result.get("label_overlap_days"):
-        lines.append(f"  note: the model's training labels reach {result['label_overlap_days']} days into this "
-                     "label period; a clean out-of-time test starts a horizon after the model's last date")
+        lines.append(f"  note: {overlap_text(result)}")
     c = result.get("ceiling")
     if c:
         from sparkify.modeling.selection import fraction_text

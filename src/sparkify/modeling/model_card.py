@@ -11,7 +11,7 @@ ceiling, backtest), top inputs and limits.
 
 from __future__ import annotations
 
-from sparkify.modeling.evaluate import counts_text, interval_text
+from sparkify.modeling.evaluate import counts_text
 from sparkify.modeling.selection import fraction_text, oof_counts
 
 WHY_PREDICTION_TIME = (
@@ -50,8 +50,8 @@ def render_model_card(model: dict, metrics: dict, quality: dict, backtest: dict 
     lines += _metrics_table(model, metrics)
     lines += _test_details(metrics)
     lines += _extra_evaluations(metrics)
-    lines += _backtest_lines(backtest)
     lines += _top_inputs(metrics["best"])
+    lines += _backtest_lines(backtest)
     lines += ["", *LIMITS]
     return "\n".join(lines)
 
@@ -248,8 +248,8 @@ def _extra_evaluations(metrics: dict) -> list[str]:
 
 
 def spread_sizes(spread: dict) -> str:
-    """'test sets of R1-R2 rows, C1-C2 churner rows' of a seed spread (empty for one saved
-    before it kept the sizes)."""
+    """'test sets of R1-R2 rows, C1-C2 churner rows' of a seed spread ('test sizes not
+    recorded' for one saved before it kept them)."""
     sizes = spread.get("tests") or []
     if not sizes:
         return "test sizes not recorded"
@@ -261,18 +261,19 @@ def _backtest_lines(backtest: dict | None) -> list[str]:
     """The latest out-of-time backtest (``sparkify backtest``), when one was run."""
     if not backtest:
         return []
-    f, t = backtest["figures"], backtest.get("model_test") or {}
-    own = (f" (the model's own test: {_num(t.get('pr_auc'))} on {t.get('rows', 0):,} rows, {t.get('churners', 0):,} "
-           f"churner rows; ratio {_num(backtest.get('pr_auc_vs_test'), 2)}"
-           f"{interval_text(backtest.get('pr_auc_vs_test_interval'), ', ')})" if t else "")
+    from sparkify.modeling.backtest import overlap_text, own_test_text
+
+    f = backtest["figures"]
+    overlap = overlap_text(backtest)
     return ["", "## Backtest", "",
             f"Applied at {backtest['as_of'][:10]} and compared with what happened in the next "
             f"{backtest['horizon_days']} days: {f['rows']:,} users, {f['churners']:,} churners; PR-AUC "
-            f"{_num(f['pr_auc'])}{own}; top 10 % lift {_num(f['top10']['lift'], 2)}; at the saved threshold "
+            f"{_num(f['pr_auc'])}{own_test_text(backtest)}; top 10 % lift {_num(f['top10']['lift'], 2)}; at the saved threshold "
             f"precision {_num(f['precision'])}, recall {_num(f['recall'])}; expected {f['expected_churners']:.1f} vs "
             f"realized {f['realized_churners']} churners, Brier {_num(f['brier'], 4)}, {f['bins_within']} of "
             f"{f['bins']} reliability bins within the noise"
-            + ("" if f.get("calibration_p") is None else f", calibration test p {f['calibration_p']:.2f}") + "."]
+            + ("" if f.get("calibration_p") is None else f", calibration test p {f['calibration_p']:.2f}") + "."
+            + (f" Note: {overlap}." if overlap else "")]
 
 
 def _drivers_lines(drivers: dict | None) -> list[str]:

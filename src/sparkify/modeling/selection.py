@@ -220,22 +220,41 @@ def pr_auc_gain(base: Scored, other: Scored, seed: int = 42, resamples: int = 20
     if not (np.array_equal(users, other.users[oo]) and np.array_equal(base.as_of[ob], other.as_of[oo])):
         raise ValueError("the two score different rows")
     sb, so = base.scores[ob], other.scores[oo]
-    resampled = resampled_pr_aucs(users, labels, [sb, so], seed, resamples)
+    resampled = resampled_pr_aucs([(users, labels, sb), (users, labels, so)], seed, resamples)
     gain = ev.average_precision(labels, so) - ev.average_precision(labels, sb)
-    return gain, float(np.std(resampled[:, 1] - resampled[:, 0], ddof=1))
+    return gain, float(np.nanstd(resampled[:, 1] - resampled[:, 0], ddof=1))
 
 
-def resampled_pr_aucs(users: np.ndarray, labels: np.ndarray, scores: list[np.ndarray], seed: int = 42,
-                      resamples: int = 200) -> np.ndarray:
-    """PR-AUC of each score array (aligned with ``users`` and ``labels``) on the same
-    ``resamples`` resamples of the users (:func:`user_resample_copies`): a (resamples,
-    len(scores)) array."""
-    rows = np.arange(len(users))
-    out = np.empty((resamples, len(scores)))
-    for i, copies in enumerate(user_resample_copies(users, seed, resamples)):
-        pick = np.repeat(rows, copies)
-        out[i] = [ev.average_precision(labels[pick], s[pick]) for s in scores]
+def resampled_pr_aucs(sides: list[tuple], seed: int = 42, resamples: int = 200) -> np.ndarray:
+    """PR-AUC of each side on the same ``resamples`` resamples of the users: each side a
+    (users, labels, scores) tuple of aligned arrays; the users of all sides are drawn
+    together (:func:`user_resample_copies` on their union), so a user on two sides moves
+    on both. Out: a (resamples, len(sides)) array, NaN where a side's resample holds no
+    churner."""
+    keys = [np.asarray(users).astype(str) for users, _, _ in sides]
+    union, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    copies = user_resample_copies(union, seed, resamples)          # (resamples, union): one column per user
+    starts = np.cumsum([0] + [len(k) for k in keys])
+    out = np.full((resamples, len(sides)), np.nan)
+    for j, (_, labels, scores) in enumerate(sides):
+        labels, scores = np.asarray(labels), np.asarray(scores)
+        rows, per_row = np.arange(len(labels)), copies[:, inverse[starts[j]:starts[j + 1]]]
+        for i in range(resamples):
+            pick = np.repeat(rows, per_row[i])
+            if labels[pick].any():
+                out[i, j] = ev.average_precision(labels[pick], scores[pick])
     return out
+
+
+def ratio_band(numerator: np.ndarray, denominator: np.ndarray) -> list[float]:
+    """The 2.5th and 97.5th percentiles of numerator / denominator over resamples (the
+    resamples where either is NaN or the denominator 0 left out; NaN when none is left)."""
+    ratios = numerator / np.where(denominator > 0, denominator, np.nan)
+    ratios = ratios[np.isfinite(ratios)]
+    if not len(ratios):
+        return [float("nan"), float("nan")]
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return [float(low), float(high)]
 
 
 def fraction_of_ceiling(users: np.ndarray, labels: np.ndarray, model_scores: np.ndarray, truth: np.ndarray,
@@ -248,24 +267,17 @@ def fraction_of_ceiling(users: np.ndarray, labels: np.ndarray, model_scores: np.
     truth_pr = ev.average_precision(labels, truth)
     if not truth_pr:
         return {"model_pr_auc_fraction": float("nan"), "fraction_interval": [float("nan"), float("nan")]}
-    r = resampled_pr_aucs(users, labels, [model_scores, truth], seed, resamples)
-    ratios = r[:, 0] / np.where(r[:, 1] > 0, r[:, 1], np.nan)
-    low, high = np.nanpercentile(ratios, [2.5, 97.5])
+    r = resampled_pr_aucs([(users, labels, model_scores), (users, labels, truth)], seed, resamples)
     return {"model_pr_auc_fraction": ev.average_precision(labels, model_scores) / truth_pr,
-            "fraction_interval": [float(low), float(high)]}
+            "fraction_interval": ratio_band(r[:, 0], r[:, 1])}
 
 
 def pr_auc_ratio_interval(later: tuple, earlier: tuple, seed: int = 42, resamples: int = 200) -> list[float]:
-    """95 % interval of PR-AUC(later) / PR-AUC(earlier) for two sets of scored rows of
-    different users (each a (users, labels, scores) tuple of aligned arrays), each set's
-    users resampled on its own: [low, high], NaN when a resample has no churner."""
-    a = resampled_pr_aucs(later[0], later[1], [later[2]], seed, resamples)[:, 0]
-    b = resampled_pr_aucs(earlier[0], earlier[1], [earlier[2]], seed + 1, resamples)[:, 0]
-    ratios = a / np.where(b > 0, b, np.nan)
-    if np.isnan(ratios).all():
-        return [float("nan"), float("nan")]
-    low, high = np.nanpercentile(ratios, [2.5, 97.5])
-    return [float(low), float(high)]
+    """95 % interval of PR-AUC(later) / PR-AUC(earlier) for two sets of scored rows (each
+    a (users, labels, scores) tuple of aligned arrays), the users of both drawn together
+    (:func:`resampled_pr_aucs`: a user in both sets moves in both): [low, high]."""
+    r = resampled_pr_aucs([later, earlier], seed, resamples)
+    return ratio_band(r[:, 0], r[:, 1])
 
 
 def fraction_text(ceiling: dict) -> str:
