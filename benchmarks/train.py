@@ -82,6 +82,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--seeds", default=None, help="several log seeds, e.g. 42,43,44: one run each, then side by side")
     d.add_argument("--bench-dir", type=Path, default=BENCH_DIR, help="the log cache (default: %(default)s)")
     d.add_argument("--window-days", type=int, default=None, help="feature window (default: sparkify train's)")
+    d.add_argument("--step-days", type=int, default=None,
+                   help="days between observation dates (default: sparkify train's, weekly on this log)")
     d.add_argument("--out", type=Path, default=None, help="model directory (default: drivers/model beside the log)")
     d.set_defaults(run=training.run_drivers)
 

@@ -398,7 +398,8 @@ def drivers_one(spark, args, seed: int, out) -> dict | None:
     log, info = cached_log(args.preset, users, seed, bench_dir=args.bench_dir, churn_model="satisfaction")
     out = out or log.parent / "drivers" / "model"
     t0 = time.perf_counter()
-    m = train(spark, log, out, TrainConfig(label=LabelSpec(**window_option(args)))).metrics
+    steps = {"step_days": args.step_days} if getattr(args, "step_days", None) else {}
+    m = train(spark, log, out, TrainConfig(label=LabelSpec(**window_option(args), **steps))).metrics
     train_s = time.perf_counter() - t0
     t, c = m["best"]["test"], m.get("ceiling") or {}
     if not c.get("drivers"):
