@@ -156,7 +156,7 @@ def test_driver_contributions_add_up_to_the_recorded_log_hazard(sat_log):
     assert (parts >= 0).all().all() and (parts["thumbs_down"] > 0).mean() > 0.5
 
 
-def test_training_on_a_satisfaction_log_keeps_the_ceiling_and_its_drivers(spark, sat_log, tmp_path):
+def test_training_on_a_satisfaction_log_keeps_the_ceiling_and_its_drivers(spark, sat_log, tmp_path, monkeypatch):
     """End to end on a ``--churn-model satisfaction`` log: training's ceiling stage (the true
     probability simulated forward, the hazard at t, the planted drivers) lands in
     metrics.json. The ceiling stage turns any exception into a progress note, so a break in
@@ -164,10 +164,13 @@ def test_training_on_a_satisfaction_log_keeps_the_ceiling_and_its_drivers(spark,
     The cheapest plan that reaches it: sat_log (40 days, so a 14-day horizon, two weekly
     dates), logistic regression alone at the fast settings."""
     from sparkify.features import LabelSpec
+    from sparkify.modeling import extras
     from sparkify.modeling.train import TrainConfig, train
 
     summary, _ = sat_log
     model_dir = tmp_path / "sat_model"
+    # the threshold rows' true probabilities are simulated forward (~40 ms a row): a sample will do here
+    monkeypatch.setattr(extras, "FORWARD_THRESHOLD_ROWS", 60)
     train(spark, summary.path, model_dir, TrainConfig.fast(models=("lr",), verbose=False,
                                                           label=LabelSpec(horizon_days=14, step_days=7)))
     metrics = json.loads((model_dir / "metrics.json").read_text())
