@@ -280,7 +280,7 @@ def run_backtest(args) -> int:
              "ratio (95 % interval)", "truth's ratio", "expected / realized"],
             [[seed, f"{r['test']['rows']:,} / {r['test']['churners']:,}", f"{r['test']['pr_auc']:.3f}",
               f"{r['backtest']['rows']:,} / {r['backtest']['churners']:,}", f"{r['backtest']['pr_auc']:.3f}",
-              f"{r['pr_auc_vs_test']:.2f}{interval_text(r.get('pr_auc_vs_test_interval'), ' (', ')')}",
+              f"{r['pr_auc_vs_test']:.2f}{interval_text(r.get('pr_auc_vs_test_interval'))}",
               "-" if r["ceiling_pr_auc_vs_test"] is None else f"{r['ceiling_pr_auc_vs_test']:.2f}",
               f"{r['backtest']['expected_churners'] / max(r['backtest']['realized_churners'], 1):.2f}"]
              for seed, r in zip(seeds, runs)], "rrrrrrrr")))
@@ -377,7 +377,7 @@ def run_drivers(args) -> int:
              "hazard at t", "model / hazard at t", "leading drivers in the top"],
             [[seed, f"{r['test']['rows']:,} / {r['test']['users']:,} / {r['test']['churners']:,}",
               f"{r['model_pr_auc']:.3f}", f"{r['ceiling_pr_auc']:.3f}",
-              f"{r['fraction']:.2f}{interval_text(r.get('fraction_interval'), ' (', ')')}",
+              f"{r['fraction']:.2f}{interval_text(r.get('fraction_interval'))}",
               "-" if r["hazard_at_t_pr_auc"] is None else f"{r['hazard_at_t_pr_auc']:.3f}",
               "-" if not r["hazard_at_t_pr_auc"] else f"{r['model_pr_auc'] / r['hazard_at_t_pr_auc']:.2f}",
               f"{r['drivers']['leading_in_top']} of {r['drivers']['leading']}"]

@@ -273,14 +273,12 @@ def counts_text(block: dict | None) -> str:
     return text
 
 
-def interval_text(band: list[float] | None, lead: str = " (", tail: str = "") -> str:
-    """'<lead>95 % interval 0.61-0.84, users resampled<tail>' for a [low, high] interval;
-    empty when there is none (None or NaN). ``lead`` " (" closes with ")" unless ``tail``
-    is given."""
+def interval_text(band: list[float] | None, lead: str = " (") -> str:
+    """'<lead>95 % interval 0.61-0.84, users resampled' for a [low, high] interval, closed
+    with ")" when ``lead`` opens one; empty when there is none (None or NaN)."""
     if not band or any(not isinstance(b, (int, float)) or b != b for b in band):
         return ""
-    close = tail or (")" if lead.endswith("(") else "")
-    return f"{lead}95 % interval {band[0]:.2f}-{band[1]:.2f}, users resampled{close}"
+    return f"{lead}95 % interval {band[0]:.2f}-{band[1]:.2f}, users resampled{')' if lead.endswith('(') else ''}"
 
 
 def spread(values) -> dict[str, float]:
