@@ -139,7 +139,8 @@ def test_notebook_executes_on_a_small_log(notebook_run):
     cal = metrics["best"]["calibration"]
     assert f"calibration: {cal['method']}" in text
     oot = metrics["best"]["periods"]["out_of_time"]
-    assert f"Out of time ({oot['rows']} rows, {oot['churners']} churner rows)" in text
+    assert f"Out of time ({oot['rows']:,} rows of {oot['users']:,} users, {oot['churners']:,} churner rows)" in text
+    assert f"out of fold ({cal['out_of_fold']['rows']:,} rows of {cal['out_of_fold']['users']:,} users" in text
     # the NumPy scorer reproduces the saved decisions and probabilities
     assert "decisions agree with the saved confusion matrix: True" in text
     assert f"expected churners from the scorer's probabilities: {test['expected_churners']:.1f}" in text

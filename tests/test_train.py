@@ -66,7 +66,7 @@ def test_classification_metrics_from_counts():
     f1_neg = 2 * 4 / (2 * 4 + 1 + 1)
     assert m["weighted_f1"] == pytest.approx((3 * 2 / 3 + 5 * f1_neg) / 8)
     top = ev.top_fraction(y, [0.9, 0.8, 0.1, 0.7, 0.2, 0.3, 0.1, 0.0], 0.25)
-    assert top["users"] == 2 and top["precision"] == 1.0 and top["lift"] == pytest.approx(8 / 3)
+    assert top["rows"] == top["users"] == 2 and top["churners"] == 2 and top["precision"] == 1.0 and top["lift"] == pytest.approx(8 / 3)
 
 
 def test_platt_calibration_is_monotone_and_fits_a_known_slope():
@@ -214,6 +214,9 @@ def test_model_directory_holds_every_artifact(trained_model: Path):
     test = json.loads((trained_model / "metrics.json").read_text())["best"]["test"]
     assert 0.0 <= test["calibration_p"] <= 1.0 and 1 <= test["calibration_df"] <= test["bins"]
     assert f"chi-square test over the bins: p {test['calibration_p']:.2f}" in card
+    top = test["top10"]                               # the top-decile figures say what they rest on
+    assert top["churners"] == round(top["precision"] * top["rows"])
+    assert f"Top 10 % of scores ({top['rows']:,} rows, {top['churners']:,} churner rows)" in card
     model_json = json.loads((trained_model / "model.json").read_text())
     for f in model_json["features"]:                  # the card lists the inputs as model.json has them
         assert f"| `{f['name']}` | {f['kind']} | {f.get('unit') or ''} | {f['description']} |" in card

@@ -28,13 +28,13 @@ def step_calibrate(outcome: CVOutcome, progress: Progress) -> tuple[cal.Calibrat
         kind = "margin" if outcome.family == "svc" else "logit"
         o = outcome.oof
         calibration, losses = cal.choose_calibration(o.labels, o.scores, o.folds, kind)
-        figures = cal.probability_figures(o.labels, calibration(o.scores), groups=o.users)
+        figures = {**cal.probability_figures(o.labels, calibration(o.scores), groups=o.users), **o.counts()}
         for key in ("calibration_chi2", "calibration_df", "calibration_p"):  # the map was fitted on these rows
             figures.pop(key)
         st.note = (f"{calibration.method} (cross-fitted log loss "
                    + ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
                    + f"); out of fold: expected {figures['expected_churners']:.1f} vs realized "
-                   f"{figures['realized_churners']} churner rows of {figures['rows']:,}")
+                   f"{figures['realized_churners']} churner rows ({ev.counts_text(figures)})")
     return calibration, {"method": calibration.method, "input": kind, "cross_fitted_log_loss": losses,
                          "out_of_fold": figures}
 

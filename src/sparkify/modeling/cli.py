@@ -205,8 +205,7 @@ def run_train(args: argparse.Namespace) -> int:
     except JavaNotFoundError as exc:
         return _err("train", str(exc))
     from sparkify.modeling.calibration import reliability_text
-    from sparkify.modeling.evaluate import counts_text
-    from sparkify.modeling.model_card import spread_sizes
+    from sparkify.modeling.evaluate import counts_text, spread_sizes
     from sparkify.modeling.selection import fraction_text
     from sparkify.modeling.train import train
 
@@ -234,7 +233,7 @@ def run_train(args: argparse.Namespace) -> int:
               f"{lc['window']['f1']:.3f} / {lc['window']['weighted_f1']:.3f} on {counts_text(lc['window'])})")
     if m.get("ceiling"):
         c = m["ceiling"]
-        print(f"true ceiling on the same {c['test']['rows']:,} test rows: churn F1 {c['test']['f1']:.3f}, "
+        print(f"true ceiling on the same test rows ({counts_text(c['test'])}): churn F1 {c['test']['f1']:.3f}, "
               f"PR-AUC {c['test']['pr_auc']:.3f}; the model reaches {fraction_text(c)} of it")
     if m.get("seed_spread"):
         s = m["seed_spread"]["f1"]

@@ -156,9 +156,10 @@ def best_threshold(y_true, scores) -> tuple[float, float]:
 
 
 def top_fraction(y_true, scores, fraction: float = 0.10) -> dict[str, float]:
-    """Precision and lift among the ``fraction`` highest-scored users.
+    """Precision and lift among the ``fraction`` highest-scored rows.
 
-    Lift = precision in the top fraction / base churn rate. Out: {"fraction", "users",
+    Lift = precision in the top fraction / base churn rate. Out: {"fraction", "rows" (and
+    "users", the same count under its older name), "churners" (churner rows among them),
     "precision", "lift", "base_rate"}."""
     y, s = _arrays(y_true, scores)
     n = len(y)
@@ -167,7 +168,7 @@ def top_fraction(y_true, scores, fraction: float = 0.10) -> dict[str, float]:
     top = y[order[:k]]
     base = float(y.mean()) if n else 0.0
     prec = float(top.mean()) if k else 0.0
-    return {"fraction": fraction, "users": int(k), "precision": prec,
+    return {"fraction": fraction, "rows": int(k), "users": int(k), "churners": int(top.sum()), "precision": prec,
             "lift": _safe_div(prec, base), "base_rate": base}
 
 
@@ -271,6 +272,20 @@ def counts_text(block: dict | None) -> str:
     if b.get("churners") is not None:
         text += f", {int(b['churners']):,} churner rows"
     return text
+
+
+def spread_sizes(spread: dict) -> str:
+    """'test sets of R1-R2 rows of U1-U2 users, C1-C2 churner rows' of a seed spread ('test sizes not
+    recorded' for one saved before it kept them)."""
+    sizes = spread.get("tests") or []
+    if not sizes:
+        return "test sizes not recorded"
+
+    def span(key: str) -> str:
+        values = [t[key] for t in sizes if t.get(key) is not None]
+        return f"{min(values):,}-{max(values):,}" if values else "?"
+
+    return f"test sets of {span('rows')} rows of {span('users')} users, {span('churners')} churner rows"
 
 
 def interval_text(band: list[float] | None, lead: str = " (") -> str:

@@ -57,7 +57,8 @@ def step_extras(loaded, data: SplitTable, test: Scored, tuned: CVOutcome, best_f
         with progress.stage("label comparison") as st:
             lc = out["label_comparison"] = label_comparison(loaded, tuned.family, tuned.params, config,
                                                             data.partitions, best_fig)
-            st.note = f"'ever' F1 {lc['ever']['f1']:.3f} vs prediction-time F1 {lc['window']['f1']:.3f}"
+            st.note = (f"'ever' F1 {lc['ever']['f1']:.3f} on {ev.counts_text(lc['ever'])} vs prediction-time F1 "
+                       f"{lc['window']['f1']:.3f} on {ev.counts_text(lc['window'])}")
     truth = truth_path_for(events_path) if config.ceiling and spec.mode == "window" else None
     if truth is not None:
         with progress.stage("ceiling") as st:
@@ -69,7 +70,7 @@ def step_extras(loaded, data: SplitTable, test: Scored, tuned: CVOutcome, best_f
                 st.note = f"skipped: ground truth at {truth} could not be used ({exc})"
             else:
                 c = out["ceiling"]
-                st.note = (f"true probability on the same {c['test']['rows']:,} test rows: PR-AUC "
+                st.note = (f"true probability on the same test rows ({ev.counts_text(c['test'])}): PR-AUC "
                            f"{c['test']['pr_auc']:.3f}, F1 {c['test']['f1']:.3f}; the model reaches "
                            f"{fraction_text(c)} of its PR-AUC")
     if config.seed_spread > 0 and best_fig["test"]["users"] < config.spread_max_test_users:
@@ -77,7 +78,8 @@ def step_extras(loaded, data: SplitTable, test: Scored, tuned: CVOutcome, best_f
             out["seed_spread"] = seed_spread(data.base, numeric, categorical, tuned.family, tuned.params, config,
                                              data.partitions, best_fig["test"], oot_dates(spec))
             sp = out["seed_spread"]["f1"]
-            st.note = f"F1 over {sp['n']} splits: {sp['mean']:.3f} +/- {sp['sd']:.3f}"
+            st.note = (f"F1 over {sp['n']} splits: {sp['mean']:.3f} +/- {sp['sd']:.3f} "
+                       f"({ev.spread_sizes(out['seed_spread'])})")
     return out
 
 

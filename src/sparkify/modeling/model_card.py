@@ -11,7 +11,7 @@ ceiling, backtest), top inputs and limits.
 
 from __future__ import annotations
 
-from sparkify.modeling.evaluate import counts_text
+from sparkify.modeling.evaluate import counts_text, spread_sizes
 from sparkify.modeling.selection import fraction_text, oof_counts
 
 WHY_PREDICTION_TIME = (
@@ -176,10 +176,16 @@ def _choice_lines(metrics: dict) -> list[str]:
         pr = weighting["out_of_fold_pr_auc"]
         se = weighting.get("standard_error")
         lines += ["", f"Class weights {'kept' if weighting['kept'] else 'not kept'}: out-of-fold PR-AUC "
-                      f"{_num(pr['weighted'])} with them, {_num(pr['unweighted'])} without"
+                      f"{_num(pr['weighted'])} with them, {_num(pr['unweighted'])} without on "
+                      f"{oof_counts(choice) if choice else 'the training rows'}"
                       + (f" (kept only for a gain above one standard error, {_num(se)})" if se is not None else "")
                       + "."]
     return lines
+
+
+def _top_churners(top: dict) -> str:
+    """', C churner rows' among the top-scored rows (empty for a model saved before it was kept)."""
+    return f", {top['churners']:,} churner rows" if top.get("churners") is not None else ""
 
 
 def _test_details(metrics: dict) -> list[str]:
@@ -189,7 +195,7 @@ def _test_details(metrics: dict) -> list[str]:
     lines = [
         "",
         f"Confusion (test): TP {c['tp']}, FP {c['fp']}, FN {c['fn']}, TN {c['tn']}. "
-        f"Top 10 % of scores ({top['users']} rows): precision {_num(top['precision'])}, lift {_num(top['lift'], 2)} "
+        f"Top 10 % of scores ({top['users']:,} rows{_top_churners(top)}): precision {_num(top['precision'])}, lift {_num(top['lift'], 2)} "
         f"over the base rate {_num(top['base_rate'])}. A constant predictor has PR-AUC {_num(base.get('pr_auc'))}.",
     ]
     periods = best.get("periods") or {}
@@ -245,16 +251,6 @@ def _extra_evaluations(metrics: dict) -> list[str]:
                           f"{_num(held.get('model_pr_auc_fraction'), 2)} of it."]
         lines += _drivers_lines(ceiling.get("drivers"))
     return lines
-
-
-def spread_sizes(spread: dict) -> str:
-    """'test sets of R1-R2 rows, C1-C2 churner rows' of a seed spread ('test sizes not
-    recorded' for one saved before it kept them)."""
-    sizes = spread.get("tests") or []
-    if not sizes:
-        return "test sizes not recorded"
-    rows, churners = [t["rows"] for t in sizes], [t["churners"] for t in sizes]
-    return (f"test sets of {min(rows):,}-{max(rows):,} rows, {min(churners):,}-{max(churners):,} churner rows")
 
 
 def _backtest_lines(backtest: dict | None) -> list[str]:

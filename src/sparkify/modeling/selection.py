@@ -140,7 +140,8 @@ def step_compare(train_df, numeric, categorical, config: TrainConfig, progress: 
                 st.advance()
                 thr, f1 = o.threshold()
                 progress.say(f"  {FAMILY_NAMES[o.family]}: out-of-fold F1 {f1:.3f}, "
-                             f"CV {config.cv_metric} {max(o.cv_metrics):.3f} ({o.seconds:.1f}s)")
+                             f"CV {config.cv_metric} {max(o.cv_metrics):.3f} on {ev.counts_text(o.oof.counts())} "
+                             f"({o.seconds:.1f}s)")
         st.note = f"{len(outcomes)} families"
     return {family: outcomes[family] for family in config.models}
 
@@ -323,7 +324,7 @@ def _tuning_note(tuned: Tuned, config: TrainConfig) -> str:
     threshold, val_f1 = o.threshold()
     note = (f"{FAMILY_NAMES[o.family]} {o.params}"
             + ("" if config.tune else " (its comparison point: --thorough searches a grid)")
-            + f", threshold {threshold:.4f}, out-of-fold F1 {val_f1:.3f}")
+            + f", threshold {threshold:.4f}, out-of-fold F1 {val_f1:.3f} on {ev.counts_text(o.oof.counts())}")
     if weighting is not None:
         pr = weighting["out_of_fold_pr_auc"]
         note += (f"; class weights {'kept' if weighting['kept'] else 'dropped'} (out-of-fold PR-AUC "

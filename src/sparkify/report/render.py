@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from sparkify.modeling.evaluate import counts_text, interval_text
+from sparkify.modeling.evaluate import counts_text, interval_text, spread_sizes
 from sparkify.report.collect import ReportData
 from sparkify.report.figures import build_figures
 from sparkify.report.tables import (
@@ -71,6 +71,7 @@ def report_context(data: ReportData, title: str | None = None) -> dict[str, Any]
         "title": title or "Sparkify churn report",
         "counts_text": counts_text,
         "interval_text": interval_text,
+        "spread_sizes": spread_sizes,
         "splits": split_table(data.features, metrics),
         "pdates": pdates,
         "side_columns": side_names,
