@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/train.py first-run --runs 3 --thorough
     .venv/bin/python benchmarks/train.py backtest --seeds 42,43,44,45,46
     .venv/bin/python benchmarks/train.py drivers --seeds 42,43,44,45
+    .venv/bin/python benchmarks/train.py latent --model MODEL_DIR
     .venv/bin/python benchmarks/train.py ablation --log MODEL_DIR/features.parquet
 
 Subcommands (``--help`` on each; the code is in ``bench/training.py``):
@@ -21,6 +22,10 @@ Subcommands (``--help`` on each; the code is in ``bench/training.py``):
   log (2,000 users by default), the model's PR-AUC as a fraction of the true ceiling (the
   probability simulated forward from each test row's known state; target >= 0.8), and
   the planted drivers' ranks among the model's inputs and the at-risk customers' reasons;
+* ``latent``: on a saved model's own rows, a logistic regression on its inputs and on its
+  inputs plus each user's latent traits (the simulator's cohort, activity rates and, for
+  ``satisfaction`` logs, temperament and baseline), beside the saved model, each as a
+  fraction of the true ceiling: how much of the gap is what no log shows;
 * ``ablation``: held-out PR-AUC and F1 with and without the opt-in artist features, the
   same splits and parameters, per family and seed (``--log``: a log or a features.parquet
   written with ``--artist-features``).
@@ -86,6 +91,11 @@ def parser() -> argparse.ArgumentParser:
                    help="days between observation dates (default: sparkify train's, weekly on this log)")
     d.add_argument("--out", type=Path, default=None, help="model directory (default: drivers/model beside the log)")
     d.set_defaults(run=training.run_drivers)
+
+    lt = sub.add_parser("latent", help="a saved model, a linear model with the users' latent traits, the ceiling")
+    lt.add_argument("--model", required=True, help="a model directory trained on a simulated log")
+    lt.add_argument("--truth", default=None, help="the log's _truth.parquet (default: the one metrics.json names)")
+    lt.set_defaults(run=training.run_latent)
 
     a = sub.add_parser("ablation", help="what the opt-in artist features add to the models")
     add_log_args(a, log_help="an event log, or a features.parquet with the artist features")

@@ -517,3 +517,98 @@ def run_ablation(args) -> int:
     finally:
         spark.stop()
     return 0
+
+
+# --------------------------------------------------------------------------- latent traits
+def latent_traits(truth):
+    """The simulator's lasting per-user traits, which no log shows, as model inputs: in, the
+    ground-truth table (pandas); out, (a table keyed by ``userId``, numeric columns,
+    categorical columns). Multiplicative rates enter on a log scale: the session and page
+    gaps (``alpha``, ``beta``), the satisfaction model's ``temperament``; its ``baseline``
+    as it is; the ``cohort`` as a category."""
+    import numpy as np
+
+    out = truth[["userId"]].astype({"userId": str})
+    numeric = []
+    for name, values in (("latent_log_alpha", np.log(truth["alpha"])), ("latent_log_beta", np.log(truth["beta"])),
+                         ("latent_log_temperament", np.log(truth["temperament"]) if "temperament" in truth else None),
+                         ("latent_baseline", truth["baseline"] if "baseline" in truth else None)):
+        if values is not None:
+            out[name] = values.to_numpy(dtype=float)
+            numeric.append(name)
+    out["latent_cohort"] = truth["cohort"].astype(str).to_numpy()
+    return out, numeric, ["latent_cohort"]
+
+
+def run_latent(args) -> int:
+    """``train.py latent``: how much of the gap between a saved model and the true ceiling
+    is what the log cannot show. On the model's own training and test rows
+    (``features.parquet``), a logistic regression (the comparison point's parameters,
+    unweighted) is fitted on the model's inputs, then on the same inputs and each user's
+    latent traits (:func:`latent_traits`); each is scored on the test rows beside the saved
+    model and the true ceiling, as a fraction of the ceiling's PR-AUC with its 95 %
+    interval (test users resampled)."""
+    import numpy as np
+    import pandas as pd
+
+    from sparkify.modeling import evaluate as ev
+    from sparkify.modeling.extras import ceiling_on_rows
+    from sparkify.modeling.pipelines import AS_OF_COL, LABEL_COL, build_pipeline, default_settings, prepare_table
+    from sparkify.modeling.selection import fraction_of_ceiling, with_score
+
+    model = Path(args.model)
+    metrics = json.loads((model / "metrics.json").read_text())
+    model_json = json.loads((model / "model.json").read_text())
+    truth_path = Path(args.truth or (metrics.get("ceiling") or {}).get("source") or "")
+    if not truth_path.is_file():
+        raise SystemExit(f"no ground truth for {model}: give --truth (the log's _truth.parquet)")
+    truth = pd.read_parquet(truth_path)
+    latent, latent_numeric, latent_categorical = latent_traits(truth)
+    rows = pd.read_parquet(model / "features.parquet")
+    rows = rows[rows["split"].isin(["train", "test"])].merge(latent, on="userId", how="left")
+    numeric = [f["name"] for f in model_json["features"] if f["kind"] == "numeric"]
+    categorical = [f["name"] for f in model_json["features"] if f["kind"] == "categorical"]
+    params = {**default_settings()["lr"].fixed, **((metrics.get("models") or {}).get("lr") or {}).get("params", {})}
+    params.pop("weightCol", None)
+
+    test = rows[rows["split"] == "test"].sort_values(["userId", AS_OF_COL]).reset_index(drop=True)
+    users, labels = test["userId"].to_numpy(), test[LABEL_COL].to_numpy().astype(int)
+    print(machine_line())
+    print(f"model: {model} ({metrics['best']['name']}); truth: {truth_path}")
+    print(f"train {int((rows['split'] == 'train').sum()):,} rows; test {ev.counts_text(_counts(test))}", flush=True)
+    t0 = time.perf_counter()
+    _, truth_p = ceiling_on_rows(truth_path, test, int(model_json["label"]["horizon_days"]))
+    print(f"true ceiling on the test rows: {time.perf_counter() - t0:.1f} s", flush=True)
+
+    spark = get_bench_spark("sparkify-latent")
+    try:
+        arms = {"the saved model (" + metrics["best"]["name"] + ")": test["score"].to_numpy(dtype=float)}
+        for name, extra_num, extra_cat in (("LogisticRegression, the model's inputs", [], []),
+                                           ("LogisticRegression, + the latent traits", latent_numeric,
+                                            latent_categorical)):
+            num, cat = numeric + extra_num, categorical + extra_cat
+            frame = spark.createDataFrame(rows[["userId", AS_OF_COL, LABEL_COL, "split", *num, *cat]])
+            table = prepare_table(frame, num, cat).join(frame.select("userId", AS_OF_COL, "split"),
+                                                        ["userId", AS_OF_COL]).repartition(2).cache()
+            pipeline, _ = build_pipeline("lr", num, cat, params, weighted=False)
+            fitted = pipeline.fit(table.filter("split = 'train'"))
+            scored = (with_score(fitted.transform(table.filter("split = 'test'")), "lr")
+                      .select("userId", AS_OF_COL, "score").toPandas())
+            arms[name] = test[["userId", AS_OF_COL]].merge(scored, on=["userId", AS_OF_COL])["score"].to_numpy()
+            table.unpersist()
+    finally:
+        spark.stop()
+    arms["the true ceiling"] = truth_p
+    out = []
+    for name, scores in arms.items():
+        frac = fraction_of_ceiling(users, labels, scores, truth_p)
+        out.append([name, f"{ev.average_precision(labels, scores):.3f}",
+                    f"{frac['model_pr_auc_fraction']:.2f}{ev.interval_text(frac['fraction_interval'])}"])
+    print(f"\ntest: {ev.counts_text(_counts(test))}; latent traits: {', '.join(latent_numeric + latent_categorical)}")
+    print("\n".join(markdown_table(["scores", "PR-AUC", "fraction of the ceiling"], out)))
+    return 0 if np.isfinite(truth_p).all() else 1
+
+
+def _counts(table) -> dict:
+    """Rows, users and churner rows of a pandas table of labelled rows."""
+    return {"rows": len(table), "users": int(table["userId"].nunique()), "churners": int(table["churn"].sum())}
