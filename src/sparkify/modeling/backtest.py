@@ -149,6 +149,11 @@ def overlap_text(result: dict) -> str:
             "optimistic; a clean out-of-time test starts a horizon after the model's last date")
 
 
+def _caught(top: dict) -> str:
+    """', C churners' among the top-scored users (empty for figures saved before they were kept)."""
+    return f", {top['churners']:,} churners" if top.get("churners") is not None else ""
+
+
 def summary(result: dict) -> str:
     """A few lines for the console: every figure with its row and churner counts."""
     f = result["figures"]
@@ -156,7 +161,8 @@ def summary(result: dict) -> str:
         f"backtest at {result['as_of'][:10]} (labels in the next {result['horizon_days']} days): "
         f"{f['rows']:,} users, {f['churners']:,} churners (base rate {f['churners'] / max(f['rows'], 1):.3f})",
         f"  PR-AUC {f['pr_auc']:.3f}{own_test_text(result)}, ROC-AUC {f['roc_auc']:.3f}",
-        f"  top 10 %: {f['top10']['users']:,} users{', ' + format(f['top10']['churners'], ',') + ' churners' if f['top10'].get('churners') is not None else ''}, precision {f['top10']['precision']:.3f}, lift {f['top10']['lift']:.2f}",
+        f"  top 10 %: {f['top10']['users']:,} users{_caught(f['top10'])}, precision {f['top10']['precision']:.3f}, "
+        f"lift {f['top10']['lift']:.2f}",
         f"  at the saved threshold: {int(f['confusion']['tp'] + f['confusion']['fp']):,} flagged, precision "
         f"{f['precision']:.3f}, recall {f['recall']:.3f}, F1 {f['f1']:.3f}",
         f"  probabilities ({result['calibration']}): expected {f['expected_churners']:.1f} vs realized "
