@@ -195,8 +195,9 @@ def test_size_limits(client, app, trained_model, training_rows):
     small = create_app(trained_model, config={"MAX_BATCH": 5}).test_client()
     assert post(small, training_rows[:5], reasons="0").status_code == 200
     r = post(small, training_rows[:6], reasons="0")
-    assert r.status_code == 413 and "At most 5" in r.json["message"]
-    big = json.dumps({"padding": "x" * (app.config["MAX_CONTENT_LENGTH"] + 10)})
+    assert r.status_code == 400 and "At most 5" in r.json["message"]
+    api_limit = app.config["MAX_BATCH"] * app.config["API_BYTES_PER_CUSTOMER"]
+    big = json.dumps({"padding": "x" * (api_limit + 10)})
     r = post(client, big)
     assert r.status_code == 413 and r.mimetype == "application/json" and "too large" in r.json["message"]
 
@@ -206,3 +207,95 @@ def test_wrong_method_and_unknown_endpoint_are_json(client):
     assert r.status_code == 405 and r.mimetype == "application/json"
     r = client.get("/api/nothing-here")
     assert r.status_code == 404 and r.json["error"] == "Not Found"
+
+
+# --------------------------------------------------------------------------- QA: limits, flags, bounds
+
+def median_customer(client) -> dict:
+    """A customer built from /api/model's feature medians, as the README's example builds it."""
+    features = client.get("/api/model").json["features"]
+    return {f["name"]: f.get("median", f.get("default")) for f in features}
+
+
+def test_a_full_batch_of_realistic_customers_fits_the_body_limit(client, app):
+    limit = app.config["MAX_BATCH"]
+    customer = median_customer(client)
+    body = json.dumps([customer] * limit, indent=2)  # pretty-printed, as a person might send it
+    assert len(body) > app.config["MAX_CONTENT_LENGTH"]  # more than the pages accept
+    r = post(client, body, reasons="0")
+    assert r.status_code == 200, r.json
+    assert len(r.json) == limit and len({row["probability"] for row in r.json}) == 1
+    # one more customer: the count limit speaks, not the byte limit
+    r = post(client, [customer] * (limit + 1), reasons="0")
+    assert r.status_code == 400 and r.mimetype == "application/json"
+    assert r.json["message"] == f"At most {limit} customers per request."
+
+
+def test_api_body_limit_follows_the_batch_limit(trained_model, training_rows):
+    small = create_app(trained_model, config={"MAX_BATCH": 5})
+    client = small.test_client()
+    assert post(client, training_rows[:5], reasons="0").status_code == 200
+    limit = 5 * small.config["API_BYTES_PER_CUSTOMER"]
+    r = post(client, json.dumps({"padding": "x" * limit}))
+    assert r.status_code == 413 and f"limit {limit // 1024} KiB" in r.json["message"]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("1", True), ("true", True), ("TRUE", True), ("Yes", True), (" yes ", True),
+    ("0", False), ("false", False), ("False", False), ("NO", False),
+])
+def test_reasons_flag_accepts_clear_values(client, training_rows, value, expected):
+    r = post(client, training_rows[0], reasons=value)
+    assert r.status_code == 200 and ("reasons" in r.json) is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", "", "2", "-1", "tru", "yes please", "nein"])
+def test_reasons_flag_refuses_unclear_values(client, training_rows, value):
+    r = post(client, training_rows[0], reasons=value)
+    assert r.status_code == 400 and r.mimetype == "application/json"
+    assert list(r.json["fields"]) == ["reasons"]
+    assert "reasons" in r.json["message"] and "true" in r.json["message"]
+
+
+def fraction_specs(bundle):
+    found = [s for s in bundle.specs if s.numeric and s.unit == "fraction"]
+    if not found:
+        pytest.skip("this model has no fraction feature")
+    return found
+
+
+def test_fraction_features_accept_only_0_to_1(client, bundle, training_rows):
+    for spec in fraction_specs(bundle):
+        for value in (5, 9.0, 1.0001, -0.1, "2"):
+            record = dict(training_rows[0], **{spec.name: value})
+            r = post(client, record)
+            assert r.status_code == 400, (spec.name, value)
+            assert list(r.json["fields"]) == [spec.name] and spec.name in r.json["message"]
+            assert "from 0 to 1" in r.json["fields"][spec.name]
+        for value in (0, 0.0, 0.5, 1, 1.0):
+            record = dict(training_rows[0], **{spec.name: value})
+            assert post(client, record, reasons="0").status_code == 200, (spec.name, value)
+
+
+def test_model_metadata_states_the_fraction_bounds(client, bundle):
+    names = {s.name for s in fraction_specs(bundle)}
+    for f in client.get("/api/model").json["features"]:
+        if f["name"] in names:
+            assert (f["accepted_min"], f["accepted_max"]) == (0, 1)
+
+
+def test_negative_counts_and_rates_are_refused(client, bundle, training_rows):
+    for spec in (s for s in bundle.specs if s.numeric and s.unit != "fraction"):
+        record = dict(training_rows[0], **{spec.name: -1})
+        r = post(client, record)
+        assert r.status_code == 400 and list(r.json["fields"]) == [spec.name], spec.name
+
+
+def test_nan_literal_in_a_categorical_field_answers_400(client, bundle, training_rows):
+    cats = [s for s in bundle.specs if not s.numeric]
+    if not cats:
+        pytest.skip("this model has no categorical feature")
+    for literal in ("NaN", "Infinity", "-Infinity"):
+        text = json.dumps({**training_rows[0], cats[0].name: "SENTINEL"}).replace('"SENTINEL"', literal)
+        r = post(client, text)
+        assert r.status_code == 400 and list(r.json["fields"]) == [cats[0].name], literal

@@ -419,3 +419,23 @@ def test_small_log_labels_match_truth(spark, small_log, small_loaded):
     assert sum(got.values()) == sum(expected.values()) > 0
     # nobody already gone at a date is in that date's rows
     assert all(churn_ms.get(u) is None or churn_ms[u] > t for u, t in got)
+
+
+def test_training_dates_must_have_their_whole_window_and_horizon_in_the_log():
+    from sparkify.features import DAY_MS, LabelSpec, check_dates_fit
+
+    start, end = 1538352000000, 1538352000000 + 61 * DAY_MS      # 2018-10-01 .. 2018-12-01
+    fits = LabelSpec(cutoff=datetime(2018, 10, 31, tzinfo=UTC))
+    check_dates_fit(replace_dates(fits, 1538352000000 + 30 * DAY_MS), start, end)
+    with pytest.raises(ValueError, match="no full 30-day horizon .* the latest date that fits is 2018-11-01"):
+        check_dates_fit(replace_dates(fits, 1538352000000 + 40 * DAY_MS), start, end)
+    with pytest.raises(ValueError, match="no full 14-day feature window .* earliest date that fits is 2018-10-15"):
+        check_dates_fit(replace_dates(fits, 1538352000000 + 10 * DAY_MS), start, end)
+    check_dates_fit(replace_dates(LabelSpec(mode="ever"), 0), start, end)   # 'ever' labels: one date per user
+
+
+def replace_dates(spec, t_ms):
+    """``spec`` observed at the single time ``t_ms``."""
+    from dataclasses import replace
+
+    return replace(spec, dates=(t_ms,))

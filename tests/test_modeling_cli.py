@@ -39,6 +39,7 @@ def test_train_unwritable_model_dir_exits_2(capsys, tmp_path, real_sample):
     ("--horizon-days", "0", "horizon_days"),
     ("--step-days", "0", "step_days"),
     ("--last-date", "2018-11-01T12:00:00Z", "midnight"),
+    ("--cutoff", "2018-10-01", "no full 30-day horizon of log after it"),
 ])
 def test_train_bad_options_exit_2(capsys, tmp_path, real_sample, option, value, message):
     code, _, err = run(capsys, "train", str(real_sample), "--model", str(tmp_path / "m"), option, value)
@@ -85,6 +86,40 @@ def test_score_command_writes_a_ranked_list(capsys, spark, small_log, trained_mo
     df = pd.read_parquet(out)
     assert list(df["rank"]) == list(range(1, len(df) + 1))
     assert len(df) > 100 and df.decision.isin([0, 1]).all()
+
+
+def test_score_sets_malformed_lines_aside_and_writes_nothing_when_nobody_is_active(capsys, compact_log,
+                                                                                   trained_model, tmp_path):
+    log = tmp_path / "log.json"
+    log.write_text(compact_log.read_text() + '{"ts": "abc", "userId": "5"}\n\x00\x01 binary\n{"page": \n')
+    out = tmp_path / "at_risk.csv"
+    code, stdout, err = run(capsys, "score", str(log), "--model", str(trained_model), "--out", str(out))
+    assert code == 0, err
+    quarantine = tmp_path / "at_risk.quarantine"
+    assert f"3 malformed lines quarantined -> {quarantine}" in stdout
+    assert sum(len(f.read_text().splitlines()) for f in quarantine.glob("part-*")) == 3
+    before = out.read_bytes()
+    for as_of in ("2017-01-01", "2019-06-01"):          # before the log, and long after its end
+        code, _, err = run(capsys, "score", str(log), "--model", str(trained_model), "--out", str(out),
+                           "--as-of", as_of)
+        assert code == 2 and "no user is subscribed and active" in err and "the log runs from" in err
+        assert out.read_bytes() == before                  # the list the web app reads is left as it was
+
+
+def test_a_damaged_model_is_named_before_any_work(capsys, trained_model, small_log, tmp_path):
+    import shutil
+
+    bad_json, no_pipeline = tmp_path / "bad_json", tmp_path / "no_pipeline"
+    for d in (bad_json, no_pipeline):
+        shutil.copytree(trained_model, d)
+    (bad_json / "model.json").write_text("{not json")
+    shutil.rmtree(no_pipeline / "pipeline")
+    for command in ("score", "backtest"):
+        extra = ["--as-of", "2018-12-01"] if command == "backtest" else []
+        code, _, err = run(capsys, command, str(small_log), "--model", str(bad_json), *extra)
+        assert code == 2 and f"damaged model at {bad_json}: model.json cannot be read" in err
+        code, _, err = run(capsys, command, str(small_log), "--model", str(no_pipeline), *extra)
+        assert code == 2 and "pipeline/) is missing" in err and "Traceback" not in err
 
 
 def test_backtest_command(capsys, small_log, trained_model, tmp_path):

@@ -121,10 +121,16 @@ def test_a_model_with_the_artist_features_is_scored_with_them(spark, compact_log
         train_config_from_args(parser.parse_args(["log.json", "--model", "m", "--window-days", "5"]))
 
     model_dir = tmp_path / "artists"
-    train(spark, compact_log, model_dir, TrainConfig.fast(models=("lr",), ceiling=False, verbose=False,
+    damaged = tmp_path / "compact_with_bad_lines.json"     # two malformed lines: set aside, not lost
+    damaged.write_text(compact_log.read_text() + '{"ts": "not a time", "userId": "9"}\n{truncated\n')
+    train(spark, damaged, model_dir, TrainConfig.fast(models=("lr",), ceiling=False, verbose=False,
                                                           artist_features=True, tune=True, class_weights=True,
                                                           label=LabelSpec(long_days=21)),
           scores_out=model_dir / "scores.csv")
+    quality = json.loads((model_dir / "data_quality.json").read_text())
+    assert quality["quarantined"] == 2 and quality["quarantine_path"] == str(model_dir / "quarantine")
+    kept = [line for f in (model_dir / "quarantine").glob("part-*") for line in f.read_text().splitlines()]
+    assert len(kept) == 2 and any("not a time" in line for line in kept)
     model = json.loads((model_dir / "model.json").read_text())
     assert model["label"]["long_days"] == 21
     songs = next(f for f in model["features"] if f["name"] == "songs_per_day")

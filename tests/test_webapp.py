@@ -354,6 +354,7 @@ def bad_cases(bundle):
     num = numeric_specs(bundle)
     nonneg = next(s for s in num if s.lo == 0)
     first = num[0]
+    fraction = next(s for s in num if s.unit == "fraction")
     return {
         "missing": (first.name, None, "required"),
         "empty": (first.name, "", "required"),
@@ -366,10 +367,13 @@ def bad_cases(bundle):
         "inf": (first.name, "inf", "finite"),
         "minus_inf": (first.name, "-Infinity", "finite"),
         "long": (first.name, "9" * 500, "must be a number"),
+        "fraction": (fraction.name, "5", "must be from 0 to 1"),
+        "negative_fraction": (fraction.name, "-0.5", "must be from 0 to 1"),
     }
 
 
-CASES = ["missing", "empty", "blank", "text", "negative", "absurd", "huge", "nan", "inf", "minus_inf", "long"]
+CASES = ["missing", "empty", "blank", "text", "negative", "absurd", "huge", "nan", "inf", "minus_inf", "long",
+         "fraction", "negative_fraction"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -498,6 +502,32 @@ def test_user_lookup_found(client, bundle, scores):
     assert "rank 1" in html
     assert 'id="reasons"' in html  # the scores row carries the features: reasons are shown
     assert "Open in the what-if form" in html
+
+
+def test_user_lookup_labels_top_features_as_distance_from_typical(model_dir, scores, tmp_path):
+    """The scores row's top_features (inputs furthest from the median) must not read like the
+    model's reasons shown beside it."""
+    table = scores[1].copy()
+    table["top_features"] = "songs_per_day, help_per_day"
+    path = tmp_path / "scores.csv"
+    table.to_csv(path, index=False)
+    client = create_app(model_dir, scores_path=path).test_client()
+    user_id = table.iloc[0]["userId"]
+    html = client.get("/users", query_string={"userId": user_id}).data.decode()
+    assert 'id="reasons"' in html  # the real reasons are on the page
+    row_labels = re.findall(r'<th class="fw-normal text-muted ps-3">(.*?)</th>', html, re.S)
+    assert "top_features" not in row_labels
+    label = next(t for t in row_labels if "furthest from the typical customer" in t)
+    assert "not the model" in label
+    # without the feature values (no reasons), the hint keeps the same clear label
+    features = [s.name for s in client.application.extensions["sparkify"].specs]
+    bare = tmp_path / "scores_without_features.csv"
+    table.drop(columns=features).to_csv(bare, index=False)
+    client = create_app(model_dir, scores_path=bare).test_client()
+    html = client.get("/users", query_string={"userId": user_id}).data.decode()
+    assert 'id="no-reasons"' in html and 'id="top-features"' in html
+    hint = re.search(r'<span class="text-muted">(.*?)</span>\s*<strong id="top-features">', html, re.S).group(1)
+    assert "furthest from the typical customer" in hint and "not the model" in hint
 
 
 def test_user_lookup_escapes_and_not_found(client, scores):

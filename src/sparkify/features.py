@@ -345,6 +345,30 @@ def snapshot_dates(start_ms: int, end_ms: int, horizon_days: int, step_days: int
     return tuple(sorted(dates))
 
 
+def check_dates_fit(spec: LabelSpec, start_ms: int, end_ms: int) -> None:
+    """Raise ValueError when a resolved 'window' spec's dates do not fit a log spanning
+    [start_ms, end_ms]: the latest date's horizon runs past the log's end (its labels would
+    miss the cancellations after the end: churners counted as stayers), or the earliest
+    date's feature window starts before the log's first midnight (its features would depend
+    on how much log precedes it). 'ever' specs always fit."""
+    if spec.mode != "window" or not spec.dates:
+        return
+    latest, earliest = max(spec.dates), min(spec.dates)
+    span = f"the log runs from {_iso(_from_ms(start_ms))} to {_iso(_from_ms(end_ms))}"
+    if latest + spec.horizon_days * DAY_MS > end_ms:
+        fits = ((end_ms - spec.horizon_days * DAY_MS) // DAY_MS) * DAY_MS
+        raise ValueError(
+            f"the observation date {_iso(_from_ms(latest))} has no full {spec.horizon_days}-day horizon of log after "
+            f"it ({span}), so its labels would miss later cancellations; the latest date that fits is "
+            f"{_iso(_from_ms(fits))} (or use a shorter --horizon-days)")
+    first_midnight = -(-start_ms // DAY_MS) * DAY_MS
+    if earliest - spec.long_days * DAY_MS < first_midnight:
+        raise ValueError(
+            f"the observation date {_iso(_from_ms(earliest))} has no full {spec.long_days}-day feature window of log "
+            f"before it ({span}); the earliest date that fits is "
+            f"{_iso(_from_ms(first_midnight + spec.long_days * DAY_MS))} (or use a shorter --window-days)")
+
+
 def resolve_spec(source: DataFrame | SessionDays, spec: LabelSpec) -> LabelSpec:
     """The spec with its observation ``dates`` filled in (one small aggregate when they
     depend on the log's span; a spec that has dates keeps them). ``source``: cleaned

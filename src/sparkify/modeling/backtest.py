@@ -23,6 +23,17 @@ from sparkify.modeling.calibration import Calibration, probability_figures, reli
 BACKTEST_DIR = "backtests"
 
 
+def check_after_training(meta: dict, as_of: datetime) -> None:
+    """Raise ValueError unless ``as_of`` is after the last observation date of a model
+    (its model.json as ``meta``): a backtest applies a model later than it was trained."""
+    from sparkify.features import parse_time
+
+    dates = (meta.get("label") or {}).get("dates") or []
+    if dates and as_of <= max(parse_time(d) for d in dates):
+        raise ValueError(f"--as-of {as_of:%Y-%m-%d} is not after the model's last observation date "
+                         f"{max(dates)[:10]}: a backtest applies the model later than it was trained")
+
+
 def backtest(spark, days, model_dir: str | Path, as_of: datetime, truth: Path | None = None) -> dict:
     """Score every user at ``as_of`` with the saved model (the same rows as training
     builds for that date) and compare with the labels of (as_of, as_of + horizon].
@@ -39,10 +50,8 @@ def backtest(spark, days, model_dir: str | Path, as_of: datetime, truth: Path | 
     horizon = int(label.get("horizon_days", 30))
     as_of = parse_time(as_of)
     as_of_ms = int(as_of.timestamp() * 1000)
+    check_after_training(meta, as_of)
     dates = [int(parse_time(d).timestamp() * 1000) for d in label.get("dates") or []]
-    if dates and as_of_ms <= max(dates):
-        raise ValueError(f"--as-of {as_of:%Y-%m-%d} is not after the model's last observation date "
-                         f"{label['dates'][-1][:10]}: a backtest applies the model later than it was trained")
     end_ms = days.log_end_ms()
     if end_ms < as_of_ms + horizon * 86_400_000:
         raise ValueError(f"the log ends at {_iso(end_ms)}, before {as_of:%Y-%m-%d} + {horizon} days: a backtest "

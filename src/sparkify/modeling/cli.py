@@ -48,12 +48,12 @@ def add_spark_options(parser: argparse.ArgumentParser) -> None:
 EVENTS_HELP = "event log: .json/.json.gz file, directory, glob, Parquet from `sparkify ingest --out`, or a store"
 
 
-def add_events_argument(parser: argparse.ArgumentParser, help_text: str = EVENTS_HELP) -> None:
-    """EVENTS (positional) or ``--store DIR`` (a store written by ``sparkify ingest --store``)."""
+def add_events_argument(parser: argparse.ArgumentParser, help_text: str = EVENTS_HELP, store_note: str = "") -> None:
+    """EVENTS (positional) or ``--store DIR`` (a store written by ``sparkify ingest --store``);
+    ``store_note``: what this command reads of a store, appended to its help."""
     parser.add_argument("events", metavar="EVENTS", nargs="?", default=None, help=help_text)
     parser.add_argument("--store", metavar="DIR", default=None,
-                        help="read a store written by `sparkify ingest --store` instead of EVENTS (a score reads "
-                             "only the days of its feature window)")
+                        help="read a store written by `sparkify ingest --store` instead of EVENTS" + store_note)
 
 
 def events_of(args: argparse.Namespace) -> str:
@@ -244,27 +244,49 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- score
-def _check_model_log_time(model_dir: Path, events: str, as_of: str | None):
-    """(the user's mistake in words or None, the parsed time or None) for commands that
-    apply a saved model to a log, checked before Spark starts."""
-    from sparkify.features import parse_time
+def _iso_ms(ms: int) -> str:
+    """An epoch-ms time as ISO 8601 UTC to the second."""
+    from datetime import datetime, timezone
 
-    if not (model_dir / "model.json").exists():
-        return (f"no model at {model_dir} (missing model.json); "
-                f"train one with `sparkify train EVENTS --model {model_dir}`"), None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_model_log_time(model_dir: Path, events: str, as_of: str | None, after_training: bool = False):
+    """(the user's mistake in words or None, the parsed time or None) for commands that
+    apply a saved model to a log, checked before Spark starts: the model directory is
+    whole (model.json readable, the Spark pipeline present), the log exists, ``as_of``
+    parses and, with ``after_training``, is later than the model's last observation date."""
+    from sparkify.features import parse_time
+    from sparkify.modeling.artifacts import MODEL_JSON, load_model_json
+    from sparkify.modeling.backtest import check_after_training
+
+    try:
+        meta = load_model_json(model_dir)
+    except FileNotFoundError as exc:
+        return str(exc), None
+    except (ValueError, OSError) as exc:
+        return f"damaged model at {model_dir}: {MODEL_JSON} cannot be read ({exc}); train it again", None
+    if not (model_dir / "pipeline" / "metadata").is_dir():
+        return f"damaged model at {model_dir}: its Spark pipeline (pipeline/) is missing; train it again", None
     if "://" not in events and not any(ch in events for ch in "*?[") and not Path(events).exists():
         return f"event log not found: {events}", None
     try:
-        return None, parse_time(as_of) if as_of else None
+        when = parse_time(as_of) if as_of else None
+        if after_training and when is not None:
+            check_after_training(meta, when)
     except ValueError as exc:
         return str(exc), None
+    return None, when
 
 
-def _load_for_model(spark, events: str, model_dir: Path, as_of, progress: Progress, window_only: bool = False):
+def _load_for_model(spark, events: str, model_dir: Path, as_of, progress: Progress, window_only: bool = False,
+                    quarantine: Path | None = None):
     """The log as session-day rows that serve a saved model at ``as_of`` (its split points,
     its artist sets when the model uses them): a ``LoadedLog`` to use in ``with``.
     ``window_only``: from a store, read only the days of the feature window before
-    ``as_of`` (default: the midnight after the store's last event)."""
+    ``as_of`` (default: the midnight after the store's last event). Malformed lines of a
+    raw log go to ``quarantine`` (when there are any); the stage's note counts them and
+    names the damaged files skipped."""
     from sparkify.dataset import load_log
     from sparkify.features import LabelSpec, model_window_days, spec_boundaries, uses_artists
     from sparkify.modeling.artifacts import load_model_json
@@ -280,13 +302,18 @@ def _load_for_model(spark, events: str, model_dir: Path, as_of, progress: Progre
             loaded = load_store(spark, events, artists=artists, splits=splits,
                                 window_end_ms=scoring_time_ms(spark, events, as_of), long_days=long_days)
         else:
-            loaded = load_log(spark, events, splits=splits, artists=artists)
-        st.note = f"{loaded.quality.user_rows:,} user events, {loaded.quality.users:,} users"
+            loaded = load_log(spark, events, splits=splits, artists=artists,
+                              quarantine_path=str(quarantine) if quarantine else None)
+        q = loaded.quality
+        st.note = (f"{q.user_rows:,} user events, {q.users:,} users"
+                   + (f", {q.quarantined:,} malformed lines quarantined -> {q.quarantine_path}" if q.quarantined else "")
+                   + (f", {len(q.skipped_files):,} damaged file(s) skipped: "
+                      + ", ".join(f["path"] for f in q.skipped_files) if q.skipped_files else ""))
     return loaded
 
 
 def configure_score(parser: argparse.ArgumentParser) -> None:
-    add_events_argument(parser)
+    add_events_argument(parser, store_note=" (only the days of the model's feature window are read)")
     parser.add_argument("--model", metavar="DIR", required=True, help="model directory written by `sparkify train`")
     parser.add_argument("--out", metavar="FILE", default=None,
                         help="output .csv or .parquet (default DIR/scores.csv, which the web app reads)")
@@ -316,9 +343,16 @@ def run_score(args: argparse.Namespace) -> int:
         return _err("score", str(exc))
     from sparkify.modeling.predict import score_users, write_scores
 
-    with _load_for_model(spark, events, model_dir, as_of, progress, window_only=True) as loaded:
+    with _load_for_model(spark, events, model_dir, as_of, progress, window_only=True,
+                         quarantine=out.with_name(f"{out.stem}.quarantine")) as loaded:
         with progress.stage("scoring") as st:
-            written = write_scores(score_users(spark, loaded.days, model_dir, as_of=as_of), out)
+            scores = score_users(spark, loaded.days, model_dir, as_of=as_of)
+            if scores.isEmpty():
+                first, last = (_iso_ms(t) for t in loaded.days.log_span_ms())
+                return _err("score", f"no user is subscribed and active in the feature window before "
+                                     f"{_iso_ms(int(as_of.timestamp() * 1000)) if as_of else 'the log end'} "
+                                     f"(the log runs from {first} to {last}); nothing written to {out}")
+            written = write_scores(scores, out)
             flagged = int(written["decision"].sum())
             st.note = f"{len(written):,} active users scored, {flagged:,} flagged as likely to churn -> {out}"
     from sparkify.modeling.predict import rows_path
@@ -348,7 +382,7 @@ def run_backtest(args: argparse.Namespace) -> int:
         events = events_of(args)
     except ValueError as exc:
         return _err("backtest", str(exc))
-    problem, as_of = _check_model_log_time(model_dir, events, args.as_of)
+    problem, as_of = _check_model_log_time(model_dir, events, args.as_of, after_training=True)
     if problem:
         return _err("backtest", problem)
     try:
@@ -357,7 +391,8 @@ def run_backtest(args: argparse.Namespace) -> int:
         return _err("backtest", str(exc))
     from sparkify.modeling.backtest import backtest, summary, write_backtest
 
-    with _load_for_model(spark, events, model_dir, as_of, progress) as loaded:
+    quarantine = model_dir / "backtests" / f"quarantine_{as_of:%Y-%m-%d}"
+    with _load_for_model(spark, events, model_dir, as_of, progress, quarantine=quarantine) as loaded:
         try:
             from sparkify.modeling.train import truth_path_for
 

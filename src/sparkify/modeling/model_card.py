@@ -80,7 +80,10 @@ def _data_section(data: dict, quality: dict) -> list[str]:
         f"- Labelled rows: {data['rows']:,} (user, date) rows of {data['users']:,} users; {data['churner_rows']:,} "
         f"churner rows ({_pct(data['churn_rate'])}) of {data['churning_users']:,} users who churn. "
         f"Train {data['train_rows']:,} rows of {data['train_users']:,} users; held-out test {data['test_rows']:,} rows "
-        f"of {data['test_users']:,} other users ({data['test_churners']:,} churner rows). No user is on both sides.",
+        f"of {data['test_users']:,} other users ({data['test_churners']:,} churner rows). No user is on both sides"
+        + (f"; the training users' {data['unused_rows']:,} rows at the out-of-time date ({data['unused_churners']:,} "
+           "churner rows) are in neither part, so that date stays unseen in training" if data.get("unused_rows") else "")
+        + ".",
         "",
     ]
 

@@ -44,8 +44,8 @@ def _feature_lists(meta: dict) -> tuple[list[str], list[str]]:
 
 
 def _top_features_expr(meta: dict, k: int = 3):
-    """A Column naming, per user, the ``k`` numeric inputs furthest above their training
-    median in units of the training p01-p99 range, among the model's 10 most important
+    """A Column naming, per user, the ``k`` numeric inputs furthest from their training
+    median (above or below) in units of the training p01-p99 range, among the model's 10 most important
     (falls back to all numeric inputs). A plain, model-agnostic hint for the retention
     team ("why is this user on the list?"), not an attribution."""
     from pyspark.sql import functions as F

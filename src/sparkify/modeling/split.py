@@ -64,7 +64,9 @@ def step_split(spark, loaded, spec, numeric: list[str], categorical: list[str], 
         st.note = (f"{len(spec.dates) or 'per-user'} observation date(s), {counts_note(counts)}; "
                    f"train {counts['train_rows']:,} rows ({counts['train_churners']:,} churner rows), "
                    f"test {counts['test_rows']:,} rows of {counts['test_users']:,} users "
-                   f"({counts['test_churners']:,} churner rows)")
+                   f"({counts['test_churners']:,} churner rows)"
+                   + (f"; {counts['unused_rows']:,} rows ({counts['unused_churners']:,} churner rows) unused: the "
+                      "training users at the out-of-time date" if counts["unused_rows"] else ""))
     require_learnable(counts, config.folds)
     if counts["test_churners"] == 0:
         raise ValueError(f"no churner in the test set ({counts['churner_rows']} churner rows in all): "
@@ -85,9 +87,11 @@ def user_base(loaded, spec, numeric: list[str], categorical: list[str], partitio
     """The prepared table (features + churn per user and date) of a
     :class:`sparkify.dataset.LoadedLog`, repartitioned to ``partitions`` and cached.
     Returns (table, resolved spec, its rows)."""
-    from sparkify.features import build_user_table
+    from sparkify.features import build_user_table, check_dates_fit
 
-    table, resolved = build_user_table(loaded.days_for(spec), spec)
+    days = loaded.days_for(spec)
+    table, resolved = build_user_table(days, spec)
+    check_dates_fit(resolved, *days.log_span_ms())
     base = in_fixed_order(prepare_table(table, numeric, categorical), partitions).cache()
     rows = base.count()
     return base, resolved, rows
@@ -152,7 +156,8 @@ def split_weighted(base, config: TrainConfig, seed: int, partitions: int, oot: t
 def split_counts(df) -> dict[str, int]:
     """Rows, distinct users, churner rows and churning users (users with a churner row) of
     the table (no prefix) and of each part: ``train_*``, ``test_*`` (all test rows),
-    ``test_in_time_*``, ``test_out_of_time_*``. ``*_churners`` counts churner rows, like
+    ``test_in_time_*``, ``test_out_of_time_*``, ``unused_*`` (the training users' rows at
+    the out-of-time dates, in neither part). ``*_churners`` counts churner rows, like
     every figure's ``churners``; ``*_churning_users`` counts users."""
     from pyspark.sql import functions as F
 
@@ -166,7 +171,7 @@ def split_counts(df) -> dict[str, int]:
     for r in parts:
         for name in (r[SPLIT_COL], f"{r[SPLIT_COL]}_{r[PERIOD_COL]}", "all"):
             groups.setdefault(name, []).append(r)
-    for name in ("train", "test", "test_in_time", "test_out_of_time", "all"):
+    for name in ("train", "test", "test_in_time", "test_out_of_time", "unused", "all"):
         rs = groups.get(name, [])
         prefix = "" if name == "all" else f"{name}_"
         out[f"{prefix}rows"] = int(sum(r["rows"] for r in rs))

@@ -99,7 +99,7 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
     cached: list = []
     try:
         with artifacts.staging_dir(model_dir) as staging:
-            loaded = step_load(spark, events_path, staging, spec, config, progress, cached)
+            loaded = step_load(spark, events_path, staging, model_dir, spec, config, progress, cached)
             data = step_split(spark, loaded, spec, numeric, categorical, config, progress, cached)
             train_df, test_df = data.frames()
             outcomes = step_compare(train_df, numeric, categorical, config, progress)
@@ -127,11 +127,12 @@ def train(spark, events_path, model_dir, config: TrainConfig | None = None,
 
 
 # --------------------------------------------------------------------------- steps
-def step_load(spark, events_path: str, staging: Path, spec, config: TrainConfig, progress: Progress,
-              cached: list):
+def step_load(spark, events_path: str, staging: Path, model_dir: Path, spec, config: TrainConfig,
+              progress: Progress, cached: list):
     """The 'load' stage: the log in one pass into session-day rows
-    (:func:`sparkify.dataset.load_log`; malformed lines quarantined under ``staging``, the
-    spec's cutoffs as split points), appended to ``cached``; then its quality summary
+    (:func:`sparkify.dataset.load_log`; malformed lines quarantined under ``staging``, and
+    the quality summary names where they will be once ``staging`` becomes ``model_dir``;
+    the spec's cutoffs as split points), appended to ``cached``; then its quality summary
     printed when ``config.verbose``. Returns the :class:`sparkify.dataset.LoadedLog`."""
     from sparkify.dataset import load_log
     from sparkify.features import spec_boundaries
@@ -141,8 +142,10 @@ def step_load(spark, events_path: str, staging: Path, spec, config: TrainConfig,
                           splits=spec_boundaries(spec), artists=config.artist_features)
         cached.append(loaded)
         q = loaded.quality
+        if q.quarantine_path:
+            q.quarantine_path = str(model_dir / "quarantine")
         st.note = (f"{q.user_rows:,} user events, {q.users:,} users, {q.churners:,} churners, "
-                   f"{q.quarantined:,} quarantined")
+                   f"{q.quarantined:,} quarantined" + (f" (-> {q.quarantine_path})" if q.quarantined else ""))
     if config.verbose:
         print(q.summary(), flush=True)
     return loaded

@@ -472,7 +472,7 @@ def _window(start, end, days: float | None) -> tuple[int, int]:
     else:
         d = WINDOW_DAYS if days is None else days
         if not isinstance(d, (int, float)) or d <= 0:
-            raise ValueError(f"days must be > 0, got {d!r}")
+            raise ValueError(f"days (--days) must be more than 0, not {d!r}")
         end_s = start_s + int(round(d * 86_400))
     if end_s <= start_s:
         raise ValueError("the window end must be after its start")

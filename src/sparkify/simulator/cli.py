@@ -26,10 +26,11 @@ def configure_simulate(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="size like a real file: mini (225 users, ~286k events), medium (448 users, ~544k), "
-                             "full (~22.3k users, ~26M events, ~12 GB); default mini")
+                             "full (~22.3k users, ~26M events, ~12 GB); without it and --users: mini")
     parser.add_argument("--out", type=Path, default=DEFAULT_EVENTS,
                         help="X.json or X.json.gz for one file; a directory for part files")
-    parser.add_argument("--users", type=int, default=None, help="distinct users in the log at the end of the window")
+    parser.add_argument("--users", type=int, default=None, help="about this many distinct users in the log at the end of the window (the simulation "
+                             "draws arrivals and churn, so a run lands within a few per cent)")
     parser.add_argument("--days", type=float, default=None, help="window length in days (from 2018-10-01 UTC)")
     parser.add_argument("--start", default=None, help="window start, ISO date/time (UTC), default 2018-10-01")
     parser.add_argument("--seed", type=int, default=42, help="same seed -> same bytes")

@@ -28,10 +28,13 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG: dict[str, Any] = {
     "BOOTSTRAP_SERVE_LOCAL": True,  # Bootstrap 5 from the package's files, never a CDN
     "BOOTSTRAP_BTN_SIZE": "md",
-    "MAX_CONTENT_LENGTH": 1024 * 1024,  # 1 MiB request bodies
+    "MAX_CONTENT_LENGTH": 1024 * 1024,  # 1 MiB request bodies (pages, forms)
     "MAX_FORM_MEMORY_SIZE": 256 * 1024,
     "MAX_FORM_PARTS": 200,
     "MAX_BATCH": 1000,  # records per POST /api/predict
+    # POST /api/predict's body limit is MAX_BATCH times this (api.body_limit): a customer
+    # built from the model's medians is ~1.1 KB as compact JSON, ~1.6 KB pretty-printed
+    "API_BYTES_PER_CUSTOMER": 4 * 1024,
     "AT_RISK_PAGE_SIZE": 50,
     "SEND_FILE_MAX_AGE_DEFAULT": 3600,
 }

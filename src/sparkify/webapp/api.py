@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -28,23 +29,38 @@ def _bad_request(message: str, **extra: Any):
     return jsonify(body), 400
 
 
-def _flag(name: str, default: bool) -> bool:
+FLAG_VALUES = {"1": True, "true": True, "yes": True, "on": True,
+               "0": False, "false": False, "no": False, "off": False}
+
+
+def body_limit(config: Mapping[str, Any]) -> int:
+    """Bytes ``POST /api/predict`` reads: room for ``MAX_BATCH`` customers, so a full batch
+    fits and one customer more gets the count message (400), not a byte-limit 413."""
+    return int(config["MAX_BATCH"]) * int(config["API_BYTES_PER_CUSTOMER"])
+
+
+def _flag(name: str, default: bool) -> bool | None:
+    """A yes/no query parameter (1/0, true/false, yes/no, on/off; any case): its value,
+    ``default`` when absent, None when it is anything else."""
     value = request.args.get(name)
     if value is None:
         return default
-    return value.strip().lower() not in ("0", "false", "no", "off")
+    return FLAG_VALUES.get(value.strip().lower())
 
 
 @bp.post("/predict")
 def predict():
     """Score one customer (a JSON object) or several (a JSON list of objects).
 
-    Query: ``reasons=0`` skips the explanations; ``top=N`` (1..50, default 5)
-    reasons per customer. Out: one result object, or a list in input order.
-    Bad input: 400 with ``fields`` (the bad field names, with a message each).
+    Query: ``reasons=0`` skips the explanations (a yes/no flag: 1/0, true/false, yes/no,
+    on/off; anything else is a 400); ``top=N`` (1..50, default 5) reasons per customer.
+    Out: one result object, or a list in input order.
+    Bad input: 400 with ``fields`` (the bad field names, with a message each); more than
+    ``MAX_BATCH`` customers: 400; a body beyond :func:`body_limit`: 413.
     """
     bundle = _bundle()
-    raw = request.get_data(cache=False)  # bounded by MAX_CONTENT_LENGTH (413 beyond)
+    request.max_content_length = body_limit(current_app.config)  # 413 beyond
+    raw = request.get_data(cache=False)
     try:
         payload = orjson.loads(raw)
     except ValueError:  # orjson.JSONDecodeError; strict JSON only
@@ -59,14 +75,17 @@ def predict():
         top = 0
     if not 1 <= top <= MAX_TOP:
         return _bad_request(f"top must be a whole number from 1 to {MAX_TOP}.", fields={"top": "invalid"})
+    reasons = _flag("reasons", True)
+    if reasons is None:
+        return _bad_request("reasons must be 1, true, yes or on (explain) or 0, false, no or off (skip).",
+                            fields={"reasons": "invalid"})
     single = isinstance(payload, dict)
     items = [payload] if single else payload
     if not isinstance(items, list) or not items:
         return _bad_request("The body must be one customer object or a non-empty list of customer objects.")
     limit = current_app.config["MAX_BATCH"]
     if len(items) > limit:
-        body = {"error": "Payload Too Large", "message": f"At most {limit} customers per request."}
-        return jsonify(body), 413
+        return _bad_request(f"At most {limit} customers per request.")
     records, problems = [], []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
@@ -84,7 +103,7 @@ def predict():
         return _bad_request(f"{len(problems)} of {len(items)} customers are invalid.",
                             fields=names, records=problems)
     try:
-        results = service.predict(bundle, records, reasons=_flag("reasons", True), top=top)
+        results = service.predict(bundle, records, reasons=reasons, top=top)
     except ValueError as exc:  # the scorer's ScoringInputError: input it cannot score
         fields = list(getattr(exc, "fields", []) or [])
         return _bad_request(f"These customers cannot be scored: {exc}", fields=fields)

@@ -42,7 +42,7 @@ def register(app: Flask) -> None:
     def http_error(exc: HTTPException):
         code = exc.code or 500
         if code == 413:
-            limit = app.config.get("MAX_CONTENT_LENGTH")
+            limit = request.max_content_length  # the view's own limit (the API's), else the app's
             message = f"The request is too large (limit {limit // 1024} KiB)." if limit else MESSAGES[413]
         else:
             message = MESSAGES.get(code) or exc.description or exc.name

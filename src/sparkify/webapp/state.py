@@ -204,7 +204,9 @@ def _read_parquet(path: Path, warnings: list[str]) -> pd.DataFrame | None:
 def load_model_object(model_dir: Path):
     """Load the NumPy scorer for ``model_dir``; AppStartupError with a clear reason if impossible."""
     model_dir = Path(model_dir)
-    hint = f"Train one first:  sparkify train data/mini_sparkify_event_data.json --model {model_dir}"
+    hint = ("Train one first: `make run` (simulates a sample log, trains and serves), or "
+            f"`sparkify simulate --preset mini --out data/mini_sparkify_event_data.json` then "
+            f"`sparkify train data/mini_sparkify_event_data.json --model {model_dir}`")
     if not model_dir.exists():
         raise AppStartupError(f"no model directory at {model_dir}. {hint}")
     if not model_dir.is_dir():

@@ -8,9 +8,11 @@ JSON values) into a clean record for the scorer, or a message per bad field.
 Rules: every feature is required. Numeric values must parse as finite
 numbers inside a generous range around the training range (negative values
 are refused where training never saw one; anything beyond ten times the
-training extremes is refused as absurd). Categorical values may be any short
-text: an unseen category is accepted and the scorer handles it like Spark's
-``handleInvalid="keep"`` bucket.
+training extremes is refused as absurd), or inside the fixed range of their
+unit (:data:`UNIT_RANGES`: a "fraction" is from 0 to 1) when the model's
+feature list gives one. Categorical values may be any short text (not NaN or
+Infinity): an unseen category is accepted and the scorer handles it like
+Spark's ``handleInvalid="keep"`` bucket.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ MAX_TEXT_LENGTH = 100
 MAX_NUMBER_TEXT_LENGTH = 40
 # Absurd means beyond this many times the training extremes.
 ABSURD_FACTOR = 10.0
+# Units (the ``unit`` of the model's features) whose values lie in a fixed range,
+# whatever the training rows reached: the accepted range instead of the generous one.
+UNIT_RANGES: dict[str, tuple[float, float]] = {"fraction": (0.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -93,14 +98,18 @@ def _num(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def accepted_range(train_min: float | None, train_max: float | None) -> tuple[float | None, float | None]:
+def accepted_range(train_min: float | None, train_max: float | None,
+                   unit: str = "") -> tuple[float | None, float | None]:
     """The generous accepted range ``(lo, hi)`` around a training range.
 
-    Non-negative training data gives ``lo = 0``; negative minima allow ten
+    A unit with a fixed range (:data:`UNIT_RANGES`) gives that range. Otherwise
+    non-negative training data gives ``lo = 0``; negative minima allow ten
     times further down. The upper bound is ten times the training maximum
     (at least 10 when the maximum is small or zero, so a feature whose training
     values were all 0 still accepts small positive values).
     """
+    if unit in UNIT_RANGES:
+        return UNIT_RANGES[unit]
     lo = hi = None
     if train_min is not None:
         lo = 0.0 if train_min >= 0 else ABSURD_FACTOR * train_min
@@ -131,12 +140,13 @@ def field_specs(features: Sequence[Mapping[str, Any]]) -> list[FieldSpec]:
                                    default=default, categories=categories))
             continue
         train_min, train_max = _num(feature.get("min")), _num(feature.get("max"))
-        lo, hi = accepted_range(train_min, train_max)
+        unit = str(feature.get("unit") or "")
+        lo, hi = accepted_range(train_min, train_max, unit)
         default = _num(feature.get("median"))
         if default is None:
             default = _num(feature.get("default"))
         specs.append(FieldSpec(
-            name=name, kind="numeric", label=label, unit=str(feature.get("unit") or ""),
+            name=name, kind="numeric", label=label, unit=unit,
             description=str(feature.get("description") or ""), default=default, lo=lo, hi=hi,
             train_min=train_min, train_max=train_max,
             p01=_num(feature.get("p01")), p99=_num(feature.get("p99")),
@@ -168,6 +178,9 @@ def _parse_numeric(spec: FieldSpec, raw: Any) -> tuple[float | None, str | None]
         return None, "must be a number"
     if not math.isfinite(value):
         return None, "must be a finite number"
+    if spec.unit in UNIT_RANGES and not spec.accept_lo <= value <= spec.accept_hi:
+        lo, hi = UNIT_RANGES[spec.unit]
+        return None, f"must be from {format_number(lo)} to {format_number(hi)} (a {spec.unit})"
     if spec.lo is not None and value < spec.lo:
         if spec.lo == 0:
             return None, "must not be negative"
@@ -184,6 +197,8 @@ def _parse_categorical(spec: FieldSpec, raw: Any) -> tuple[str | None, str | Non
         return None, "required"
     if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
         return None, "must be text"
+    if isinstance(raw, float) and not math.isfinite(raw):  # JSON NaN/Infinity literals
+        return None, "must be text, not NaN or Infinity"
     text = str(raw).strip()
     if not text:
         return None, "required"
