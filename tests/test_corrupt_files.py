@@ -55,6 +55,7 @@ def fake_model(tmp_path_factory) -> Path:
     d.mkdir()
     (d / "model.json").write_text(json.dumps({"features": []}))
     (d / "metrics.json").write_text("{}")
+    (d / "pipeline" / "metadata").mkdir(parents=True)     # the commands check it is there before reading
     return d
 
 
