@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from sparkify.webapp import create_app
+from sparkify.webapp.validation import accepted_range, format_number
 
 
 def valid_record(specs) -> dict:
@@ -264,24 +265,30 @@ def fraction_specs(bundle):
     return found
 
 
-def test_fraction_features_accept_only_0_to_1(client, bundle, training_rows):
+def test_fraction_features_accept_0_to_1_and_what_training_saw(client, bundle, training_rows):
     for spec in fraction_specs(bundle):
-        for value in (5, 9.0, 1.0001, -0.1, "2"):
+        top = max(1.0, spec.train_max or 0.0)              # a value the model was trained on is real
+        for value in (5, 9.0, top + 0.001, -0.1, "2"):
             record = dict(training_rows[0], **{spec.name: value})
             r = post(client, record)
             assert r.status_code == 400, (spec.name, value)
             assert list(r.json["fields"]) == [spec.name] and spec.name in r.json["message"]
-            assert "from 0 to 1" in r.json["fields"][spec.name]
-        for value in (0, 0.0, 0.5, 1, 1.0):
+            assert f"from 0 to {format_number(top)}" in r.json["fields"][spec.name]
+        for value in (0, 0.0, 0.5, 1, 1.0, top):
             record = dict(training_rows[0], **{spec.name: value})
             assert post(client, record, reasons="0").status_code == 200, (spec.name, value)
 
 
+def test_fraction_bounds_widen_to_the_training_extremes():
+    assert accepted_range(0.0, 0.8, "fraction") == (0.0, 1.0)
+    assert accepted_range(0.0, 1.14, "fraction") == (0.0, 1.14)     # active_day_share of a new user
+
+
 def test_model_metadata_states_the_fraction_bounds(client, bundle):
-    names = {s.name for s in fraction_specs(bundle)}
+    specs = {s.name: s for s in fraction_specs(bundle)}
     for f in client.get("/api/model").json["features"]:
-        if f["name"] in names:
-            assert (f["accepted_min"], f["accepted_max"]) == (0, 1)
+        if f["name"] in specs:
+            assert (f["accepted_min"], f["accepted_max"]) == (0, max(1, specs[f["name"]].train_max or 0))
 
 
 def test_negative_counts_and_rates_are_refused(client, bundle, training_rows):

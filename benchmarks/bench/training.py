@@ -521,7 +521,7 @@ def run_ablation(args) -> int:
 
 # --------------------------------------------------------------------------- latent traits
 def latent_traits(truth):
-    """The simulator's lasting per-user traits, which no log shows, as model inputs: in, the
+    """The simulator's lasting per-user traits, not among a model's inputs, as inputs: in, the
     ground-truth table (pandas); out, (a table keyed by ``userId``, numeric columns,
     categorical columns). Multiplicative rates enter on a log scale: the session and page
     gaps (``alpha``, ``beta``), the satisfaction model's ``temperament``; its ``baseline``
@@ -542,7 +542,9 @@ def latent_traits(truth):
 
 def run_latent(args) -> int:
     """``train.py latent``: how much of the gap between a saved model and the true ceiling
-    is what the log cannot show. On the model's own training and test rows
+    is the users' lasting traits, which are not among the model's inputs (the simulator's
+    userId ranges do encode the cohort, as the real mini log's ID series do, but the
+    product reads no id as a feature). On the model's own training and test rows
     (``features.parquet``), a logistic regression (the comparison point's parameters,
     unweighted) is fitted on the model's inputs, then on the same inputs and each user's
     latent traits (:func:`latent_traits`); each is scored on the test rows beside the saved
@@ -568,7 +570,9 @@ def run_latent(args) -> int:
     rows = rows[rows["split"].isin(["train", "test"])].merge(latent, on="userId", how="left")
     numeric = [f["name"] for f in model_json["features"] if f["kind"] == "numeric"]
     categorical = [f["name"] for f in model_json["features"] if f["kind"] == "categorical"]
-    params = {**default_settings()["lr"].fixed, **((metrics.get("models") or {}).get("lr") or {}).get("params", {})}
+    lr = default_settings()["lr"]                      # the comparison point, or the one this model's CV chose
+    params = {**lr.fixed, **{k: v[0] for k, v in lr.compare_grid.items()},
+              **((metrics.get("models") or {}).get("lr") or {}).get("params", {})}
     params.pop("weightCol", None)
 
     test = rows[rows["split"] == "test"].sort_values(["userId", AS_OF_COL]).reset_index(drop=True)

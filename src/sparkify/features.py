@@ -273,6 +273,11 @@ def _iso(dt: datetime) -> str:
     return _utc(dt).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_ms(ms: int) -> str:
+    """An epoch-ms time as ISO 8601 UTC to the second ('2018-11-01T00:00:00Z')."""
+    return _iso(_from_ms(ms))
+
+
 def _ms(dt: datetime) -> int:
     return int(round(_utc(dt).timestamp() * 1000))
 
@@ -354,19 +359,24 @@ def check_dates_fit(spec: LabelSpec, start_ms: int, end_ms: int) -> None:
     if spec.mode != "window" or not spec.dates:
         return
     latest, earliest = max(spec.dates), min(spec.dates)
-    span = f"the log runs from {_iso(_from_ms(start_ms))} to {_iso(_from_ms(end_ms))}"
-    if latest + spec.horizon_days * DAY_MS > end_ms:
-        fits = ((end_ms - spec.horizon_days * DAY_MS) // DAY_MS) * DAY_MS
-        raise ValueError(
-            f"the observation date {_iso(_from_ms(latest))} has no full {spec.horizon_days}-day horizon of log after "
-            f"it ({span}), so its labels would miss later cancellations; the latest date that fits is "
-            f"{_iso(_from_ms(fits))} (or use a shorter --horizon-days)")
+    span = f"the log runs from {iso_ms(start_ms)} to {iso_ms(end_ms)}"
     first_midnight = -(-start_ms // DAY_MS) * DAY_MS
-    if earliest - spec.long_days * DAY_MS < first_midnight:
+    earliest_fit = first_midnight + spec.long_days * DAY_MS
+    latest_fit = ((end_ms - spec.horizon_days * DAY_MS) // DAY_MS) * DAY_MS
+    if latest_fit < earliest_fit:
+        raise ValueError(f"{span}: too short for a {spec.long_days}-day feature window and a "
+                         f"{spec.horizon_days}-day horizon: use a longer log, a shorter --horizon-days or "
+                         "--window-days, or --label ever")
+    if latest + spec.horizon_days * DAY_MS > end_ms:
         raise ValueError(
-            f"the observation date {_iso(_from_ms(earliest))} has no full {spec.long_days}-day feature window of log "
+            f"the observation date {iso_ms(latest)} has no full {spec.horizon_days}-day horizon of log after "
+            f"it ({span}), so its labels would miss later cancellations; the latest date that fits is "
+            f"{iso_ms(latest_fit)} (or use a shorter --horizon-days)")
+    if earliest < earliest_fit:
+        raise ValueError(
+            f"the observation date {iso_ms(earliest)} has no full {spec.long_days}-day feature window of log "
             f"before it ({span}); the earliest date that fits is "
-            f"{_iso(_from_ms(first_midnight + spec.long_days * DAY_MS))} (or use a shorter --window-days)")
+            f"{iso_ms(earliest_fit)} (or use a shorter --window-days)")
 
 
 def resolve_spec(source: DataFrame | SessionDays, spec: LabelSpec) -> LabelSpec:

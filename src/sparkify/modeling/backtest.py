@@ -41,7 +41,7 @@ def backtest(spark, days, model_dir: str | Path, as_of: datetime, truth: Path | 
     the same rows is added (``ceiling``). Raises ValueError when the log ends before the
     horizon does, or no user is active."""
 
-    from sparkify.features import LabelSpec, build_user_table, model_window_days, parse_time
+    from sparkify.features import LabelSpec, build_user_table, iso_ms, model_window_days, parse_time
     from sparkify.modeling.predict import score_table
 
     model_dir = Path(model_dir)
@@ -54,7 +54,7 @@ def backtest(spark, days, model_dir: str | Path, as_of: datetime, truth: Path | 
     dates = [int(parse_time(d).timestamp() * 1000) for d in label.get("dates") or []]
     end_ms = days.log_end_ms()
     if end_ms < as_of_ms + horizon * 86_400_000:
-        raise ValueError(f"the log ends at {_iso(end_ms)}, before {as_of:%Y-%m-%d} + {horizon} days: a backtest "
+        raise ValueError(f"the log ends at {iso_ms(end_ms)}, before {as_of:%Y-%m-%d} + {horizon} days: a backtest "
                          "needs the whole horizon after --as-of (use an earlier --as-of or a longer log)")
     table, _ = build_user_table(days, LabelSpec(cutoff=as_of, horizon_days=horizon, long_days=model_window_days(meta)))
     table = table.cache()
@@ -80,7 +80,7 @@ def backtest(spark, days, model_dir: str | Path, as_of: datetime, truth: Path | 
         ceiling, truth_p = ceiling_on_rows(truth, pdf, horizon)
         ceiling.update(fraction_of_ceiling(pdf["userId"].to_numpy(), y, s, truth_p))
     return {
-        "as_of": _iso(as_of_ms), "horizon_days": horizon, "model": str(model_dir),
+        "as_of": iso_ms(as_of_ms), "horizon_days": horizon, "model": str(model_dir),
         "model_dates": label.get("dates") or [], "calibration": (Calibration.from_dict(meta.get("calibration"))
                                                                   or Calibration("none")).method,
         "threshold": threshold, "figures": figures, "model_test": own,
@@ -158,11 +158,6 @@ def overlap_text(result: dict) -> str:
             "optimistic; a clean out-of-time test starts a horizon after the model's last date")
 
 
-def _caught(top: dict) -> str:
-    """', C churners' among the top-scored users (empty for figures saved before they were kept)."""
-    return f", {top['churners']:,} churners" if top.get("churners") is not None else ""
-
-
 def summary(result: dict) -> str:
     """A few lines for the console: every figure with its row and churner counts."""
     f = result["figures"]
@@ -170,7 +165,7 @@ def summary(result: dict) -> str:
         f"backtest at {result['as_of'][:10]} (labels in the next {result['horizon_days']} days): "
         f"{f['rows']:,} users, {f['churners']:,} churners (base rate {f['churners'] / max(f['rows'], 1):.3f})",
         f"  PR-AUC {f['pr_auc']:.3f}{own_test_text(result)}, ROC-AUC {f['roc_auc']:.3f}",
-        f"  top 10 %: {f['top10']['users']:,} users{_caught(f['top10'])}, precision {f['top10']['precision']:.3f}, "
+        f"  top 10 %: {f['top10']['users']:,} users{ev.top_churners_text(f['top10'], 'churners')}, precision {f['top10']['precision']:.3f}, "
         f"lift {f['top10']['lift']:.2f}",
         f"  at the saved threshold: {int(f['confusion']['tp'] + f['confusion']['fp']):,} flagged, precision "
         f"{f['precision']:.3f}, recall {f['recall']:.3f}, F1 {f['f1']:.3f}",
@@ -190,8 +185,4 @@ def summary(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _iso(ms: int) -> str:
-    from datetime import timezone
-
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 

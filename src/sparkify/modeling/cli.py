@@ -244,13 +244,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- score
-def _iso_ms(ms: int) -> str:
-    """An epoch-ms time as ISO 8601 UTC to the second."""
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _check_model_log_time(model_dir: Path, events: str, as_of: str | None, after_training: bool = False):
     """(the user's mistake in words or None, the parsed time or None) for commands that
     apply a saved model to a log, checked before Spark starts: the model directory is
@@ -306,7 +299,8 @@ def _load_for_model(spark, events: str, model_dir: Path, as_of, progress: Progre
                               quarantine_path=str(quarantine) if quarantine else None)
         q = loaded.quality
         st.note = (f"{q.user_rows:,} user events, {q.users:,} users"
-                   + (f", {q.quarantined:,} malformed lines quarantined -> {q.quarantine_path}" if q.quarantined else "")
+                   + (f", {q.quarantined:,} malformed lines quarantined"
+                      + (f" -> {q.quarantine_path}" if q.quarantine_path else " (at ingest)") if q.quarantined else "")
                    + (f", {len(q.skipped_files):,} damaged file(s) skipped: "
                       + ", ".join(f["path"] for f in q.skipped_files) if q.skipped_files else ""))
     return loaded
@@ -341,20 +335,22 @@ def run_score(args: argparse.Namespace) -> int:
         spark = _spark(args.master, getattr(args, "verbose", None))
     except JavaNotFoundError as exc:
         return _err("score", str(exc))
-    from sparkify.modeling.predict import score_users, write_scores
+    from sparkify.features import iso_ms
+    from sparkify.modeling.predict import NoActiveUsers, score_users, write_scores
 
     with _load_for_model(spark, events, model_dir, as_of, progress, window_only=True,
                          quarantine=out.with_name(f"{out.stem}.quarantine")) as loaded:
-        with progress.stage("scoring") as st:
-            scores = score_users(spark, loaded.days, model_dir, as_of=as_of)
-            if scores.isEmpty():
-                first, last = (_iso_ms(t) for t in loaded.days.log_span_ms())
-                return _err("score", f"no user is subscribed and active in the feature window before "
-                                     f"{_iso_ms(int(as_of.timestamp() * 1000)) if as_of else 'the log end'} "
-                                     f"(the log runs from {first} to {last}); nothing written to {out}")
-            written = write_scores(scores, out)
-            flagged = int(written["decision"].sum())
-            st.note = f"{len(written):,} active users scored, {flagged:,} flagged as likely to churn -> {out}"
+        try:
+            with progress.stage("scoring") as st:
+                written = write_scores(score_users(spark, loaded.days, model_dir, as_of=as_of), out,
+                                       refuse_empty=True)
+                flagged = int(written["decision"].sum())
+                st.note = f"{len(written):,} active users scored, {flagged:,} flagged as likely to churn -> {out}"
+        except NoActiveUsers:
+            first, last = (iso_ms(t) for t in loaded.days.log_span_ms())
+            when = f"{as_of:%Y-%m-%dT%H:%M:%SZ}" if as_of else "the log's end"
+            return _err("score", f"no user is subscribed and active in the feature window before {when} "
+                                 f"(the log runs from {first} to {last}); nothing written to {out}")
     from sparkify.modeling.predict import rows_path
 
     if rows_path(out).exists():
@@ -389,9 +385,9 @@ def run_backtest(args: argparse.Namespace) -> int:
         spark = _spark(args.master, getattr(args, "verbose", None))
     except JavaNotFoundError as exc:
         return _err("backtest", str(exc))
-    from sparkify.modeling.backtest import backtest, summary, write_backtest
+    from sparkify.modeling.backtest import BACKTEST_DIR, backtest, summary, write_backtest
 
-    quarantine = model_dir / "backtests" / f"quarantine_{as_of:%Y-%m-%d}"
+    quarantine = model_dir / BACKTEST_DIR / f"quarantine_{as_of:%Y-%m-%d}"
     with _load_for_model(spark, events, model_dir, as_of, progress, quarantine=quarantine) as loaded:
         try:
             from sparkify.modeling.train import truth_path_for

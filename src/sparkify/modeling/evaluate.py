@@ -274,6 +274,12 @@ def counts_text(block: dict | None) -> str:
     return text
 
 
+def top_churners_text(top: dict, noun: str = "churner rows") -> str:
+    """', C <noun>' for the churners among the top-scored rows of :func:`top_fraction`
+    (empty for figures saved before they were kept)."""
+    return f", {top['churners']:,} {noun}" if top.get("churners") is not None else ""
+
+
 def spread_sizes(spread: dict) -> str:
     """'test sets of R1-R2 rows of U1-U2 users, C1-C2 churner rows' of a seed spread ('test sizes not
     recorded' for one saved before it kept them)."""
@@ -281,11 +287,13 @@ def spread_sizes(spread: dict) -> str:
     if not sizes:
         return "test sizes not recorded"
 
-    def span(key: str) -> str:
+    def span(key: str) -> str | None:
         values = [t[key] for t in sizes if t.get(key) is not None]
-        return f"{min(values):,}-{max(values):,}" if values else "?"
+        return f"{min(values):,}-{max(values):,}" if values else None
 
-    return f"test sets of {span('rows')} rows of {span('users')} users, {span('churners')} churner rows"
+    users = span("users")
+    return (f"test sets of {span('rows')} rows" + (f" of {users} users" if users else "")
+            + f", {span('churners')} churner rows")
 
 
 def interval_text(band: list[float] | None, lead: str = " (") -> str:

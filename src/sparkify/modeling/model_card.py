@@ -11,7 +11,7 @@ ceiling, backtest), top inputs and limits.
 
 from __future__ import annotations
 
-from sparkify.modeling.evaluate import counts_text, spread_sizes
+from sparkify.modeling.evaluate import counts_text, spread_sizes, top_churners_text
 from sparkify.modeling.selection import fraction_text, oof_counts
 
 WHY_PREDICTION_TIME = (
@@ -186,11 +186,6 @@ def _choice_lines(metrics: dict) -> list[str]:
     return lines
 
 
-def _top_churners(top: dict) -> str:
-    """', C churner rows' among the top-scored rows (empty for a model saved before it was kept)."""
-    return f", {top['churners']:,} churner rows" if top.get("churners") is not None else ""
-
-
 def _test_details(metrics: dict) -> list[str]:
     """Confusion and top-10 % figures, the in-time / out-of-time table and the calibration."""
     best, test = metrics["best"], metrics["best"]["test"]
@@ -198,7 +193,7 @@ def _test_details(metrics: dict) -> list[str]:
     lines = [
         "",
         f"Confusion (test): TP {c['tp']}, FP {c['fp']}, FN {c['fn']}, TN {c['tn']}. "
-        f"Top 10 % of scores ({top['users']:,} rows{_top_churners(top)}): precision {_num(top['precision'])}, lift {_num(top['lift'], 2)} "
+        f"Top 10 % of scores ({top['users']:,} rows{top_churners_text(top)}): precision {_num(top['precision'])}, lift {_num(top['lift'], 2)} "
         f"over the base rate {_num(top['base_rate'])}. A constant predictor has PR-AUC {_num(base.get('pr_auc'))}.",
     ]
     periods = best.get("periods") or {}

@@ -172,7 +172,11 @@ def _rows_table(pdf, features: list[tuple[str, str]]):
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta))
 
 
-def write_scores(scores, out: str | Path):
+class NoActiveUsers(ValueError):
+    """No user to score at the time asked for (:func:`write_scores` with ``refuse_empty``)."""
+
+
+def write_scores(scores, out: str | Path, refuse_empty: bool = False):
     """Write a scored DataFrame to one CSV or Parquet file (by extension), ranked, and the
     scored feature rows beside it.
 
@@ -191,13 +195,16 @@ def write_scores(scores, out: str | Path):
 
     The result has one row per user (tens of thousands at most), so the driver writes
     single files the web app can read. Returns the ranked rows (without the feature
-    columns) as a pandas DataFrame."""
+    columns) as a pandas DataFrame. ``refuse_empty``: raise :class:`NoActiveUsers`, and
+    write nothing, when there is no row (an empty list would replace the one in use)."""
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ValueError(f"--out must end in .csv or .parquet, not {out.name!r}")
     features = _feature_columns(scores)
     pdf = scores.orderBy("rank").toPandas()
+    if refuse_empty and pdf.empty:
+        raise NoActiveUsers("no user is subscribed and active in the feature window before the scoring time")
     names = [name for name, _ in features]
     ranked = pdf.drop(columns=names)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -145,7 +145,7 @@ def step_load(spark, events_path: str, staging: Path, model_dir: Path, spec, con
         if q.quarantine_path:
             q.quarantine_path = str(model_dir / "quarantine")
         st.note = (f"{q.user_rows:,} user events, {q.users:,} users, {q.churners:,} churners, "
-                   f"{q.quarantined:,} quarantined" + (f" (-> {q.quarantine_path})" if q.quarantined else ""))
+                   f"{q.quarantined:,} quarantined" + (f" (-> {q.quarantine_path})" if q.quarantined and q.quarantine_path else ""))
     if config.verbose:
         print(q.summary(), flush=True)
     return loaded

@@ -10,7 +10,9 @@ numbers inside a generous range around the training range (negative values
 are refused where training never saw one; anything beyond ten times the
 training extremes is refused as absurd), or inside the fixed range of their
 unit (:data:`UNIT_RANGES`: a "fraction" is from 0 to 1) when the model's
-feature list gives one. Categorical values may be any short text (not NaN or
+feature list gives one, widened to the training extremes where training went beyond it
+(``active_day_share`` counts whole active days over a new user's fractional days, so it
+can pass 1 a little). Categorical values may be any short text (not NaN or
 Infinity): an unseen category is accepted and the scorer handles it like
 Spark's ``handleInvalid="keep"`` bucket.
 """
@@ -102,14 +104,16 @@ def accepted_range(train_min: float | None, train_max: float | None,
                    unit: str = "") -> tuple[float | None, float | None]:
     """The generous accepted range ``(lo, hi)`` around a training range.
 
-    A unit with a fixed range (:data:`UNIT_RANGES`) gives that range. Otherwise
+    A unit with a fixed range (:data:`UNIT_RANGES`) gives that range, widened to the
+    training extremes where they lie outside it (values the model was trained on). Otherwise
     non-negative training data gives ``lo = 0``; negative minima allow ten
     times further down. The upper bound is ten times the training maximum
     (at least 10 when the maximum is small or zero, so a feature whose training
     values were all 0 still accepts small positive values).
     """
     if unit in UNIT_RANGES:
-        return UNIT_RANGES[unit]
+        lo, hi = UNIT_RANGES[unit]
+        return (lo if train_min is None else min(lo, train_min)), (hi if train_max is None else max(hi, train_max))
     lo = hi = None
     if train_min is not None:
         lo = 0.0 if train_min >= 0 else ABSURD_FACTOR * train_min
@@ -179,8 +183,7 @@ def _parse_numeric(spec: FieldSpec, raw: Any) -> tuple[float | None, str | None]
     if not math.isfinite(value):
         return None, "must be a finite number"
     if spec.unit in UNIT_RANGES and not spec.accept_lo <= value <= spec.accept_hi:
-        lo, hi = UNIT_RANGES[spec.unit]
-        return None, f"must be from {format_number(lo)} to {format_number(hi)} (a {spec.unit})"
+        return None, f"must be from {format_number(spec.accept_lo)} to {format_number(spec.accept_hi)} (a {spec.unit})"
     if spec.lo is not None and value < spec.lo:
         if spec.lo == 0:
             return None, "must not be negative"
