@@ -431,6 +431,8 @@ def test_training_dates_must_have_their_whole_window_and_horizon_in_the_log():
         check_dates_fit(replace_dates(fits, 1538352000000 + 40 * DAY_MS), start, end)
     with pytest.raises(ValueError, match="no full 14-day feature window .* earliest date that fits is 2018-10-15"):
         check_dates_fit(replace_dates(fits, 1538352000000 + 10 * DAY_MS), start, end)
+    with pytest.raises(ValueError, match="too short for a 14-day feature window and a 30-day horizon"):
+        check_dates_fit(replace_dates(fits, 1538352000000 + 30 * DAY_MS), start, start + 40 * DAY_MS)
     check_dates_fit(replace_dates(LabelSpec(mode="ever"), 0), start, end)   # 'ever' labels: one date per user
 
 

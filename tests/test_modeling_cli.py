@@ -39,11 +39,17 @@ def test_train_unwritable_model_dir_exits_2(capsys, tmp_path, real_sample):
     ("--horizon-days", "0", "horizon_days"),
     ("--step-days", "0", "step_days"),
     ("--last-date", "2018-11-01T12:00:00Z", "midnight"),
-    ("--cutoff", "2018-10-01", "no full 30-day horizon of log after it"),
+    ("--cutoff", "2018-10-01", "too short for a 14-day feature window and a 30-day horizon"),
 ])
 def test_train_bad_options_exit_2(capsys, tmp_path, real_sample, option, value, message):
     code, _, err = run(capsys, "train", str(real_sample), "--model", str(tmp_path / "m"), option, value)
     assert code == 2 and message in err
+
+
+def test_train_refuses_a_date_whose_labels_the_log_cannot_hold(capsys, tmp_path, compact_log):
+    code, _, err = run(capsys, "train", str(compact_log), "--model", str(tmp_path / "m"), "--cutoff", "2018-11-20")
+    assert code == 2 and "no full 30-day horizon of log after it" in err and "latest date that fits" in err
+    assert not (tmp_path / "m").exists()
 
 
 def test_train_plans_from_the_command_line(capsys, tmp_path, real_sample):
