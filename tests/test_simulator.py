@@ -296,6 +296,8 @@ def test_cli_exit_code_2_without_traceback(tmp_path, capsys):
     blocker.write_text("")
     assert main(["simulate", "--users", "5", "--days", "2", "--out", str(blocker / "sub" / "x.json")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+    assert main(["simulate", "--users", "5", "--days", "2", "--out", str(tmp_path / "log.txt")]) == 2
+    assert "X.json or X.json.gz" in capsys.readouterr().err and not (tmp_path / "log.txt").exists()
     ok = main(["simulate", "--users", "8", "--days", "3", "--seed", "1", "--quiet", "--out", str(tmp_path / "ok.json")])
     assert ok == 0 and (tmp_path / "ok.json").stat().st_size > 0
     assert "events" in capsys.readouterr().out

@@ -64,6 +64,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         print("sparkify simulate: error: --workers must be >= 1", file=sys.stderr)
         return 2
+    name = args.out.name.lower()
+    if args.out.suffix and not name.endswith((".json", ".json.gz")) and not args.out.is_dir():
+        print(f"sparkify simulate: error: --out {args.out}: name X.json or X.json.gz for one file, or a "
+              "directory (without an extension) for part files", file=sys.stderr)
+        return 2
     cohorts = () if args.no_cohorts else None
     if args.cohorts is not None:
         import json
