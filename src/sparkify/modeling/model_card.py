@@ -136,8 +136,7 @@ def _metrics_table(model: dict, metrics: dict) -> list[str]:
         f"Decision: churn when the {model['score_kind']} > {model['threshold']:.4f}, a threshold chosen "
         "on out-of-fold validation scores of the training part (folds by user) to maximise churn-class F1. "
         f"The probabilities are calibrated ({(model.get('calibration') or {}).get('method', 'none')}: Platt or "
-        "isotonic, whichever has the lower cross-fitted log loss on the out-of-fold scores; a monotone map, so "
-        "the ranking and the PR-AUC are the model's own).",
+        "isotonic, whichever has the lower cross-fitted log loss on the out-of-fold scores).",
         "",
         f"Every figure is on the held-out users' rows: {test['rows']:,} rows of {test['users']:,} users, "
         f"{test['churners']:,} churner rows.",
