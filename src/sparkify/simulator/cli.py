@@ -64,11 +64,6 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         print("sparkify simulate: error: --workers must be >= 1", file=sys.stderr)
         return 2
-    name = args.out.name.lower()
-    if args.out.suffix and not name.endswith((".json", ".json.gz")) and not args.out.is_dir():
-        print(f"sparkify simulate: error: --out {args.out}: name X.json or X.json.gz for one file, or a "
-              "directory (without an extension) for part files", file=sys.stderr)
-        return 2
     cohorts = () if args.no_cohorts else None
     if args.cohorts is not None:
         import json
@@ -100,5 +95,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     print(f"wrote {summary.events:,} events of {summary.users:,} users ({summary.churned:,} churned, "
           f"{summary.churn_rate:.1%}) to {summary.path} [{mb:,.1f} MB] in {summary.seconds:.1f} s "
           f"({summary.events / max(summary.seconds, 1e-9):,.0f} events/s, {mb / max(summary.seconds, 1e-9):,.1f} MB/s)")
+    if Path(summary.path).is_dir():
+        print("(a directory of part files: --out names one file only when it ends in .json or .json.gz)")
     print(f"ground truth: {summary.truth_path}")
     return 0
