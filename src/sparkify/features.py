@@ -328,25 +328,38 @@ def log_end_ms(events: DataFrame, mode: str = "window") -> int:
     return int(value)
 
 
+def fitting_dates(start_ms: int, end_ms: int, horizon_days: int, long_days: int) -> tuple[int, int]:
+    """(earliest, latest) observation midnight (epoch ms) that a log spanning [start_ms,
+    end_ms] holds whole: a full ``long_days`` window after its first midnight before it, a
+    full ``horizon_days`` after it. Earliest > latest when no date fits."""
+    earliest = -(-start_ms // DAY_MS) * DAY_MS + long_days * DAY_MS
+    latest = ((end_ms - horizon_days * DAY_MS) // DAY_MS) * DAY_MS
+    return earliest, latest
+
+
+def _too_short(start_ms: int, end_ms: int, horizon_days: int, long_days: int, suffix: str = "") -> ValueError:
+    """The error for a log that holds no observation date whole."""
+    return ValueError(f"the log ({iso_ms(start_ms)} to {iso_ms(end_ms)}) is too short for a {long_days}-day "
+                      f"feature window and a {horizon_days}-day horizon{suffix}: use a longer log, a shorter "
+                      "--horizon-days or --window-days, or --label ever")
+
+
 def snapshot_dates(start_ms: int, end_ms: int, horizon_days: int, step_days: int = DEFAULT_STEP_DAYS,
                    last_date: datetime | None = None, long_days: int = LONG_DAYS) -> tuple[int, ...]:
     """Observation dates (epoch ms, midnights UTC, ascending) for a log spanning
     [start_ms, end_ms]: every ``step_days`` back from ``last_date`` (default: the latest
     midnight t with t + horizon <= end_ms) while a full ``long_days`` window of log
     lies before the date. Raises ValueError when no date fits."""
-    first = -(-start_ms // DAY_MS) * DAY_MS + long_days * DAY_MS
-    last = ((end_ms - horizon_days * DAY_MS) // DAY_MS) * DAY_MS if last_date is None else _ms(last_date)
+    first, latest = fitting_dates(start_ms, end_ms, horizon_days, long_days)
+    last = latest if last_date is None else _ms(last_date)
     dates = []
     t = last
     while t >= first:
         dates.append(t)
         t -= step_days * DAY_MS
     if not dates:
-        raise ValueError(
-            f"the log ({_iso(_from_ms(start_ms))} to {_iso(_from_ms(end_ms))}) is too short for a "
-            f"{long_days}-day feature window and a {horizon_days}-day horizon"
-            + (f" ending at {_iso(last_date)}" if last_date else "")
-            + ": use a longer log, a shorter --horizon-days or --window-days, or --label ever")
+        raise _too_short(start_ms, end_ms, horizon_days, long_days,
+                         f" ending at {_iso(last_date)}" if last_date else "")
     return tuple(sorted(dates))
 
 
@@ -360,13 +373,9 @@ def check_dates_fit(spec: LabelSpec, start_ms: int, end_ms: int) -> None:
         return
     latest, earliest = max(spec.dates), min(spec.dates)
     span = f"the log runs from {iso_ms(start_ms)} to {iso_ms(end_ms)}"
-    first_midnight = -(-start_ms // DAY_MS) * DAY_MS
-    earliest_fit = first_midnight + spec.long_days * DAY_MS
-    latest_fit = ((end_ms - spec.horizon_days * DAY_MS) // DAY_MS) * DAY_MS
+    earliest_fit, latest_fit = fitting_dates(start_ms, end_ms, spec.horizon_days, spec.long_days)
     if latest_fit < earliest_fit:
-        raise ValueError(f"{span}: too short for a {spec.long_days}-day feature window and a "
-                         f"{spec.horizon_days}-day horizon: use a longer log, a shorter --horizon-days or "
-                         "--window-days, or --label ever")
+        raise _too_short(start_ms, end_ms, spec.horizon_days, spec.long_days)
     if latest + spec.horizon_days * DAY_MS > end_ms:
         raise ValueError(
             f"the observation date {iso_ms(latest)} has no full {spec.horizon_days}-day horizon of log after "

@@ -31,6 +31,8 @@ MODEL_CARD = "MODEL_CARD.md"
 #: The latest backtest (``sparkify backtest``), written beside the model and shown in its card.
 BACKTEST_JSON = "backtest.json"
 PIPELINE_DIR = "pipeline"
+#: the malformed lines of the training log (only when it had any)
+QUARANTINE_DIR = "quarantine"
 REQUIRED = (PIPELINE_DIR, MODEL_JSON, METRICS_JSON, QUALITY_JSON, FEATURES_PARQUET, ACTIVITY_PARQUET,
             MODEL_CARD)
 

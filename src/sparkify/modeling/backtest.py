@@ -183,6 +183,3 @@ def summary(result: dict) -> str:
                      f"{c['test']['expected_churners']:.1f} churners; the model reaches {fraction_text(c)} "
                      "of its PR-AUC")
     return "\n".join(lines)
-
-
-

@@ -250,7 +250,7 @@ def _check_model_log_time(model_dir: Path, events: str, as_of: str | None, after
     whole (model.json readable, the Spark pipeline present), the log exists, ``as_of``
     parses and, with ``after_training``, is later than the model's last observation date."""
     from sparkify.features import parse_time
-    from sparkify.modeling.artifacts import MODEL_JSON, load_model_json
+    from sparkify.modeling.artifacts import MODEL_JSON, PIPELINE_DIR, load_model_json
     from sparkify.modeling.backtest import check_after_training
 
     try:
@@ -259,8 +259,8 @@ def _check_model_log_time(model_dir: Path, events: str, as_of: str | None, after
         return str(exc), None
     except (ValueError, OSError) as exc:
         return f"damaged model at {model_dir}: {MODEL_JSON} cannot be read ({exc}); train it again", None
-    if not (model_dir / "pipeline" / "metadata").is_dir():
-        return f"damaged model at {model_dir}: its Spark pipeline (pipeline/) is missing; train it again", None
+    if not (model_dir / PIPELINE_DIR / "metadata").is_dir():
+        return f"damaged model at {model_dir}: its Spark pipeline ({PIPELINE_DIR}/) is missing; train it again", None
     if "://" not in events and not any(ch in events for ch in "*?[") and not Path(events).exists():
         return f"event log not found: {events}", None
     try:

@@ -138,12 +138,12 @@ def step_load(spark, events_path: str, staging: Path, model_dir: Path, spec, con
     from sparkify.features import spec_boundaries
 
     with progress.stage("load") as st:
-        loaded = load_log(spark, events_path, quarantine_path=str(staging / "quarantine"),
+        loaded = load_log(spark, events_path, quarantine_path=str(staging / artifacts.QUARANTINE_DIR),
                           splits=spec_boundaries(spec), artists=config.artist_features)
         cached.append(loaded)
         q = loaded.quality
         if q.quarantine_path:
-            q.quarantine_path = str(model_dir / "quarantine")
+            q.quarantine_path = str(model_dir / artifacts.QUARANTINE_DIR)
         st.note = (f"{q.user_rows:,} user events, {q.users:,} users, {q.churners:,} churners, "
                    f"{q.quarantined:,} quarantined" + (f" (-> {q.quarantine_path})" if q.quarantined and q.quarantine_path else ""))
     if config.verbose:
