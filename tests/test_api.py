@@ -281,7 +281,7 @@ def test_fraction_features_accept_0_to_1_and_what_training_saw(client, bundle, t
 
 def test_fraction_bounds_widen_to_the_training_extremes():
     assert accepted_range(0.0, 0.8, "fraction") == (0.0, 1.0)
-    assert accepted_range(0.0, 1.14, "fraction") == (0.0, 1.14)     # active_day_share of a new user
+    assert accepted_range(0.0, 1.14, "fraction") == (0.0, 1.14)     # a model whose training rows passed 1
 
 
 def test_model_metadata_states_the_fraction_bounds(client, bundle):

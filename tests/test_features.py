@@ -33,6 +33,8 @@ USERS = {
               location="Bakersfield, CA", userAgent=FIREFOX_MAC),
     "D": dict(gender="M", registration=ms(datetime(2018, 11, 2, tzinfo=UTC)),
               location="Chicago-Naperville-Elgin, IL-IN-WI", userAgent=FIREFOX_MAC),
+    "E": dict(gender="F", registration=ms(datetime(2018, 10, 30, 18, tzinfo=UTC)),
+              location="Corpus Christi, TX", userAgent=IPHONE),
 }
 
 
@@ -176,6 +178,20 @@ def test_user_younger_than_the_window(window_table, hand_events):
     assert dd["songs_per_day"] == pytest.approx(1 / 3)
     assert dd["songs_per_day_recent"] == pytest.approx(1 / 3)
     assert dd["songs_trend"] == 1.0
+
+
+def test_active_day_share_counts_calendar_days(spark):
+    """E registered on Oct 30 at 18:00 and played that evening and on Oct 31: scored at
+    midnight Nov 1 it existed 1.25 days but on 2 calendar days, and was active on both
+    (a share, never above 1); its rates stay per day it existed."""
+    from sparkify.features import build_scoring_table
+
+    events = make_events(spark, [("E", 5, d(10, 30, 20, 0), "NextSong", "free", "X"),
+                                 ("E", 6, d(10, 31, 10, 0), "NextSong", "free", "X")])
+    e = build_scoring_table(events, as_of=T).first().asDict()
+    assert e["active_day_share"] == 1.0
+    assert e["songs_per_day"] == pytest.approx(2 / 1.25)
+    assert e["window_coverage"] == pytest.approx(1.25 / 14)
 
 
 def test_a_longer_window(hand_events):

@@ -96,6 +96,10 @@ _R = "the last {recent} days"
 #: seen in the window when registration is unknown), at least one: every rate is per
 #: such day, so a user younger than the window is measured over the days it existed.
 EXPOSURE_SQL = "exposure_days"
+#: The UTC calendar days that the long window and the user's existence share, at least
+#: one: what an active-day share counts against (a user registered on a Tuesday evening
+#: and seen that evening and on Wednesday was active on 2 of 2 days, not of 1.25).
+CALENDAR_DAYS_SQL = "calendar_days"
 
 
 def _build_catalogue() -> list[FeatureSpec]:
@@ -110,7 +114,8 @@ def _build_catalogue() -> list[FeatureSpec]:
         FeatureSpec("sessions_per_day", "numeric", "per day", f"Sessions per day over {_W}.",
                     ratio_sql("w_sessions", EXPOSURE_SQL)),
         FeatureSpec("active_day_share", "numeric", "fraction",
-                    f"Share of the days of {_W} with any activity.", ratio_sql("w_active_days", EXPOSURE_SQL)),
+                    f"Share of the (UTC) calendar days of {_W} with any activity.",
+                    ratio_sql("w_active_days", CALENDAR_DAYS_SQL)),
         FeatureSpec("songs_per_session", "numeric", "per session", f"Songs per session over {_W}.",
                     ratio_sql("w_songs", "w_sessions")),
         FeatureSpec("mean_session_minutes", "numeric", "minutes",
@@ -486,6 +491,8 @@ def _observation_features(days: SessionDays, long_days: int, *, dates: tuple[int
     agg = agg.selectExpr(
         "*", f"{float(long_days)}D AS long_days",
         f"greatest(1.0D, least({float(long_days)}D, (as_of_ms - {start}) / {DAY_MS}.0D)) AS exposure_days",
+        f"CAST(greatest(1L, least(ceil(as_of_ms / {DAY_MS}.0D) - floor((as_of_ms - {long_ms}L) / {DAY_MS}.0D), "
+        f"ceil(as_of_ms / {DAY_MS}.0D) - floor({start} / {DAY_MS}.0D))) AS DOUBLE) AS calendar_days",
         f"{'as_of_ms' if tenure_at_ms is None else f'{int(tenure_at_ms)}L'} AS tenure_at_ms")
     agg = agg.selectExpr("*", f"least({float(RECENT_DAYS)}D, exposure_days) AS recent_days")
     ever = ever_at is not None

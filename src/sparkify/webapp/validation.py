@@ -11,8 +11,8 @@ are refused where training never saw one; anything beyond ten times the
 training extremes is refused as absurd), or inside the fixed range of their
 unit (:data:`UNIT_RANGES`: a "fraction" is from 0 to 1) when the model's
 feature list gives one, widened to the training extremes where training went beyond it
-(``active_day_share`` counts whole active days over a new user's fractional days, so it
-can pass 1 a little). Categorical values may be any short text (not NaN or
+(a value the model was trained on is real: models saved before ``active_day_share``
+counted calendar days hold new users' shares a little above 1). Categorical values may be any short text (not NaN or
 Infinity): an unseen category is accepted and the scorer handles it like
 Spark's ``handleInvalid="keep"`` bucket.
 """
