@@ -288,6 +288,22 @@ def test_watch_takes_files_as_they_land_and_a_restart_neither_loses_nor_repeats(
     assert len(state.scored) == 1 and out.read_bytes() == raw_scores.read_bytes()   # all files: the raw log's list
 
 
+def test_a_rescoring_with_no_active_user_keeps_the_list_in_use(spark, store, trained_model, tmp_path, monkeypatch):
+    """An empty list would replace the one the web app serves: refresh_scores refuses it
+    and writes nothing (here the scoring is made to find nobody)."""
+    import sparkify.modeling.predict as predict
+    from sparkify.watch import refresh_scores
+
+    out = tmp_path / "scores.csv"
+    assert refresh_scores(spark, str(store), trained_model, out) > 0
+    before = out.read_bytes()
+    real = predict.score_users
+    monkeypatch.setattr(predict, "score_users", lambda *a, **k: real(*a, **k).limit(0))
+    with pytest.raises(predict.NoActiveUsers):
+        refresh_scores(spark, str(store), trained_model, out)
+    assert out.read_bytes() == before
+
+
 def test_a_damaged_file_left_out_is_not_held_and_is_tried_again(spark, day_files, tmp_path):
     import gzip
 

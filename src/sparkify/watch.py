@@ -55,7 +55,8 @@ def _files_of(batch: DataFrame) -> list[str]:
 def refresh_scores(spark: SparkSession, store: str, model_dir: str | Path, out: str | Path) -> int:
     """Score the store at the midnight after its last event with the model and write the
     ranked list to ``out`` (``sparkify.modeling.predict.write_scores``). Returns the
-    number of users scored."""
+    number of users scored. Raises ``NoActiveUsers``, and leaves ``out`` as it was, when
+    no user is active in the window before that time."""
     from sparkify.features import model_window_days, uses_artists
     from sparkify.modeling.artifacts import load_model_json
     from sparkify.modeling.predict import score_users, write_scores
@@ -64,7 +65,7 @@ def refresh_scores(spark: SparkSession, store: str, model_dir: str | Path, out: 
     artists = uses_artists([f["name"] for f in meta["features"]])
     with load_store(spark, store, artists=artists, window_end_ms=scoring_time_ms(spark, store),
                     long_days=model_window_days(meta)) as loaded:
-        return len(write_scores(score_users(spark, loaded.days, model_dir), Path(out)))
+        return len(write_scores(score_users(spark, loaded.days, model_dir), Path(out), refuse_empty=True))
 
 
 def start_watch(spark: SparkSession, landing: str | Path, store: str | Path, *, model_dir: str | Path | None = None,
@@ -79,6 +80,7 @@ def start_watch(spark: SparkSession, landing: str | Path, store: str | Path, *, 
     stream's checkpoint (default inside the store); ``artists``, ``keep_events`` as for
     ``ingest_into_store``. Raises FileNotFoundError when ``landing`` is not a directory.
     """
+    from sparkify.modeling.predict import NoActiveUsers
     from sparkify.progress import quiet
     from sparkify.rawlog import glob_status
 
@@ -114,8 +116,12 @@ def start_watch(spark: SparkSession, landing: str | Path, store: str | Path, *, 
             if not state.pending or (state.last_scored is not None and now - state.last_scored < every_s):
                 return
             with progress.stage(f"rescore -> {out}") as st:
-                users = refresh_scores(spark, store, model_dir, out)
-                st.note = f"{users:,} active users"
+                try:
+                    users = refresh_scores(spark, store, model_dir, out)
+                    st.note = f"{users:,} active users"
+                except NoActiveUsers as exc:
+                    users = 0
+                    st.note = f"{exc}: the list in use is kept"
             state.pending, state.last_scored = False, now
             state.scored.append((time.time(), users))
 
