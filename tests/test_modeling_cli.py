@@ -109,6 +109,10 @@ def test_score_sets_malformed_lines_aside_and_writes_nothing_when_nobody_is_acti
                        "--as-of", "2019-06-01")            # months after the log's end
     assert code == 2 and "no user is subscribed and active" in err and "the log runs from" in err
     assert out.read_bytes() == before                      # the list the web app reads is left as it was
+    assert quarantine.is_dir()                             # and the lines set aside with it
+    code, stdout, err = run(capsys, "score", str(compact_log), "--model", str(trained_model), "--out", str(out))
+    assert code == 0 and "quarantined" not in stdout, err
+    assert not quarantine.exists()                         # a clean log's list has no quarantine beside it
 
 
 def test_a_damaged_model_is_named_before_any_work(capsys, trained_model, small_log, tmp_path):

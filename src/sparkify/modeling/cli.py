@@ -306,6 +306,15 @@ def _load_for_model(spark, events: str, model_dir: Path, as_of, progress: Progre
     return loaded
 
 
+def _drop_stale_quarantine(path: Path, quality) -> None:
+    """Remove the quarantine folder ``path`` that an earlier run of the same output left,
+    unless this run's load (``quality``) wrote it: its lines are not this run's."""
+    import shutil
+
+    if path.is_dir() and quality.quarantine_path != str(path):
+        shutil.rmtree(path)
+
+
 def configure_score(parser: argparse.ArgumentParser) -> None:
     add_events_argument(parser, store_note=" (only the days of the model's feature window are read)")
     parser.add_argument("--model", metavar="DIR", required=True, help="model directory written by `sparkify train`")
@@ -338,8 +347,9 @@ def run_score(args: argparse.Namespace) -> int:
     from sparkify.features import iso_ms
     from sparkify.modeling.predict import NoActiveUsers, score_users, write_scores
 
+    quarantine = out.with_name(f"{out.stem}.quarantine")
     with _load_for_model(spark, events, model_dir, as_of, progress, window_only=True,
-                         quarantine=out.with_name(f"{out.stem}.quarantine")) as loaded:
+                         quarantine=quarantine) as loaded:
         try:
             with progress.stage("scoring") as st:
                 written = write_scores(score_users(spark, loaded.days, model_dir, as_of=as_of), out,
@@ -351,6 +361,7 @@ def run_score(args: argparse.Namespace) -> int:
             when = f"{as_of:%Y-%m-%dT%H:%M:%SZ}" if as_of else "the log's end"
             return _err("score", f"no user is subscribed and active in the feature window before {when} "
                                  f"(the log runs from {first} to {last}); nothing written to {out}")
+        _drop_stale_quarantine(quarantine, loaded.quality)
     from sparkify.modeling.predict import rows_path
 
     if rows_path(out).exists():
@@ -396,6 +407,7 @@ def run_backtest(args: argparse.Namespace) -> int:
                 result = backtest(spark, loaded.days, model_dir, as_of, truth=truth_path_for(events))
         except ValueError as exc:
             return _err("backtest", str(exc))
+        _drop_stale_quarantine(quarantine, loaded.quality)
     path = write_backtest(model_dir, result)
     print(summary(result))
     progress.say(f"written to {path} and {model_dir / 'backtest.json'}")
