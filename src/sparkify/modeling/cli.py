@@ -272,6 +272,25 @@ def _check_model_log_time(model_dir: Path, events: str, as_of: str | None, after
     return None, when
 
 
+def _open_model_run(command: str, args: argparse.Namespace, model_dir: Path, after_training: bool = False):
+    """The start of a command that applies a saved model to a log: the log's path, the
+    model and the time checked before Spark starts (:func:`_check_model_log_time`), then
+    the session. Out: (exit code after a printed error, or None; events; as_of; spark)."""
+    from sparkify.spark import JavaNotFoundError
+
+    try:
+        events = events_of(args)
+    except ValueError as exc:
+        return _err(command, str(exc)), None, None, None
+    problem, as_of = _check_model_log_time(model_dir, events, args.as_of, after_training=after_training)
+    if problem:
+        return _err(command, problem), None, None, None
+    try:
+        return None, events, as_of, _spark(args.master, getattr(args, "verbose", None))
+    except JavaNotFoundError as exc:
+        return _err(command, str(exc)), None, None, None
+
+
 def _load_for_model(spark, events: str, model_dir: Path, as_of, progress: Progress, window_only: bool = False,
                     quarantine: Path | None = None):
     """The log as session-day rows that serve a saved model at ``as_of`` (its split points,
@@ -326,24 +345,14 @@ def configure_score(parser: argparse.ArgumentParser) -> None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from sparkify.spark import JavaNotFoundError
-
     progress = Progress()
     model_dir = Path(args.model)
     out = Path(args.out) if args.out else model_dir / "scores.csv"
     if out.suffix.lower() not in (".csv", ".parquet"):
         return _err("score", f"--out must end in .csv or .parquet, not {out.name!r}")
-    try:
-        events = events_of(args)
-    except ValueError as exc:
-        return _err("score", str(exc))
-    problem, as_of = _check_model_log_time(model_dir, events, args.as_of)
-    if problem:
-        return _err("score", problem)
-    try:
-        spark = _spark(args.master, getattr(args, "verbose", None))
-    except JavaNotFoundError as exc:
-        return _err("score", str(exc))
+    code, events, as_of, spark = _open_model_run("score", args, model_dir)
+    if code is not None:
+        return code
     from sparkify.features import iso_ms
     from sparkify.modeling.predict import NoActiveUsers, score_users, write_scores
 
@@ -381,21 +390,11 @@ def configure_backtest(parser: argparse.ArgumentParser) -> None:
 
 
 def run_backtest(args: argparse.Namespace) -> int:
-    from sparkify.spark import JavaNotFoundError
-
     progress = Progress()
     model_dir = Path(args.model)
-    try:
-        events = events_of(args)
-    except ValueError as exc:
-        return _err("backtest", str(exc))
-    problem, as_of = _check_model_log_time(model_dir, events, args.as_of, after_training=True)
-    if problem:
-        return _err("backtest", problem)
-    try:
-        spark = _spark(args.master, getattr(args, "verbose", None))
-    except JavaNotFoundError as exc:
-        return _err("backtest", str(exc))
+    code, events, as_of, spark = _open_model_run("backtest", args, model_dir, after_training=True)
+    if code is not None:
+        return code
     from sparkify.modeling.backtest import BACKTEST_DIR, backtest, summary, write_backtest
 
     quarantine = model_dir / BACKTEST_DIR / f"quarantine_{as_of:%Y-%m-%d}"
